@@ -1,0 +1,1 @@
+"""Nespay: self-hosted cryptocurrency payments."""

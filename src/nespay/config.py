@@ -1,0 +1,371 @@
+"""Settings: one class, read from the environment and `.env`, validated at start-up.
+
+Variable names are the deployment guide's (upper case in the environment). A bad value stops
+the process with one line per variable naming it and what is expected, never its value
+(see `load_settings`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import sys
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+from cronsim import CronSim, CronSimError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+CommaList = Annotated[list[str], NoDecode]
+
+# Values that ship in `.env.example`, the guide, or as defaults: refused outside development.
+EXAMPLE_SECRETS = {
+    "password",
+    "yourpassword",
+    "your-64-byte-hex-key",
+    "your-shared-secret",
+    "changeme",
+    "secret",
+    "...",
+}
+DEV_MASTER_KEY = "00" * 64
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def parse_host_port(item: str) -> tuple[str, int]:
+    host, sep, port = item.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError("expected host:port")
+    return host.strip("[]"), int(port)
+
+
+def parse_nat_map(value: str) -> dict[tuple[str, int], tuple[str, int]]:
+    """`from_host:port=>to_host:port,…` → {(from_host, port): (to_host, port)}."""
+    mapping: dict[tuple[str, int], tuple[str, int]] = {}
+    for pair in _split_csv(value or ""):
+        source, arrow, target = pair.partition("=>")
+        if not arrow:
+            raise ValueError("expected host:port=>host:port pairs separated by commas")
+        try:
+            mapping[parse_host_port(source)] = parse_host_port(target)
+        except ValueError:
+            raise ValueError("expected host:port=>host:port pairs separated by commas") from None
+    return mapping
+
+
+def validate_cron(value: str) -> str:
+    from datetime import datetime
+
+    try:
+        CronSim(value, datetime(2000, 1, 1))
+    except (CronSimError, ValueError, IndexError):
+        raise ValueError("expected a 5-field cron expression such as '*/5 * * * *'") from None
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        case_sensitive=False,
+        extra="ignore",
+        hide_input_in_errors=True,
+        populate_by_name=True,
+    )
+
+    # --- core -------------------------------------------------------------------------------
+    app_env: Literal["development", "test", "staging", "production"] = Field(
+        "development", validation_alias=AliasChoices("APP_ENV", "NODE_ENV")
+    )
+    api_port: Port = 8000
+    webhook_port: Port = 8001
+    job_port: Port = 8002
+    host: str = "0.0.0.0"
+    base_url: str = "http://localhost:8000"
+    public_api_prefix: str = "api/v1"
+    internal_api_prefix: str = "api/backoffice/v1"
+    swagger_enable: bool = False
+    enable_cors_urls: CommaList = []
+    health_token: SecretStr | None = None
+    app_scheme: str = "nespay"
+
+    # --- database ---------------------------------------------------------------------------
+    database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/nespay?schema=public")
+    database_pool_size: int = Field(10, ge=1, le=200)
+    database_max_overflow: int = Field(10, ge=0, le=200)
+    db_monitoring_enabled: bool = False
+    db_monitoring_level: Literal["debug", "info", "warning", "error"] = "warning"
+    db_slow_query_threshold: int = Field(500, ge=0)  # ms
+
+    # --- redis ------------------------------------------------------------------------------
+    redis_enabled: bool = False
+    redis_user: str | None = None
+    redis_password: SecretStr | None = None
+    redis_host: str = "localhost"
+    redis_port: Port = 6379
+    redis_db: int = Field(0, ge=0, le=15)
+    redis_max_retries: int = Field(3, ge=0, le=100)
+    redis_retry_delay: int = Field(100, ge=0)  # ms
+    redis_max_retry_delay: int = Field(2000, ge=0)  # ms
+    redis_ready_check: bool = True
+    redis_offline_queue: bool = False
+    redis_lazy_connect: bool = False
+    redis_cluster_enabled: bool = False
+    redis_cluster_nodes: CommaList = []
+    redis_cluster_nat_map: str = ""
+    redis_sentinel_enabled: bool = False
+    redis_sentinel_name: str = "mymaster"
+    redis_sentinel_nodes: CommaList = []
+    redis_sentinel_nat_map: str = ""
+
+    # --- rabbitmq ---------------------------------------------------------------------------
+    rabbitmq_url: SecretStr | None = None
+    rabbitmq_quorum_queues: bool = False
+
+    # --- cognito ----------------------------------------------------------------------------
+    cognito_user_pool_id: str | None = None
+    cognito_user_client_id: str | None = None
+    cognito_admin_pool_id: str | None = None
+    cognito_admin_client_id: str | None = None
+    aws_region: str | None = None
+    cognito_endpoint_url: str | None = None
+
+    # --- privy / rain -----------------------------------------------------------------------
+    privy_app_id: str | None = None
+    privy_app_secret: SecretStr | None = None
+    privy_api: str = "https://api.privy.io"
+    rain_api_url: str = "https://api.raincards.xyz"
+    rain_api_key: SecretStr | None = None
+    card_admin_evm_wallet_address: str | None = None
+
+    # --- wallets ----------------------------------------------------------------------------
+    wallet_provider: Literal["hd", "privy"] = "hd"
+    hd_wallet_xpub: str | None = None
+    tron_hd_wallet_xpub: str | None = None
+
+    # --- callbacks and email ----------------------------------------------------------------
+    callback_allow_private_urls: bool = False
+    smtp_url: SecretStr | None = None
+    email_app_name: str = "Nespay"
+    email_support_email: str = "support@localhost"
+    aws_ses_from_email: str | None = None
+
+    # --- security ---------------------------------------------------------------------------
+    encryption_master_key: SecretStr = SecretStr(DEV_MASTER_KEY)
+    encryption_master_key_previous: SecretStr | None = None
+    trusted_proxies: CommaList = []
+    webhook_enable_ip_validation: bool = True
+    webhook_enable_signature_validation: bool = True
+    webhook_allowed_ips: CommaList = []
+    webhook_rain_allowed_ips: CommaList = []
+    webhook_intrajasa_token: SecretStr | None = None
+
+    # --- observability ----------------------------------------------------------------------
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    otlp_logs_endpoint: str | None = None
+    service_name: str = "nespay-backend"
+    service_version: str = "0.1.0"
+    environment: str | None = None
+    cluster_name: str | None = None
+    loki_url: str | None = None
+
+    # --- jobs (each: enabled flag + cron schedule) ------------------------------------------
+    consolidation_job_enabled: bool = False
+    consolidation_job_schedule: str = "0 * * * *"
+    consolidation_job_max_concurrent: int = Field(5, ge=1, le=100)
+    consolidation_job_timeout_ms: int = Field(300_000, ge=1000)
+    rpc_health_job_enabled: bool = True
+    rpc_health_job_schedule: str = "* * * * *"
+
+    # ---------------------------------------------------------------------------------------
+    @field_validator(
+        "enable_cors_urls",
+        "redis_cluster_nodes",
+        "redis_sentinel_nodes",
+        "trusted_proxies",
+        "webhook_allowed_ips",
+        "webhook_rain_allowed_ips",
+        mode="before",
+    )
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("public_api_prefix", "internal_api_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        value = value.strip().strip("/")
+        if not re.fullmatch(r"[A-Za-z0-9_\-./]+", value):
+            raise ValueError("expected a URL path such as api/v1")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr) -> SecretStr:
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in {"postgres", "postgresql", "postgresql+asyncpg"} or not parts.path.strip(
+            "/"
+        ):
+            raise ValueError("expected postgresql://user:password@host:port/database[?schema=public]")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise ValueError("expected postgresql://user:password@host:port/database[?schema=public]") from None
+        schema = parse_qs(parts.query).get("schema", ["public"])[0]
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", schema):
+            raise ValueError("expected the schema parameter to be a plain identifier")
+        return value
+
+    @field_validator("rabbitmq_url")
+    @classmethod
+    def _rabbitmq_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and urlsplit(value.get_secret_value()).scheme not in {"amqp", "amqps"}:
+            raise ValueError("expected amqp://user:password@host:5672[/vhost]")
+        return value
+
+    @field_validator("encryption_master_key", "encryption_master_key_previous")
+    @classmethod
+    def _master_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"[0-9a-fA-F]{128}", value.get_secret_value()):
+            raise ValueError("expected 128 hex characters (64 bytes); generate with `nespay keys generate`")
+        return value
+
+    @field_validator("redis_cluster_nodes", "redis_sentinel_nodes")
+    @classmethod
+    def _nodes(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                parse_host_port(item)
+            except ValueError:
+                raise ValueError("expected host:port,host:port") from None
+        return value
+
+    @field_validator("redis_cluster_nat_map", "redis_sentinel_nat_map")
+    @classmethod
+    def _nat_map(cls, value: str) -> str:
+        parse_nat_map(value)
+        return value
+
+    @field_validator("trusted_proxies", "webhook_allowed_ips", "webhook_rain_allowed_ips")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError("expected IP addresses or CIDRs separated by commas") from None
+        return value
+
+    @field_validator("consolidation_job_schedule", "rpc_health_job_schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        return validate_cron(value)
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and urlsplit(value.get_secret_value()).scheme not in {"smtp", "smtps"}:
+            raise ValueError("expected smtp://user:password@host:port")
+        return value
+
+    @model_validator(mode="after")
+    def _production_guards(self) -> Settings:
+        if self.redis_cluster_enabled and not self.redis_cluster_nodes and self.redis_enabled:
+            raise ValueError("REDIS_CLUSTER_NODES: expected host:port,… when REDIS_CLUSTER_ENABLED=true")
+        if self.redis_sentinel_enabled and not self.redis_sentinel_nodes and self.redis_enabled:
+            raise ValueError("REDIS_SENTINEL_NODES: expected host:port,… when REDIS_SENTINEL_ENABLED=true")
+        if not self.is_development:
+            for name in self.secret_fields():
+                secret = getattr(self, name)
+                if secret is not None and self._is_example(secret.get_secret_value()):
+                    raise ValueError(
+                        f"{name.upper()}: an example or default secret is refused when "
+                        f"APP_ENV={self.app_env}; set a real one"
+                    )
+        if self.app_env == "production" and self.rabbitmq_url is None:
+            raise ValueError("RABBITMQ_URL: required when APP_ENV=production (callbacks go through it)")
+        return self
+
+    # ---------------------------------------------------------------------------------------
+    @classmethod
+    def secret_fields(cls) -> list[str]:
+        return [
+            name
+            for name, field in cls.model_fields.items()
+            if field.annotation in (SecretStr, SecretStr | None) and name != "database_url"
+        ] + ["database_url"]
+
+    @staticmethod
+    def _is_example(value: str) -> bool:
+        lowered = value.lower()
+        if lowered in EXAMPLE_SECRETS or value == DEV_MASTER_KEY:
+            return True
+        if lowered.startswith(("postgres", "amqp", "smtp")):
+            password = urlsplit(value).password
+            return password is not None and password.lower() in EXAMPLE_SECRETS
+        return False
+
+    @property
+    def is_development(self) -> bool:
+        return self.app_env in {"development", "test"}
+
+    @property
+    def redis_cluster_nat(self) -> dict[tuple[str, int], tuple[str, int]]:
+        return parse_nat_map(self.redis_cluster_nat_map)
+
+    @property
+    def redis_sentinel_nat(self) -> dict[tuple[str, int], tuple[str, int]]:
+        return parse_nat_map(self.redis_sentinel_nat_map)
+
+    @property
+    def database_schema(self) -> str:
+        query = urlsplit(self.database_url.get_secret_value()).query
+        return parse_qs(query).get("schema", ["public"])[0]
+
+    @property
+    def region(self) -> str | None:
+        if self.aws_region:
+            return self.aws_region
+        pool = self.cognito_user_pool_id or self.cognito_admin_pool_id
+        return pool.split("_", 1)[0] if pool and "_" in pool else None
+
+
+class ConfigError(SystemExit):
+    """Raised with the lines to print; exits non-zero without a traceback."""
+
+
+def describe_errors(error: ValidationError) -> list[str]:
+    lines = []
+    for item in error.errors(include_input=False, include_url=False):
+        loc = [str(part) for part in item.get("loc", ()) if part != "__root__"]
+        message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
+        if loc:
+            field = Settings.model_fields.get(loc[0])
+            alias = field.validation_alias if field else None
+            name = alias.choices[0] if isinstance(alias, AliasChoices) else loc[0].upper()
+            lines.append(f"config error: {name}: {message}")
+        else:
+            lines.append(f"config error: {message}")
+    return lines
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        for line in describe_errors(error):
+            print(line, file=sys.stderr)
+        raise ConfigError(2) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,199 @@
+"""PostgreSQL: the engine, sessions that only the edge commits, slow-statement logging,
+and the check that the schema is at the latest migration."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import structlog
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from nespay.config import Settings
+
+log = structlog.get_logger("nespay.db")
+
+
+def split_database_url(url: str) -> tuple[str, str]:
+    """The guide's `postgresql://…?schema=public` → (SQLAlchemy asyncpg URL, schema).
+
+    `schema` is Prisma's parameter, not libpq's; it becomes the connection's search_path.
+    """
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    schema = query.pop("schema", "public")
+    scheme = "postgresql+asyncpg"
+    return urlunsplit((scheme, parts.netloc, parts.path, urlencode(query), "")), schema
+
+
+def plain_dsn(url: str) -> str:
+    """A libpq/asyncpg DSN (no driver suffix, no Prisma `schema` parameter)."""
+    sa_url, _ = split_database_url(url)
+    return sa_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
+    url, schema = split_database_url(settings.database_url.get_secret_value())
+    engine = create_async_engine(
+        url,
+        pool_size=pool_size or settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+        pool_pre_ping=False,
+        pool_recycle=1800,
+        connect_args={
+            "server_settings": {
+                # `public` stays visible so pg_trgm's operators resolve from another schema.
+                "search_path": schema if schema == "public" else f'"{schema}", public',
+                "application_name": settings.service_name,
+            }
+        },
+    )
+    if settings.db_monitoring_enabled:
+        _watch_slow_statements(engine, settings)
+    return engine
+
+
+def _watch_slow_statements(engine: AsyncEngine, settings: Settings) -> None:
+    threshold = settings.db_slow_query_threshold / 1000
+    level = settings.db_monitoring_level
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _start(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        conn.info.setdefault("nespay_started", []).append(time.perf_counter())
+
+    @event.listens_for(engine.sync_engine, "after_cursor_execute")
+    def _finish(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        started = conn.info["nespay_started"].pop()
+        elapsed = time.perf_counter() - started
+        if elapsed >= threshold:
+            # Parameters are left out: they can carry secrets and personal data.
+            getattr(log, level)(
+                "slow_query", duration_ms=round(elapsed * 1000, 1), statement=statement[:1000]
+            )
+
+
+class Database:
+    """The process's engine and session factory."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = create_engine(settings)
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A unit of work for jobs and the CLI: commits on success, rolls back on error."""
+        async with self.sessionmaker() as session:
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+# --- migrations -------------------------------------------------------------------------------
+
+
+def migrations_dir() -> Path:
+    """Inside the wheel (`nespay/_migrations`) or, for a source checkout, the repo's folder."""
+    packaged = Path(__file__).parent / "_migrations"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "migrations"
+
+
+def alembic_config(settings: Settings) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.set_main_option("path_separator", "os")
+    config.set_main_option(
+        "file_template",
+        "%%(year)d-%%(month).2d-%%(day).2d-%%(hour).2d%%(minute).2d_%%(slug)s",
+    )
+    config.attributes["settings"] = settings
+    return config
+
+
+def head_revisions(settings: Settings) -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    return set(ScriptDirectory.from_config(alembic_config(settings)).get_heads())
+
+
+async def current_revisions(engine: AsyncEngine) -> set[str]:
+    async with engine.connect() as conn:
+        exists = await conn.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL"))
+        if not exists:
+            return set()
+        rows = await conn.execute(text("SELECT version_num FROM alembic_version"))
+        return {row[0] for row in rows}
+
+
+class SchemaOutOfDate(RuntimeError):
+    pass
+
+
+async def ensure_schema_current(db: Database) -> None:
+    """Refuse to serve on a schema that is not at the latest migration."""
+    current = await current_revisions(db.engine)
+    heads = head_revisions(db.settings)
+    if current != heads:
+        state = ", ".join(sorted(current)) or "no migrations applied"
+        raise SchemaOutOfDate(
+            f"database schema is not at the latest migration ({state}; expected "
+            f"{', '.join(sorted(heads))}): run `nespay db migrate`"
+        )
+
+
+def _prepare_schema(sync_conn: Any, schema: str) -> None:
+    sync_conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+
+
+async def run_alembic(settings: Settings, action: str, *args: Any, **kwargs: Any) -> None:
+    """Run an alembic command (`upgrade`, `revision`, …) on one of our connections."""
+    from alembic import command
+
+    config = alembic_config(settings)
+    engine = create_engine(settings, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_prepare_schema, settings.database_schema)
+
+            def _run(sync_conn: Any) -> None:
+                config.attributes["connection"] = sync_conn
+                getattr(command, action)(config, *args, **kwargs)
+
+            await conn.run_sync(_run)
+    finally:
+        await engine.dispose()
+
+
+async def migrate(settings: Settings, revision: str = "head") -> None:
+    await run_alembic(settings, "upgrade", revision)
+
+
+async def drop_everything(settings: Settings) -> None:
+    """Drop the schema and everything in it (the reset command asks first)."""
+    schema = settings.database_schema
+    engine = create_engine(settings, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            await conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    finally:
+        await engine.dispose()

@@ -1,0 +1,123 @@
+"""One error shape everywhere: `{"error":{"code","message","request_id"[,"fields"]}}`.
+
+Domain errors subclass `NespayError` beside their service, with a status and a code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from nespay.requestid import current_request_id
+
+log = structlog.get_logger("nespay.errors")
+
+
+class NespayError(Exception):
+    status_code = 400
+    code = "bad_request"
+    message = "The request could not be processed."
+
+    def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None) -> None:
+        self.message = message or self.message
+        self.headers = headers
+        super().__init__(self.message)
+
+
+class NotFound(NespayError):
+    status_code = 404
+    code = "not_found"
+    message = "Not found."
+
+
+class Conflict(NespayError):
+    status_code = 409
+    code = "conflict"
+    message = "The request conflicts with the current state."
+
+
+class ServiceUnavailable(NespayError):
+    status_code = 503
+    code = "service_unavailable"
+    message = "A dependency is unavailable; try again shortly."
+
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "request_id": current_request_id(), **extra}}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> ORJSONResponse:
+    return ORJSONResponse(error_body(code, message, **extra), status_code=status, headers=headers)
+
+
+async def _nespay_error(request: Request, exc: Exception) -> ORJSONResponse:
+    assert isinstance(exc, NespayError)
+    log.info("request_refused", status=exc.status_code, code=exc.code, path=request.url.path)
+    return error_response(exc.status_code, exc.code, exc.message, exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> ORJSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _STATUS_CODES.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"No route for {request.method} {request.url.path}."
+    if exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}."
+    log.info("request_refused", status=exc.status_code, code=code, path=request.url.path)
+    return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+
+
+async def _validation_error(request: Request, exc: Exception) -> ORJSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    fields = [
+        {
+            "field": ".".join(str(part) for part in item["loc"] if part != "body") or "body",
+            "message": item["msg"],
+            "type": item["type"],
+        }
+        for item in exc.errors()
+    ]
+    log.info("request_invalid", path=request.url.path, fields=[f["field"] for f in fields])
+    return error_response(
+        422, "validation_error", "The request has invalid or missing fields.", fields=fields
+    )
+
+
+async def _unhandled(request: Request, exc: Exception) -> ORJSONResponse:
+    # The traceback goes to our logs only; the client sees a request id to quote.
+    log.error("unhandled_exception", path=request.url.path, exc_info=exc)
+    return error_response(
+        500, "internal_error", "Something went wrong on our side; quote the request id to support."
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(NespayError, _nespay_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unhandled)

@@ -1,0 +1,75 @@
+"""Reference data: blockchain networks, their currencies (tokens and native coins), RPC endpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, func, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from nespay.models.base import Base, TimestampMixin
+
+
+class Network(TimestampMixin, Base):
+    __tablename__ = "networks"
+    __table_args__ = (CheckConstraint("chain_family IN ('evm', 'tron')", name="chain_family"),)
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    chain_family: Mapped[str] = mapped_column(String(8))
+    chain_id: Mapped[int | None] = mapped_column(BigInteger)
+    confirmations: Mapped[int] = mapped_column(server_default=text("12"))
+    block_time_ms: Mapped[int] = mapped_column(server_default=text("12000"))
+    is_testnet: Mapped[bool] = mapped_column(server_default=text("false"))
+    enabled: Mapped[bool] = mapped_column(server_default=text("false"))
+    explorer_url: Mapped[str | None] = mapped_column(String(200))
+
+    currencies: Mapped[list[Currency]] = relationship(back_populates="network", lazy="raise")
+    rpc_endpoints: Mapped[list[RpcEndpoint]] = relationship(back_populates="network", lazy="raise")
+
+
+class Currency(TimestampMixin, Base):
+    __tablename__ = "currencies"
+    __table_args__ = (
+        CheckConstraint("decimals BETWEEN 0 AND 36", name="decimals_range"),
+        Index("uq_currencies_network_code_code", "network_code", "code", unique=True),
+        Index(
+            "uq_currencies_network_code_contract",
+            "network_code",
+            func.lower(text("contract")),
+            unique=True,
+            postgresql_where=text("contract IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    network_code: Mapped[str] = mapped_column(ForeignKey("networks.code", ondelete="RESTRICT"))
+    code: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(100))
+    contract: Mapped[str | None] = mapped_column(String(64))  # NULL for the native coin
+    decimals: Mapped[int]
+    enabled: Mapped[bool] = mapped_column(server_default=text("true"))
+
+    network: Mapped[Network] = relationship(back_populates="currencies", lazy="raise")
+
+
+class RpcEndpoint(TimestampMixin, Base):
+    __tablename__ = "rpc_endpoints"
+    __table_args__ = (
+        Index("uq_rpc_endpoints_network_code_url", "network_code", "url", unique=True),
+        CheckConstraint("status IN ('unknown', 'up', 'down')", name="status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    network_code: Mapped[str] = mapped_column(ForeignKey("networks.code", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(String(500))
+    priority: Mapped[int] = mapped_column(server_default=text("100"))  # lower is tried first
+    enabled: Mapped[bool] = mapped_column(server_default=text("true"))
+    status: Mapped[str] = mapped_column(String(8), server_default=text("'unknown'"))
+    last_checked_at: Mapped[datetime | None]
+    latency_ms: Mapped[int | None]
+    head_block: Mapped[int | None] = mapped_column(BigInteger)
+    consecutive_failures: Mapped[int] = mapped_column(server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+    network: Mapped[Network] = relationship(back_populates="rpc_endpoints", lazy="raise")

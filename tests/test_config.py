@@ -2,9 +2,9 @@ import subprocess
 import sys
 
 import pytest
+from pydantic import ValidationError
 
 from nespay.config import Settings, describe_errors, parse_nat_map
-from pydantic import ValidationError
 
 GOOD_KEY = "ab" * 64
 
@@ -101,9 +101,7 @@ def test_production_with_real_secrets_loads():
 
 
 def test_nat_map_parses_the_guides_form():
-    mapping = parse_nat_map(
-        "redis-node-1:7001=>localhost:7001,redis-node-2:7002=>localhost:7002"
-    )
+    mapping = parse_nat_map("redis-node-1:7001=>localhost:7001,redis-node-2:7002=>localhost:7002")
     assert mapping[("redis-node-1", 7001)] == ("localhost", 7001)
     assert mapping[("redis-node-2", 7002)] == ("localhost", 7002)
 
@@ -120,10 +118,16 @@ def test_comma_lists_are_split():
 
 def test_dotenv_file_in_working_directory_is_read(tmp_path):
     (tmp_path / ".env").write_text("API_PORT=9100\nPUBLIC_API_PREFIX=/api/v9/\n")
-    code = "from nespay.config import load_settings; s = load_settings(); print(s.api_port, s.public_api_prefix)"
+    code = (
+        "from nespay.config import load_settings; s = load_settings();"
+        " print(s.api_port, s.public_api_prefix)"
+    )
     result = subprocess.run(
-        [sys.executable, "-c", code], env={"PATH": "/usr/bin:/bin"}, capture_output=True,
-        text=True, cwd=tmp_path,
+        [sys.executable, "-c", code],
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert result.stdout.split() == ["9100", "api/v9"], result.stderr
 

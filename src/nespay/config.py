@@ -15,7 +15,14 @@ from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from cronsim import CronSim, CronSimError
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -211,14 +218,20 @@ class Settings(BaseSettings):
     @classmethod
     def _database_url(cls, value: SecretStr) -> SecretStr:
         parts = urlsplit(value.get_secret_value())
-        if parts.scheme not in {"postgres", "postgresql", "postgresql+asyncpg"} or not parts.path.strip(
-            "/"
-        ):
-            raise ValueError("expected postgresql://user:password@host:port/database[?schema=public]")
+        if parts.scheme not in {
+            "postgres",
+            "postgresql",
+            "postgresql+asyncpg",
+        } or not parts.path.strip("/"):
+            raise ValueError(
+                "expected postgresql://user:password@host:port/database[?schema=public]"
+            )
         try:
             parts.port  # noqa: B018 - raises on a bad port
         except ValueError:
-            raise ValueError("expected postgresql://user:password@host:port/database[?schema=public]") from None
+            raise ValueError(
+                "expected postgresql://user:password@host:port/database[?schema=public]"
+            ) from None
         schema = parse_qs(parts.query).get("schema", ["public"])[0]
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", schema):
             raise ValueError("expected the schema parameter to be a plain identifier")
@@ -235,7 +248,9 @@ class Settings(BaseSettings):
     @classmethod
     def _master_key(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not re.fullmatch(r"[0-9a-fA-F]{128}", value.get_secret_value()):
-            raise ValueError("expected 128 hex characters (64 bytes); generate with `nespay keys generate`")
+            raise ValueError(
+                "expected 128 hex characters (64 bytes); generate with `nespay keys generate`"
+            )
         return value
 
     @field_validator("redis_cluster_nodes", "redis_sentinel_nodes")
@@ -279,9 +294,13 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _production_guards(self) -> Settings:
         if self.redis_cluster_enabled and not self.redis_cluster_nodes and self.redis_enabled:
-            raise ValueError("REDIS_CLUSTER_NODES: expected host:port,… when REDIS_CLUSTER_ENABLED=true")
+            raise ValueError(
+                "REDIS_CLUSTER_NODES: expected host:port,… when REDIS_CLUSTER_ENABLED=true"
+            )
         if self.redis_sentinel_enabled and not self.redis_sentinel_nodes and self.redis_enabled:
-            raise ValueError("REDIS_SENTINEL_NODES: expected host:port,… when REDIS_SENTINEL_ENABLED=true")
+            raise ValueError(
+                "REDIS_SENTINEL_NODES: expected host:port,… when REDIS_SENTINEL_ENABLED=true"
+            )
         if not self.is_development:
             for name in self.secret_fields():
                 secret = getattr(self, name)
@@ -291,7 +310,9 @@ class Settings(BaseSettings):
                         f"APP_ENV={self.app_env}; set a real one"
                     )
         if self.app_env == "production" and self.rabbitmq_url is None:
-            raise ValueError("RABBITMQ_URL: required when APP_ENV=production (callbacks go through it)")
+            raise ValueError(
+                "RABBITMQ_URL: required when APP_ENV=production (callbacks go through it)"
+            )
         return self
 
     # ---------------------------------------------------------------------------------------

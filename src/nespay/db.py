@@ -12,7 +12,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import structlog
 from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from nespay.config import Settings
 
@@ -63,11 +68,15 @@ def _watch_slow_statements(engine: AsyncEngine, settings: Settings) -> None:
     level = settings.db_monitoring_level
 
     @event.listens_for(engine.sync_engine, "before_cursor_execute")
-    def _start(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+    def _start(
+        conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
+    ) -> None:
         conn.info.setdefault("nespay_started", []).append(time.perf_counter())
 
     @event.listens_for(engine.sync_engine, "after_cursor_execute")
-    def _finish(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+    def _finish(
+        conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
+    ) -> None:
         started = conn.info["nespay_started"].pop()
         elapsed = time.perf_counter() - started
         if elapsed >= threshold:

@@ -10,9 +10,9 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from nespay.kit.responses import JsonResponse
 from nespay.requestid import current_request_id
 
 log = structlog.get_logger("nespay.errors")
@@ -23,7 +23,9 @@ class NespayError(Exception):
     code = "bad_request"
     message = "The request could not be processed."
 
-    def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, message: str | None = None, *, headers: dict[str, str] | None = None
+    ) -> None:
         self.message = message or self.message
         self.headers = headers
         super().__init__(self.message)
@@ -65,22 +67,24 @@ _STATUS_CODES = {
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "request_id": current_request_id(), **extra}}
+    return {
+        "error": {"code": code, "message": message, "request_id": current_request_id(), **extra}
+    }
 
 
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
-) -> ORJSONResponse:
-    return ORJSONResponse(error_body(code, message, **extra), status_code=status, headers=headers)
+) -> JsonResponse:
+    return JsonResponse(error_body(code, message, **extra), status_code=status, headers=headers)
 
 
-async def _nespay_error(request: Request, exc: Exception) -> ORJSONResponse:
+async def _nespay_error(request: Request, exc: Exception) -> JsonResponse:
     assert isinstance(exc, NespayError)
     log.info("request_refused", status=exc.status_code, code=exc.code, path=request.url.path)
     return error_response(exc.status_code, exc.code, exc.message, exc.headers)
 
 
-async def _http_error(request: Request, exc: Exception) -> ORJSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JsonResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _STATUS_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
@@ -92,7 +96,7 @@ async def _http_error(request: Request, exc: Exception) -> ORJSONResponse:
     return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
 
 
-async def _validation_error(request: Request, exc: Exception) -> ORJSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JsonResponse:
     assert isinstance(exc, RequestValidationError)
     fields = [
         {
@@ -108,16 +112,12 @@ async def _validation_error(request: Request, exc: Exception) -> ORJSONResponse:
     )
 
 
-async def _unhandled(request: Request, exc: Exception) -> ORJSONResponse:
-    # The traceback goes to our logs only; the client sees a request id to quote.
-    log.error("unhandled_exception", path=request.url.path, exc_info=exc)
-    return error_response(
-        500, "internal_error", "Something went wrong on our side; quote the request id to support."
-    )
+INTERNAL_ERROR_MESSAGE = "Something went wrong on our side; quote the request id to support."
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NespayError, _nespay_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _unhandled)
+    # Unhandled exceptions are rendered by RequestIdMiddleware (outermost of ours), so the
+    # 500 still carries the request id in its header, body and log line.

@@ -15,7 +15,15 @@ import structlog
 
 from nespay.config import Settings
 
-_SECRET_KEYS = ("password", "secret", "token", "api_key", "authorization", "key")
+_SECRET_KEYS = (
+    "password",
+    "secret",
+    "token",
+    "api_key",
+    "authorization",
+    "private_key",
+    "master_key",
+)
 
 
 def _serialize(obj: Any, **kwargs: Any) -> str:
@@ -31,9 +39,9 @@ def redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     """Belt and braces: a field whose name says it is secret is never written out."""
     for field in list(event):
         lowered = field.lower()
-        if lowered != "event" and any(word in lowered for word in _SECRET_KEYS):
-            if not lowered.endswith(("_id", "_count", "_version")):
-                event[field] = "[redacted]"
+        secret = lowered != "event" and any(word in lowered for word in _SECRET_KEYS)
+        if secret and not lowered.endswith(("_id", "_count", "_version")):
+            event[field] = "[redacted]"
     return event
 
 

@@ -8,6 +8,7 @@ import time
 import uuid
 from contextvars import ContextVar
 
+import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,17 +39,25 @@ class RequestIdMiddleware:
         header = request_id.encode()
         started = time.perf_counter()
         status = 500
+        status_sent = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, status_sent
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, status_sent = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", header)]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as error:  # noqa: BLE001 - rendered in the one error shape
+            # The traceback goes to our logs only; the client gets the id to quote.
+            log.error("unhandled_exception", path=scope["path"], exc_info=error)
+            if status_sent:
+                raise
+            status = 500
+            await _internal_error(send, header)
         finally:
             if self.access_log:
                 log.info(
@@ -60,3 +69,24 @@ class RequestIdMiddleware:
                 )
             structlog.contextvars.unbind_contextvars("request_id")
             _request_id.reset(token)
+
+
+async def _internal_error(send: Send, request_id: bytes) -> None:
+    from nespay.errors import INTERNAL_ERROR_MESSAGE
+
+    body = orjson.dumps(
+        {
+            "error": {
+                "code": "internal_error",
+                "message": INTERNAL_ERROR_MESSAGE,
+                "request_id": request_id.decode(),
+            }
+        }
+    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id),
+    ]
+    await send({"type": "http.response.start", "status": 500, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,4 +1,4 @@
-"""Reference data: blockchain networks, their currencies (tokens and native coins), RPC endpoints."""
+"""Reference data: networks, their currencies (tokens and native coins), RPC endpoints."""
 
 from __future__ import annotations
 

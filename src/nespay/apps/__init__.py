@@ -1,0 +1,1 @@
+"""The three processes, each built from the domains by `nespay.apps.common.build_app`."""

@@ -1,0 +1,93 @@
+"""What every process shares: lifespan, logging, request ids, errors, CORS, health, metrics,
+and Swagger UI at `/api` when `SWAGGER_ENABLE=1`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from nespay import logshipping
+from nespay.config import Settings, get_settings
+from nespay.errors import install_error_handlers
+from nespay.health import health_router
+from nespay.logging import configure_logging
+from nespay.metrics import MetricsMiddleware, add_metrics_route
+from nespay.requestid import RequestIdMiddleware
+from nespay.runtime import Runtime
+
+log = structlog.get_logger("nespay.app")
+Hook = Callable[[FastAPI, Runtime], Awaitable[None]]
+
+TITLES = {
+    "api": "Nespay API",
+    "webhook": "Nespay provider webhooks",
+    "jobs": "Nespay jobs",
+}
+
+
+def build_app(
+    process: str,
+    settings: Settings | None = None,
+    *,
+    routers: list[tuple[str, APIRouter]] = (),  # type: ignore[assignment]
+    on_start: Hook | None = None,
+    on_stop: Hook | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings, process)
+        shipping = logshipping.install(settings, process)
+        runtime = Runtime(settings, process)
+        app.state.runtime = runtime
+        try:
+            await runtime.start()
+            if on_start is not None:
+                await on_start(app, runtime)
+            log.info("process_started", port=port_of(settings, process))
+            yield
+        finally:
+            if on_stop is not None:
+                await on_stop(app, runtime)
+            await runtime.close()
+            log.info("process_stopped")
+            shipping.shutdown()
+
+    swagger = settings.swagger_enable
+    app = FastAPI(
+        title=TITLES[process],
+        version=settings.service_version,
+        lifespan=lifespan,
+        docs_url="/api" if swagger else None,
+        redoc_url=None,
+        openapi_url="/api-json" if swagger else None,
+    )
+    install_error_handlers(app)
+    prefix = "/" + settings.public_api_prefix
+    app.include_router(health_router(lambda request: request.app.state.runtime), prefix=prefix)
+    for router_prefix, router in routers:
+        app.include_router(router, prefix=router_prefix)
+    add_metrics_route(app)
+    if settings.enable_cors_urls:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.enable_cors_urls,
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["x-request-id", "retry-after"],
+        )
+    app.add_middleware(MetricsMiddleware, process=process)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def port_of(settings: Settings, process: str) -> int:
+    return {"api": settings.api_port, "webhook": settings.webhook_port, "jobs": settings.job_port}[
+        process
+    ]

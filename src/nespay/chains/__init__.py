@@ -1,0 +1,1 @@
+"""Blockchain networks, their currencies and RPC endpoints; scanners (per chain family)."""

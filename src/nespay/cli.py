@@ -1,0 +1,265 @@
+"""`nespay`: serve the processes, run them all for development, manage the database, run jobs.
+
+Errors a person can fix are one line saying what to do, with a non-zero exit; never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from nespay.config import ConfigError, Settings, load_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+db_app = typer.Typer(no_args_is_help=True, help="Migrations, reference data, reset.")
+jobs_app = typer.Typer(no_args_is_help=True, help="Run a job once, list jobs.")
+app.add_typer(db_app, name="db")
+app.add_typer(jobs_app, name="jobs")
+keys_app = typer.Typer(no_args_is_help=True, help="Encryption master keys.")
+app.add_typer(keys_app, name="keys")
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+class Process(str, enum.Enum):
+    api = "api"
+    webhook = "webhook"
+    jobs = "jobs"
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as error:  # the lines are already printed
+        raise typer.Exit(int(error.code or 2)) from None
+
+
+def run_async(func: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine; turn the errors an operator can fix into one line."""
+    from nespay.db import SchemaOutOfDate
+
+    try:
+        return asyncio.run(func())  # type: ignore[arg-type]
+    except SchemaOutOfDate as error:
+        fail(str(error))
+    except (TimeoutError, OSError) as error:
+        fail(
+            f"cannot reach a dependency ({type(error).__name__}: {error}); is it running? "
+            "check DATABASE_URL / REDIS_* / RABBITMQ_URL"
+        )
+    except Exception as error:  # asyncpg's server errors (bad password, missing database)
+        if type(error).__module__.startswith("asyncpg"):
+            fail(
+                f"database refused the connection ({type(error).__name__}: {error}); "
+                "check DATABASE_URL"
+            )
+        raise
+    raise AssertionError("unreachable")
+
+
+# --- serve ------------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    process: Annotated[Process, typer.Argument(help="api, webhook or jobs")],
+    port: Annotated[
+        int | None, typer.Option(help="Override API_PORT/WEBHOOK_PORT/JOB_PORT")
+    ] = None,
+) -> None:
+    """Run one process (what the image runs)."""
+    import uvicorn
+
+    from nespay.apps.common import port_of
+    from nespay.db import Database, ensure_schema_current
+
+    settings = settings_or_exit()
+
+    async def check() -> None:
+        db = Database(settings)
+        try:
+            await ensure_schema_current(db)
+        finally:
+            await db.dispose()
+
+    run_async(check)
+    uvicorn.run(
+        f"nespay.apps.{process.value}:create_app",
+        factory=True,
+        host=settings.host,
+        port=port or port_of(settings, process.value),
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
+        timeout_graceful_shutdown=20,
+    )
+
+
+@app.command()
+def dev() -> None:
+    """Run all three processes at once, with a private PostgreSQL when DATABASE_URL is unset."""
+    from nespay import devstack
+
+    devstack.run_dev(out)
+
+
+# --- db ---------------------------------------------------------------------------------------
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply every pending migration (the guide's `prisma migrate deploy`); creates pg_trgm."""
+    from nespay.db import migrate
+
+    settings = settings_or_exit()
+    run_async(lambda: migrate(settings))
+    out.print("database is at the latest migration")
+
+
+@db_app.command("seed")
+def db_seed() -> None:
+    """Load networks, currencies and RPC endpoints (the guide's `prisma:seed:prod`); safe twice."""
+    from nespay.chains.seed import NETWORKS, seed_reference_data
+    from nespay.db import Database, ensure_schema_current
+
+    settings = settings_or_exit()
+
+    async def seed() -> Any:
+        db = Database(settings)
+        try:
+            await ensure_schema_current(db)
+            with progress_bar() as bar:
+                task = bar.add_task("seeding networks", total=len(NETWORKS))
+                async with db.engine.begin() as conn:
+                    return await seed_reference_data(conn, lambda _: bar.advance(task))
+        finally:
+            await db.dispose()
+
+    counts = run_async(seed)
+    out.print(
+        f"seeded: {counts.networks} networks, {counts.currencies} currencies, "
+        f"{counts.rpc_endpoints} RPC endpoints added ({counts.seen} networks checked)"
+    )
+
+
+@db_app.command("reset")
+def db_reset(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (scripts)")] = False,
+    seed: Annotated[bool, typer.Option(help="Seed reference data afterwards")] = True,
+) -> None:
+    """Drop every table in the schema, migrate again and seed. Deletes all data."""
+    from nespay.db import drop_everything, migrate
+
+    settings = settings_or_exit()
+    if settings.app_env == "production" and not yes:
+        fail("refusing to reset a production database without --yes")
+    if not yes:
+        if not sys.stdin.isatty():
+            fail("reset deletes all data: confirm with --yes when not at a terminal")
+        typer.confirm(
+            f"This deletes ALL data in schema '{settings.database_schema}'. Continue?", abort=True
+        )
+    run_async(lambda: drop_everything(settings))
+    run_async(lambda: migrate(settings))
+    out.print("schema dropped and migrated")
+    if seed:
+        db_seed()
+
+
+@db_app.command("revision")
+def db_revision(message: Annotated[str, typer.Option("-m", "--message")]) -> None:
+    """Create a new migration from the models (for developers; review what it wrote)."""
+    from nespay.db import run_alembic
+
+    settings = settings_or_exit()
+    run_async(lambda: run_alembic(settings, "revision", message=message, autogenerate=True))
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+
+@keys_app.command("generate")
+def keys_generate() -> None:
+    """Print a new ENCRYPTION_MASTER_KEY (64 random bytes as 128 hex characters)."""
+    import secrets
+
+    print(secrets.token_hex(64))
+
+
+# --- jobs -------------------------------------------------------------------------------------
+
+
+@jobs_app.command("run")
+def jobs_run(name: Annotated[str, typer.Argument(help="e.g. chains.rpc_health")]) -> None:
+    """Run one job once, now, under the same lease the jobs process uses."""
+    from nespay.jobs.registry import all_jobs
+    from nespay.jobs.runner import JobBusy, JobRunner
+    from nespay.logging import configure_logging
+    from nespay.runtime import Runtime
+
+    settings = settings_or_exit()
+    jobs = all_jobs(settings)
+    if name not in jobs:
+        fail(f"unknown job {name!r}; known jobs: {', '.join(sorted(jobs))}")
+    configure_logging(settings, "cli")
+
+    async def run() -> str:
+        runtime = Runtime(settings, "cli")
+        await runtime.start()
+        try:
+            runner = JobRunner(runtime, jobs)
+            await runner.register()
+            with out.status(f"running {name}…"):
+                return await runner.run_now(name)
+        finally:
+            await runtime.close()
+
+    try:
+        outcome = run_async(run)
+    except JobBusy as error:
+        fail(str(error))
+    out.print(f"{name}: {outcome}")
+    if outcome != "ok":
+        raise typer.Exit(1)
+
+
+@jobs_app.command("list")
+def jobs_list() -> None:
+    """List the jobs with their schedules."""
+    from nespay.jobs.registry import all_jobs
+
+    for job in all_jobs(settings_or_exit()).values():
+        state = "enabled" if job.enabled else "disabled"
+        out.print(f"{job.name:<28} {job.schedule:<16} {state}")
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=out
+    )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

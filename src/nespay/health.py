@@ -1,0 +1,80 @@
+"""`GET /{PUBLIC_API_PREFIX}/health`, the guide's body, on every process.
+
+PostgreSQL (and RabbitMQ when configured) are required: down gives 503 with the dependency in
+`error`. Redis is not: the app runs degraded without it, so Redis down is reported in `info`
+with a message and the answer stays 200. With `HEALTH_TOKEN` set, only a caller presenting it
+(`Authorization: Bearer …` or `X-Health-Token`) sees the detail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from nespay.kit.responses import JsonResponse
+from nespay.runtime import Runtime
+
+CHECK_TIMEOUT_S = 2.0
+
+
+async def _timed(check: Any, name: str) -> tuple[str, str | None]:
+    try:
+        return await asyncio.wait_for(check(), CHECK_TIMEOUT_S)
+    except TimeoutError:
+        return "down", f"{name} did not answer within {CHECK_TIMEOUT_S:g}s"
+    except Exception as error:  # noqa: BLE001 - any failure is a down dependency
+        return "down", f"{name} is unreachable ({type(error).__name__})"
+
+
+async def _database(runtime: Runtime) -> tuple[str, str | None]:
+    await runtime.db.ping()
+    return "up", None
+
+
+async def collect(runtime: Runtime) -> tuple[int, dict[str, Any]]:
+    checks: dict[str, tuple[Any, bool]] = {
+        "database": (lambda: _database(runtime), True),
+        "redis": (runtime.redis.health, False),
+    }
+    if runtime.broker is not None:
+        checks["rabbitmq"] = (runtime.broker.health, True)
+    results = await asyncio.gather(*(_timed(check, name) for name, (check, _) in checks.items()))
+    info: dict[str, Any] = {}
+    error: dict[str, Any] = {}
+    for (name, (_, required)), (status, message) in zip(checks.items(), results, strict=True):
+        entry: dict[str, Any] = {"status": status}
+        if message:
+            entry["message"] = message
+        (error if required and status == "down" else info)[name] = entry
+    body: dict[str, Any] = {"status": "error" if error else "ok", "info": info}
+    if error:
+        body["error"] = error
+    return (503 if error else 200), body
+
+
+def _authorised(request: Request, token: str | None) -> bool:
+    if token is None:
+        return True
+    presented = request.headers.get("x-health-token") or ""
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        presented = presented or auth[7:]
+    return hmac.compare_digest(presented.encode(), token.encode())
+
+
+def health_router(runtime_of: Any) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/health", summary="Liveness and dependency status")
+    async def health(request: Request) -> JsonResponse:
+        runtime: Runtime = runtime_of(request)
+        status, body = await collect(runtime)
+        secret = runtime.settings.health_token
+        if not _authorised(request, secret.get_secret_value() if secret else None):
+            body = {"status": body["status"]}
+        return JsonResponse(body, status_code=status)
+
+    return router

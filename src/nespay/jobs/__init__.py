@@ -1,0 +1,1 @@
+"""Named scheduled jobs and the runner that shares them between jobs replicas."""

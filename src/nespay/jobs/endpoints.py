@@ -1,0 +1,69 @@
+"""`GET /api/v1/jobs` on the jobs process: every job's schedule, last run, outcome, next run,
+and each enabled network's RPC state. Operational detail: with `HEALTH_TOKEN` set it needs the
+token (admin tokens arrive with the identity issue)."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from fastapi import APIRouter, Request
+from sqlalchemy import text
+
+from nespay.deps import RuntimeDep
+from nespay.errors import NespayError
+from nespay.jobs import repository
+
+router = APIRouter(tags=["jobs"])
+
+_NETWORKS = text(
+    """
+    SELECT n.code, max(e.head_block) FILTER (WHERE e.status = 'up') AS head,
+           count(*) FILTER (WHERE e.status = 'up') AS endpoints_up,
+           count(e.id) AS endpoints_total
+    FROM networks n LEFT JOIN rpc_endpoints e ON e.network_code = n.code AND e.enabled
+    WHERE n.enabled GROUP BY n.code ORDER BY n.code
+    """
+)
+
+
+class JobsTokenRequired(NespayError):
+    status_code = 401
+    code = "token_required"
+    message = "This endpoint needs the HEALTH_TOKEN as `Authorization: Bearer …`."
+
+
+def _check_token(request: Request, runtime: RuntimeDep) -> None:
+    token = runtime.settings.health_token
+    if token is None:
+        return
+    auth = request.headers.get("authorization", "")
+    presented = auth[7:] if auth.lower().startswith("bearer ") else ""
+    if not hmac.compare_digest(presented.encode(), token.get_secret_value().encode()):
+        raise JobsTokenRequired()
+
+
+@router.get("/jobs", summary="Jobs and network status")
+async def list_jobs(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
+    _check_token(request, runtime)
+    async with runtime.db.engine.connect() as conn:
+        jobs = await repository.list_schedules(conn)
+        networks = [dict(row._mapping) for row in await conn.execute(_NETWORKS)]
+    return {"jobs": [_job_view(job) for job in jobs], "networks": networks}
+
+
+def _job_view(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": row["name"],
+        "schedule": row["schedule"],
+        "enabled": row["enabled"],
+        "running": row["lease_owner"] is not None,
+        "running_on": row["lease_owner"],
+        "last_started_at": row["last_started_at"],
+        "last_finished_at": row["last_finished_at"],
+        "last_outcome": row["last_outcome"],
+        "last_error": row["last_error"],
+        "last_duration_ms": row["last_duration_ms"],
+        "run_count": row["run_count"],
+        "next_run_at": row["next_run_at"],
+    }

@@ -1,0 +1,46 @@
+"""The job table of the jobs process: name, schedule and switch from settings, and the
+function that does one run (a thin wrapper that opens sessions around an inner function that
+tests call directly)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cronsim import CronSim
+
+from nespay.config import Settings
+from nespay.runtime import Runtime
+
+JobFunc = Callable[[Runtime], Awaitable[str | None]]
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    schedule: str
+    enabled: bool
+    run: JobFunc
+    timeout_s: float = 300.0
+
+    def next_run_after(self, moment: datetime) -> datetime:
+        # cronsim works on naive UTC times; second precision is enough for a scheduler.
+        naive = moment.astimezone(UTC).replace(tzinfo=None, microsecond=0)
+        return next(CronSim(self.schedule, naive)).replace(tzinfo=UTC)
+
+
+def all_jobs(settings: Settings) -> dict[str, Job]:
+    """Every job the platform runs; a domain adds its jobs here."""
+    from nespay.chains.tasks import rpc_health
+
+    jobs = [
+        Job(
+            name="chains.rpc_health",
+            schedule=settings.rpc_health_job_schedule,
+            enabled=settings.rpc_health_job_enabled,
+            run=rpc_health,
+            timeout_s=60.0,
+        ),
+    ]
+    return {job.name: job for job in jobs}

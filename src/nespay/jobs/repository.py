@@ -1,0 +1,109 @@
+"""All SQL of the job runner: schedule rows, lease claims with fencing tokens, outcomes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+_UPSERT = text(
+    """
+    INSERT INTO job_schedules (name, schedule, enabled, next_run_at)
+    VALUES (:name, :schedule, :enabled, :next_run_at)
+    ON CONFLICT (name) DO UPDATE SET
+        enabled = excluded.enabled,
+        schedule = excluded.schedule,
+        next_run_at = CASE WHEN job_schedules.schedule <> excluded.schedule
+                           THEN excluded.next_run_at ELSE job_schedules.next_run_at END
+    """
+)
+
+_DUE = text(
+    """
+    SELECT name FROM job_schedules
+    WHERE enabled AND name = ANY(:names) AND next_run_at <= now()
+      AND (lease_expires_at IS NULL OR lease_expires_at < now())
+    ORDER BY next_run_at
+    """
+)
+
+_CLAIM = text(
+    """
+    UPDATE job_schedules SET
+        lease_owner = :owner,
+        lease_token = lease_token + 1,
+        lease_expires_at = now() + make_interval(secs => CAST(:ttl_s AS double precision)),
+        last_started_at = now()
+    WHERE name = :name AND (CAST(:force AS boolean) OR (enabled AND next_run_at <= now()))
+      AND (lease_expires_at IS NULL OR lease_expires_at < now())
+    RETURNING lease_token
+    """
+)
+
+_EXTEND = text(
+    """
+    UPDATE job_schedules
+    SET lease_expires_at = now() + make_interval(secs => CAST(:ttl_s AS double precision))
+    WHERE name = :name AND lease_token = :token
+    """
+)
+
+_FINISH = text(
+    """
+    UPDATE job_schedules SET
+        lease_owner = NULL,
+        lease_expires_at = NULL,
+        last_finished_at = now(),
+        last_outcome = :outcome,
+        last_error = :error,
+        last_duration_ms = :duration_ms,
+        run_count = run_count + 1,
+        next_run_at = COALESCE(:next_run_at, next_run_at)
+    WHERE name = :name AND lease_token = :token
+    """
+)
+
+_LIST = text(
+    """
+    SELECT name, schedule, enabled, next_run_at, lease_owner, lease_expires_at,
+           last_started_at, last_finished_at, last_outcome, last_error, last_duration_ms,
+           run_count
+    FROM job_schedules ORDER BY name
+    """
+)
+
+
+async def upsert_schedule(
+    conn: AsyncConnection, name: str, schedule: str, enabled: bool, next_run_at: datetime
+) -> None:
+    await conn.execute(
+        _UPSERT,
+        {"name": name, "schedule": schedule, "enabled": enabled, "next_run_at": next_run_at},
+    )
+
+
+async def due_jobs(conn: AsyncConnection, names: list[str]) -> list[str]:
+    return list((await conn.execute(_DUE, {"names": names})).scalars())
+
+
+async def claim(
+    conn: AsyncConnection, name: str, owner: str, ttl_s: float, *, force: bool = False
+) -> int | None:
+    row = await conn.execute(_CLAIM, {"name": name, "owner": owner, "ttl_s": ttl_s, "force": force})
+    return row.scalar_one_or_none()
+
+
+async def extend(conn: AsyncConnection, name: str, token: int, ttl_s: float) -> bool:
+    result = await conn.execute(_EXTEND, {"name": name, "token": token, "ttl_s": ttl_s})
+    return result.rowcount == 1
+
+
+async def finish(conn: AsyncConnection, name: str, token: int, **outcome: Any) -> bool:
+    result = await conn.execute(_FINISH, {"name": name, "token": token, **outcome})
+    return result.rowcount == 1
+
+
+async def list_schedules(conn: AsyncConnection) -> list[dict[str, Any]]:
+    return [dict(row._mapping) for row in await conn.execute(_LIST)]

@@ -1,0 +1,118 @@
+"""The HTTP contract every process shares: one error shape, request ids, Swagger, CORS."""
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from nespay.apps import api, jobs, webhook
+from nespay.apps.common import build_app
+from tests.fixtures.app import app_client
+from tests.fixtures.database import make_settings
+
+
+class Thing(BaseModel):
+    name: str
+    amount: int
+
+
+probe = APIRouter()
+
+
+@probe.post("/things")
+async def create_thing(thing: Thing) -> Thing:
+    return thing
+
+
+@probe.get("/boom")
+async def boom() -> None:
+    raise RuntimeError("database password is hunter2")
+
+
+def probe_app(settings):
+    return build_app("api", settings, routers=[("/api/v1", probe)])
+
+
+def assert_error_shape(response, status, code):
+    assert response.status_code == status
+    body = response.json()
+    assert set(body) == {"error"}
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    assert body["error"]["request_id"] == response.headers["x-request-id"]
+    return body["error"]
+
+
+async def test_unknown_route_is_404_in_the_error_shape(database_url):
+    async with app_client(api.create_app, make_settings(database_url)) as (_, client):
+        response = await client.get("/api/v1/nothing-here")
+    assert_error_shape(response, 404, "not_found")
+
+
+async def test_wrong_method_is_405_in_the_error_shape(database_url):
+    async with app_client(api.create_app, make_settings(database_url)) as (_, client):
+        response = await client.post("/api/v1/health")
+    error = assert_error_shape(response, 405, "method_not_allowed")
+    assert "POST" in error["message"]
+
+
+async def test_validation_error_lists_the_offending_fields(database_url):
+    async with app_client(probe_app, make_settings(database_url)) as (_, client):
+        response = await client.post("/api/v1/things", json={"name": "x", "amount": "lots"})
+        malformed = await client.post(
+            "/api/v1/things", content=b"{not json", headers={"content-type": "application/json"}
+        )
+    error = assert_error_shape(response, 422, "validation_error")
+    assert [field["field"] for field in error["fields"]] == ["amount"]
+    assert_error_shape(malformed, 422, "validation_error")
+
+
+async def test_unhandled_exception_is_500_without_leaking_detail(database_url):
+    async with app_client(probe_app, make_settings(database_url)) as (_, client):
+        response = await client.get("/api/v1/boom")
+    error = assert_error_shape(response, 500, "internal_error")
+    assert "hunter2" not in response.text
+    assert "Traceback" not in response.text
+    assert "RuntimeError" not in error["message"]
+
+
+async def test_request_id_is_returned_and_a_wellformed_incoming_one_is_kept(database_url):
+    async with app_client(api.create_app, make_settings(database_url)) as (_, client):
+        fresh = await client.get("/api/v1/health")
+        kept = await client.get("/api/v1/health", headers={"x-request-id": "req-abc-12345"})
+        refused = await client.get("/api/v1/health", headers={"x-request-id": "bad id\twith tab"})
+    assert len(fresh.headers["x-request-id"]) == 32
+    assert kept.headers["x-request-id"] == "req-abc-12345"
+    assert refused.headers["x-request-id"] != "bad id\twith tab"
+
+
+async def test_swagger_is_served_at_api_only_when_enabled(database_url):
+    on = make_settings(database_url, swagger_enable=True)
+    for factory in (api.create_app, webhook.create_app):
+        async with app_client(factory, on) as (_, client):
+            page = await client.get("/api")
+            spec = await client.get("/api-json")
+        assert page.status_code == 200 and "swagger-ui" in page.text
+        assert spec.json()["openapi"].startswith("3.")
+        assert "/api/v1/health" in spec.json()["paths"]
+    async with app_client(api.create_app, make_settings(database_url)) as (_, client):
+        assert (await client.get("/api")).status_code == 404
+        assert (await client.get("/api-json")).status_code == 404
+
+
+async def test_cors_allows_only_configured_origins(database_url):
+    settings = make_settings(database_url, enable_cors_urls=["https://shop.example"])
+    async with app_client(api.create_app, settings) as (_, client):
+        allowed = await client.options(
+            "/api/v1/health",
+            headers={"origin": "https://shop.example", "access-control-request-method": "GET"},
+        )
+        other = await client.get("/api/v1/health", headers={"origin": "https://evil.example"})
+    assert allowed.headers["access-control-allow-origin"] == "https://shop.example"
+    assert "access-control-allow-origin" not in other.headers
+
+
+async def test_prefixes_follow_settings(database_url):
+    settings = make_settings(database_url, public_api_prefix="pay/v2")
+    async with app_client(jobs.create_app, settings) as (_, client):
+        assert (await client.get("/pay/v2/health")).status_code == 200
+        assert (await client.get("/pay/v2/jobs")).status_code == 200
+        assert (await client.get("/api/v1/health")).status_code == 404

@@ -1,0 +1,30 @@
+"""`GET /api/v1/jobs` on the jobs process."""
+
+from nespay.apps import jobs
+from tests.fixtures.app import app_client
+from tests.fixtures.database import make_settings
+
+
+async def test_jobs_lists_each_job_with_schedule_and_next_run(database_url):
+    settings = make_settings(database_url, rpc_health_job_schedule="*/10 * * * *")
+    async with app_client(jobs.create_app, settings) as (_, client):
+        response = await client.get("/api/v1/jobs")
+    assert response.status_code == 200
+    by_name = {job["name"]: job for job in response.json()["jobs"]}
+    rpc = by_name["chains.rpc_health"]
+    assert rpc["schedule"] == "*/10 * * * *"
+    assert rpc["enabled"] is True
+    assert rpc["next_run_at"].endswith("Z") or "+00:00" in rpc["next_run_at"]
+    assert isinstance(response.json()["networks"], list)
+
+
+async def test_jobs_needs_the_health_token_when_one_is_set(database_url):
+    settings = make_settings(database_url, health_token="tok-abcdef123456")
+    async with app_client(jobs.create_app, settings) as (_, client):
+        anonymous = await client.get("/api/v1/jobs")
+        allowed = await client.get(
+            "/api/v1/jobs", headers={"authorization": "Bearer tok-abcdef123456"}
+        )
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["code"] == "token_required"
+    assert allowed.status_code == 200

@@ -39,6 +39,11 @@ class DevStackError(RuntimeError):
 
 
 def find_pg_bindir() -> Path | None:
+    """`NESPAY_PG_BINDIR` if set; else `pg_config --bindir`, the newest Debian
+    `/usr/lib/postgresql/<v>/bin`, or wherever `initdb` is on PATH."""
+    if override := os.environ.get("NESPAY_PG_BINDIR"):
+        path = Path(override)
+        return path if (path / "initdb").exists() and (path / "pg_ctl").exists() else None
     candidates = []
     if shutil.which("pg_config"):
         out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=False)
@@ -158,7 +163,10 @@ class PrivateCluster:
 
 
 def project_folder() -> Path:
-    """`.nespay/pg` here, unless the unprivileged user cannot reach it (e.g. under /root)."""
+    """`NESPAY_DEV_PG_DIR` if set, else `.nespay/pg` here, unless the unprivileged user cannot
+    reach it (e.g. under /root): then a folder of its own in /var/tmp."""
+    if override := os.environ.get("NESPAY_DEV_PG_DIR"):
+        return Path(override)
     here = Path.cwd() / ".nespay" / "pg"
     if os.geteuid() != 0:
         return here

@@ -1,0 +1,86 @@
+"""`nespay dev` (what `./run` ends with): a private PostgreSQL when DATABASE_URL is unset,
+migrated and seeded, and all three processes serving."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+
+from tests.fixtures.processes import free_port
+
+
+def dev_env(tmp_path, **extra):
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "API_PORT": str(free_port()),
+        "WEBHOOK_PORT": str(free_port()),
+        "JOB_PORT": str(free_port()),
+        "NESPAY_DEV_PG_PORT": str(free_port()),
+        "LOG_LEVEL": "warning",
+    }
+    env.update(extra)
+    return env
+
+
+def wait_healthy(url, child, timeout_s=90):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert child.poll() is None, "nespay dev exited early"
+        try:
+            response = httpx.get(url, timeout=2)
+            if response.status_code == 200:
+                return response.json()
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} never became healthy")
+
+
+def test_dev_runs_a_private_database_and_all_three_processes(tmp_path):
+    # /var/tmp, since the unprivileged postgres user cannot enter pytest's private tmp dirs.
+    data = f"/var/tmp/nespay-test-pg-{os.getpid()}"
+    env = dev_env(tmp_path, NESPAY_DEV_PG_DIR=data)
+    log = (tmp_path / "dev.log").open("w")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "nespay.cli", "dev"], env=env, cwd=tmp_path, stdout=log, stderr=log
+    )
+    try:
+        bodies = [
+            wait_healthy(f"http://127.0.0.1:{env[var]}/api/v1/health", child)
+            for var in ("API_PORT", "WEBHOOK_PORT", "JOB_PORT")
+        ]
+        jobs = httpx.get(f"http://127.0.0.1:{env['JOB_PORT']}/api/v1/jobs").json()
+    finally:
+        child.send_signal(signal.SIGINT)
+        child.wait(timeout=60)
+        shutil.rmtree(data, ignore_errors=True)
+    output = (tmp_path / "dev.log").read_text()
+    assert all(body["info"]["database"] == {"status": "up"} for body in bodies)
+    assert f"127.0.0.1:{env['NESPAY_DEV_PG_PORT']}/nespay" in output
+    assert f"http://localhost:{env['API_PORT']}/api/v1/health" in output
+    assert "15 networks" in output  # seeded
+    assert [job["name"] for job in jobs["jobs"]] == ["chains.rpc_health"]
+    # Ctrl-C stopped the processes and the private cluster.
+    assert child.returncode == 0, output[-2000:]
+    for var in ("API_PORT", "NESPAY_DEV_PG_PORT"):
+        try:
+            httpx.get(f"http://127.0.0.1:{env[var]}/", timeout=1)
+            raise AssertionError(f"something still listens on {var}")
+        except httpx.TransportError:
+            pass
+
+
+def test_dev_without_postgresql_binaries_says_how_to_get_them(tmp_path):
+    env = dev_env(tmp_path, NESPAY_PG_BINDIR=str(tmp_path / "nowhere"))
+    result = subprocess.run(
+        [sys.executable, "-m", "nespay.cli", "dev"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode != 0
+    assert "apt-get install postgresql" in result.stdout + result.stderr
+    assert "DATABASE_URL" in result.stdout + result.stderr

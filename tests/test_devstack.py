@@ -79,7 +79,11 @@ def test_dev_without_postgresql_binaries_says_how_to_get_them(tmp_path):
     env = dev_env(tmp_path, NESPAY_PG_BINDIR=str(tmp_path / "nowhere"))
     result = subprocess.run(
         [sys.executable, "-m", "nespay.cli", "dev"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
     assert "apt-get install postgresql" in result.stdout + result.stderr

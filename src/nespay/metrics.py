@@ -8,7 +8,7 @@ never the raw path, and unknown HTTP methods are folded into `OTHER`.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -76,10 +76,11 @@ LOG_LINES_DROPPED = Counter(
 class MetricsMiddleware:
     """Pure ASGI middleware counting requests and timing them by route template.
 
-    The template is read after the app has routed the request: FastAPI (≥0.16x) keeps the
-    full template of a route reached through `include_router` in its effective route context;
-    otherwise the matched route's `path_format`/`path` is used, behind the prefix of any
-    `Mount` the request went through. Nothing matched → `<unmatched>`.
+    The template is read from the scope after the app has routed the request. FastAPI 0.163
+    no longer flattens `include_router`: `scope["route"].path` lacks the include prefixes, so
+    the full template comes from FastAPI's effective route context (used only when it belongs
+    to the matched route); otherwise the route's `path_format` (`{id:int}` → `{id}`) or `path`,
+    behind the prefix of any `Mount` the request went through. Nothing matched → `<unmatched>`.
     """
 
     def __init__(self, app: ASGIApp, process: str) -> None:
@@ -167,6 +168,12 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
 
-def add_metrics_route(app: FastAPI) -> None:
+def add_metrics_route(app: FastAPI, dependencies: Sequence[Any] = ()) -> None:
     """Serve the process's metrics at `/metrics` (kept out of the OpenAPI schema)."""
-    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+    app.add_api_route(
+        "/metrics",
+        metrics_endpoint,
+        methods=["GET"],
+        include_in_schema=False,
+        dependencies=list(dependencies),
+    )

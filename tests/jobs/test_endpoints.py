@@ -28,3 +28,12 @@ async def test_jobs_needs_the_health_token_when_one_is_set(database_url):
     assert anonymous.status_code == 401
     assert anonymous.json()["error"]["code"] == "token_required"
     assert allowed.status_code == 200
+
+
+async def test_metrics_need_the_health_token_when_one_is_set(database_url):
+    settings = make_settings(database_url, health_token="tok-abcdef123456")
+    async with app_client(jobs.create_app, settings) as (_, client):
+        anonymous = await client.get("/metrics")
+        allowed = await client.get("/metrics", headers={"x-health-token": "tok-abcdef123456"})
+    assert anonymous.status_code == 401
+    assert allowed.status_code == 200 and "nespay_http_requests_total" in allowed.text

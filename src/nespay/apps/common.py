@@ -3,11 +3,12 @@ and Swagger UI at `/api` when `SWAGGER_ENABLE=1`."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from nespay import logshipping
@@ -16,6 +17,7 @@ from nespay.errors import install_error_handlers
 from nespay.health import health_router
 from nespay.logging import configure_logging
 from nespay.metrics import MetricsMiddleware, add_metrics_route
+from nespay.operator import require_operator
 from nespay.requestid import RequestIdMiddleware
 from nespay.runtime import Runtime
 
@@ -56,7 +58,7 @@ def build_app(
                 await on_stop(app, runtime)
             await runtime.close()
             log.info("process_stopped")
-            shipping.shutdown()
+            await asyncio.to_thread(shipping.shutdown)
 
     swagger = settings.swagger_enable
     app = FastAPI(
@@ -72,7 +74,7 @@ def build_app(
     app.include_router(health_router(lambda request: request.app.state.runtime), prefix=prefix)
     for router_prefix, router in routers:
         app.include_router(router, prefix=router_prefix)
-    add_metrics_route(app)
+    add_metrics_route(app, dependencies=[Depends(require_operator)])
     if settings.enable_cors_urls:
         app.add_middleware(
             CORSMiddleware,

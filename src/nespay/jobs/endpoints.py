@@ -4,15 +4,14 @@ token (admin tokens arrive with the identity issue)."""
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends
 from sqlalchemy import text
 
 from nespay.deps import RuntimeDep
-from nespay.errors import NespayError
 from nespay.jobs import repository
+from nespay.operator import require_operator
 
 router = APIRouter(tags=["jobs"])
 
@@ -27,25 +26,8 @@ _NETWORKS = text(
 )
 
 
-class JobsTokenRequired(NespayError):
-    status_code = 401
-    code = "token_required"
-    message = "This endpoint needs the HEALTH_TOKEN as `Authorization: Bearer …`."
-
-
-def _check_token(request: Request, runtime: RuntimeDep) -> None:
-    token = runtime.settings.health_token
-    if token is None:
-        return
-    auth = request.headers.get("authorization", "")
-    presented = auth[7:] if auth.lower().startswith("bearer ") else ""
-    if not hmac.compare_digest(presented.encode(), token.get_secret_value().encode()):
-        raise JobsTokenRequired()
-
-
-@router.get("/jobs", summary="Jobs and network status")
-async def list_jobs(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
-    _check_token(request, runtime)
+@router.get("/jobs", summary="Jobs and network status", dependencies=[Depends(require_operator)])
+async def list_jobs(runtime: RuntimeDep) -> dict[str, Any]:
     async with runtime.db.engine.connect() as conn:
         jobs = await repository.list_schedules(conn)
         networks = [dict(row._mapping) for row in await conn.execute(_NETWORKS)]

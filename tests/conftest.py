@@ -1,1 +1,5 @@
-pytest_plugins = ["tests.fixtures.database", "tests.fixtures.redis_servers"]
+pytest_plugins = [
+    "tests.fixtures.database",
+    "tests.fixtures.redis_servers",
+    "tests.fixtures.cognito",
+]

@@ -24,6 +24,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(jobs_app, name="jobs")
 keys_app = typer.Typer(no_args_is_help=True, help="Encryption master keys.")
 app.add_typer(keys_app, name="keys")
+merchants_app = typer.Typer(no_args_is_help=True, help="Bootstrap merchants.")
+app.add_typer(merchants_app, name="merchants")
 
 out = Console()
 err = Console(stderr=True)
@@ -202,6 +204,54 @@ def keys_generate() -> None:
     import secrets
 
     print(secrets.token_hex(64))
+
+
+# --- merchants --------------------------------------------------------------------------------
+
+
+@merchants_app.command("create")
+def merchants_create(
+    name: Annotated[str, typer.Option(help="The merchant's name")],
+    email: Annotated[str, typer.Option(help="The merchant's contact email")],
+    country: Annotated[str, typer.Option(help="ISO 3166-1 alpha-2 code")] = "ID",
+) -> None:
+    """Create a merchant and print an owner API key (all scopes), for bootstrap."""
+    from pydantic import ValidationError
+
+    from nespay.apikeys.service import issue
+    from nespay.auth.principals import Actor
+    from nespay.auth.scopes import ALL_SCOPES
+    from nespay.db import Database, ensure_schema_current
+    from nespay.merchants.schemas import MerchantCreate
+    from nespay.merchants.service import create_merchant
+
+    try:
+        body = MerchantCreate(name=name, email=email, country=country.upper())
+    except ValidationError as error:
+        fields = ", ".join(str(item["loc"][0]) for item in error.errors())
+        fail(f"invalid {fields}: check --name, --email and --country (two letters)")
+    settings = settings_or_exit()
+    actor = Actor("system", "cli")
+
+    async def create() -> tuple[str, str]:
+        db = Database(settings)
+        try:
+            await ensure_schema_current(db)
+            async with db.session() as session:
+                merchant = await create_merchant(
+                    session, actor, body.name, body.email, body.country
+                )
+                _, key = await issue(
+                    session, merchant.id, "owner (cli)", sorted(ALL_SCOPES), None, actor
+                )
+                return merchant.id, key
+        finally:
+            await db.dispose()
+
+    merchant_id, key = run_async(create)
+    out.print(f"merchant: {merchant_id}")
+    out.print("API key (shown once, store it now):")
+    print(key)
 
 
 # --- jobs -------------------------------------------------------------------------------------

@@ -68,6 +68,23 @@ def parse_nat_map(value: str) -> dict[tuple[str, int], tuple[str, int]]:
     return mapping
 
 
+@lru_cache(maxsize=16)
+def parse_rate_limits(value: str) -> dict[str, tuple[int, int]]:
+    """`group=requests/seconds,…` → {group: (requests, seconds)}; must name `default`."""
+    limits: dict[str, tuple[int, int]] = {}
+    for item in _split_csv(value):
+        group, eq, rule = item.partition("=")
+        requests, slash, seconds = rule.partition("/")
+        if not (eq and slash and requests.isdigit() and seconds.isdigit() and int(seconds) > 0):
+            raise ValueError(
+                "expected group=requests/seconds pairs, e.g. default=600/60,public=300/60"
+            )
+        limits[group.strip()] = (int(requests), int(seconds))
+    if "default" not in limits:
+        raise ValueError("expected a default=requests/seconds entry")
+    return limits
+
+
 def validate_cron(value: str) -> str:
     from datetime import datetime
 
@@ -169,6 +186,8 @@ class Settings(BaseSettings):
     encryption_master_key: SecretStr = SecretStr(DEV_MASTER_KEY)
     encryption_master_key_previous: SecretStr | None = None
     trusted_proxies: CommaList = []
+    rate_limit_ip: str = "default=600/60,public=300/60,backoffice=600/60"
+    rate_limit_key: str = "default=1200/60"
     webhook_enable_ip_validation: bool = True
     webhook_enable_signature_validation: bool = True
     webhook_allowed_ips: CommaList = []
@@ -277,6 +296,12 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(item, strict=False)
             except ValueError:
                 raise ValueError("expected IP addresses or CIDRs separated by commas") from None
+        return value
+
+    @field_validator("rate_limit_ip", "rate_limit_key")
+    @classmethod
+    def _rate_limits(cls, value: str) -> str:
+        parse_rate_limits(value)
         return value
 
     @field_validator("consolidation_job_schedule", "rpc_health_job_schedule")

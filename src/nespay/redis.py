@@ -1,7 +1,7 @@
 """Redis for the whole app: one client factory (standalone, cluster, sentinel) and `RedisService`,
 which serves the cache, rate-limit counters and locks from Redis and keeps serving them from an
-in-process cache and PostgreSQL when Redis is disabled or down, so an outage slows nothing down
-but never stops payments.
+in-process cache and PostgreSQL when Redis is disabled or down: losing Redis degrades the app,
+it never stops it.
 
 All keys live under `nespay:`. A lock's two keys share a hash tag so its scripts run on a cluster.
 """
@@ -35,6 +35,7 @@ log = structlog.get_logger("nespay.redis")
 Client = Redis | RedisCluster
 Address = tuple[str, int]
 
+# A dead or unreachable server must cost a call little before the fallback serves it.
 CONNECT_TIMEOUT_S = 2.0
 COMMAND_TIMEOUT_S = 5.0
 # What "Redis is unreachable" looks like; anything else (a script error, WRONGTYPE) is a bug and
@@ -110,10 +111,23 @@ def create_client(settings: Settings) -> Client:
         nodes = [ClusterNode(*parse_host_port(node)) for node in settings.redis_cluster_nodes]
         nat = settings.redis_cluster_nat
         remap = (lambda address: _translate(nat, address)) if nat else None
-        return RedisCluster(startup_nodes=nodes, address_remap=remap, **common)
+        return _ClusterClient(startup_nodes=nodes, address_remap=remap, **common)
     if settings.redis_sentinel_enabled:
         return _sentinel_client(settings, common)
     return Redis(host=settings.redis_host, port=settings.redis_port, db=settings.redis_db, **common)
+
+
+class _ClusterClient(RedisCluster):
+    """RedisCluster that loads the slot map before routing any command.
+
+    redis-py 8.1 sends a keyed command issued before the map is loaded (first use, or after a
+    reset) to a random node; that node's MOVED reply names an address the NAT map never sees.
+    `initialize` is a no-op once the map is loaded, so this costs no round trip.
+    """
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        await self.initialize()
+        return await super().execute_command(*args, **kwargs)
 
 
 def _translate(nat: dict[Address, Address], address: tuple[Any, Any]) -> Address:
@@ -208,7 +222,8 @@ def _fit(value: str, size: int) -> str:
     """Keep a key within its column: long ones become a prefix plus a digest of the whole."""
     if len(value) <= size:
         return value
-    return value[: size - 41] + "#" + hashlib.sha1(value.encode()).hexdigest()  # noqa: S324
+    digest = hashlib.sha1(value.encode(), usedforsecurity=False).hexdigest()
+    return f"{value[: size - 41]}#{digest}"
 
 
 class DatabaseFallback:
@@ -455,7 +470,7 @@ class RedisService:
             await asyncio.sleep(self._probe_interval_s)
             try:
                 await client.ping()
-                pass
+                await self._forget_stale(client)
             except (redis_errors.RedisError, *UNAVAILABLE) as error:
                 self._last_error = self._describe(error)
                 continue

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from nespay.auth.cognito import CognitoVerifier
 from nespay.broker import Broker
 from nespay.config import Settings
 from nespay.db import Database, ensure_schema_current
@@ -20,10 +21,12 @@ class Runtime:
     db: Database = field(init=False)
     redis: RedisService = field(init=False)
     broker: Broker | None = field(init=False, default=None)
+    cognito: CognitoVerifier = field(init=False)
 
     def __post_init__(self) -> None:
         self.db = Database(self.settings)
         self.redis = RedisService(self.settings, self.db)
+        self.cognito = CognitoVerifier(self.settings)
         if self.settings.rabbitmq_url is not None:
             self.broker = Broker(self.settings)
 
@@ -38,4 +41,5 @@ class Runtime:
         if self.broker is not None:
             await self.broker.close()
         await self.redis.close()
+        await self.cognito.aclose()
         await self.db.dispose()

@@ -3,12 +3,36 @@ and the payer-facing public invoice view."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
+from nespay.apikeys.endpoints import router as apikeys_router
 from nespay.apps.common import build_app
+from nespay.auth.ratelimit import limit_ip
+from nespay.backoffice.endpoints import router as backoffice_router
 from nespay.config import Settings, get_settings
+from nespay.merchants.endpoints import router as merchants_router
+
+
+def merchant_api() -> APIRouter:
+    router = APIRouter(dependencies=[Depends(limit_ip("default"))])
+    for domain in (merchants_router, apikeys_router):
+        router.include_router(domain)
+    return router
+
+
+def backoffice_api() -> APIRouter:
+    router = APIRouter(dependencies=[Depends(limit_ip("backoffice"))])
+    router.include_router(backoffice_router)
+    return router
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    return build_app("api", settings, routers=[])
+    return build_app(
+        "api",
+        settings,
+        routers=[
+            ("/" + settings.public_api_prefix, merchant_api()),
+            ("/" + settings.internal_api_prefix, backoffice_api()),
+        ],
+    )

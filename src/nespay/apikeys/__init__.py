@@ -1,0 +1,1 @@
+"""API keys for merchants' servers: shown once, stored hashed, scoped, revocable."""

@@ -1,0 +1,114 @@
+"""Backoffice routes of this stage: merchants (search, suspend, settings) and the audit log.
+
+Each route names the admin groups (`cognito:groups`) that may use it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from nespay.audit import repository as audit_repository
+from nespay.audit.schemas import AuditEntry, AuditEntryList
+from nespay.auth.deps import AdminActor, require_admin
+from nespay.auth.principals import Principal
+from nespay.auth.scopes import ADMIN, FINANCE, SUPPORT
+from nespay.deps import SessionDep
+from nespay.errors import NespayError
+from nespay.kit.pagination import PageDep
+from nespay.merchants import repository as merchants_repository
+from nespay.merchants import service as merchants
+from nespay.merchants.schemas import Merchant, MerchantSettingsUpdate
+
+router = APIRouter()
+AnyAdmin = Annotated[Principal, Depends(require_admin(ADMIN, FINANCE, SUPPORT))]
+AdminOnly = Annotated[Principal, Depends(require_admin(ADMIN))]
+
+
+class MerchantList(BaseModel):
+    data: list[Merchant]
+    has_more: bool
+
+
+class MerchantAdminUpdate(MerchantSettingsUpdate):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["active", "suspended"] | None = None
+    reason: str | None = Field(None, min_length=1, max_length=500)
+
+
+class ReasonRequired(NespayError):
+    status_code = 422
+    code = "reason_required"
+    message = "Suspending a merchant needs a `reason`."
+
+
+@router.get("/merchants", response_model=MerchantList, tags=["backoffice: merchants"])
+async def search_merchants(
+    _: AnyAdmin,
+    page: PageDep,
+    session: SessionDep,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Fragment of name, email or id")
+    ] = None,
+    status: Literal["active", "suspended"] | None = None,
+) -> MerchantList:
+    rows = await merchants_repository.search(
+        session, q, status=status, limit=page.limit + 1, starting_after=page.starting_after
+    )
+    return MerchantList(
+        data=[Merchant.model_validate(row) for row in rows[: page.limit]],
+        has_more=len(rows) > page.limit,
+    )
+
+
+@router.patch("/merchants/{merchant_id}", response_model=Merchant, tags=["backoffice: merchants"])
+async def update_merchant(
+    merchant_id: str,
+    body: MerchantAdminUpdate,
+    _: AdminOnly,
+    actor: AdminActor,
+    session: SessionDep,
+) -> Merchant:
+    """Suspend or reactivate (with a reason), or change a merchant's settings."""
+    if body.status == "suspended" and not body.reason:
+        raise ReasonRequired()
+    settings = MerchantSettingsUpdate(
+        **body.model_dump(exclude={"status", "reason"}, exclude_unset=True)
+    )
+    merchant = await merchants.update_settings(session, merchant_id, actor, settings)
+    if body.status is not None and body.status != merchant.status:
+        merchant = await merchants.set_status(session, merchant_id, actor, body.status, body.reason)
+    return Merchant.model_validate(merchant)
+
+
+@router.get("/audit-logs", response_model=AuditEntryList, tags=["backoffice: audit"])
+async def list_audit_logs(
+    _: AdminOnly,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    starting_after: Annotated[int | None, Query(ge=1)] = None,
+    merchant_id: Annotated[str | None, Query(max_length=40)] = None,
+    actor_id: Annotated[str | None, Query(max_length=100)] = None,
+    action: Annotated[str | None, Query(max_length=60)] = None,
+    target_id: Annotated[str | None, Query(max_length=100)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> AuditEntryList:
+    """Newest first. Filters combine; `starting_after` is the last id of the previous page."""
+    rows = await audit_repository.list_entries(
+        session,
+        limit=limit + 1,
+        starting_after=starting_after,
+        merchant_id=merchant_id,
+        actor_id=actor_id,
+        action=action,
+        target_id=target_id,
+        since=since,
+        until=until,
+    )
+    return AuditEntryList(
+        data=[AuditEntry.model_validate(row) for row in rows[:limit]], has_more=len(rows) > limit
+    )

@@ -1,0 +1,27 @@
+"""Cursor pagination: `?limit=&starting_after=` → `{"data": […], "has_more": bool}`.
+
+Ids are time-ordered, so "after" in a newest-first list means "older than"."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query
+from pydantic import BaseModel
+
+
+class PageParams(BaseModel):
+    limit: int
+    starting_after: str | None
+
+
+def page_params(
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size (1–100)")] = 20,
+    starting_after: Annotated[
+        str | None, Query(max_length=64, description="The last id of the previous page")
+    ] = None,
+) -> PageParams:
+    return PageParams(limit=limit, starting_after=starting_after)
+
+
+PageDep = Annotated[PageParams, Depends(page_params)]

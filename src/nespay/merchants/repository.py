@@ -1,0 +1,77 @@
+"""All SQL of merchants and their users."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nespay.kit.search import contains_pattern
+from nespay.models import Merchant, MerchantUser
+
+
+async def get(
+    session: AsyncSession, merchant_id: str, *, for_update: bool = False
+) -> Merchant | None:
+    query = select(Merchant).where(Merchant.id == merchant_id)
+    if for_update:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def user_by_sub(session: AsyncSession, sub: str) -> MerchantUser | None:
+    return await session.scalar(select(MerchantUser).where(MerchantUser.cognito_sub == sub))
+
+
+async def users(
+    session: AsyncSession, merchant_id: str, *, limit: int, starting_after: str | None
+) -> Sequence[MerchantUser]:
+    query = (
+        select(MerchantUser)
+        .where(MerchantUser.merchant_id == merchant_id)
+        .order_by(MerchantUser.id.desc())
+        .limit(limit)
+    )
+    if starting_after is not None:
+        query = query.where(MerchantUser.id < starting_after)
+    return (await session.scalars(query)).all()
+
+
+async def user(session: AsyncSession, merchant_id: str, user_id: str) -> MerchantUser | None:
+    return await session.scalar(
+        select(MerchantUser).where(
+            MerchantUser.id == user_id, MerchantUser.merchant_id == merchant_id
+        )
+    )
+
+
+async def search(
+    session: AsyncSession,
+    q: str | None,
+    *,
+    status: str | None,
+    limit: int,
+    starting_after: str | None,
+) -> Sequence[Merchant]:
+    """Fragment search over id, name and email (trigram indexes make `ILIKE '%…%'` cheap)."""
+    query = select(Merchant).order_by(Merchant.id.desc()).limit(limit)
+    if q:
+        pattern = contains_pattern(q)
+        query = query.where(
+            or_(
+                Merchant.name.ilike(pattern),
+                Merchant.email.ilike(pattern),
+                Merchant.id == q,
+            )
+        )
+    if status is not None:
+        query = query.where(Merchant.status == status)
+    if starting_after is not None:
+        query = query.where(Merchant.id < starting_after)
+    return (await session.scalars(query)).all()
+
+
+async def count_by_status(session: AsyncSession) -> dict[str, int]:
+    rows = await session.execute(select(Merchant.status, func.count()).group_by(Merchant.status))
+    return {status: count for status, count in rows.tuples()}

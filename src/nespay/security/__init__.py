@@ -1,0 +1,1 @@
+"""Secrets at rest: which columns hold encrypted values, the process keyring, key rotation."""

@@ -1,0 +1,25 @@
+"""The audit log is append-only, enforced by the database."""
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+
+async def test_database_refuses_update_delete_and_truncate_of_the_audit_log(database):
+    async with database.engine.begin() as conn:
+        await conn.execute(
+            text("INSERT INTO audit_logs (actor_type, action) VALUES ('system', 'test.entry')")
+        )
+    for statement in (
+        "UPDATE audit_logs SET action = 'tampered'",
+        "DELETE FROM audit_logs",
+        "TRUNCATE audit_logs",
+    ):
+        with pytest.raises(DBAPIError, match="append-only"):
+            async with database.engine.begin() as conn:
+                await conn.execute(text(statement))
+    async with database.engine.connect() as conn:
+        count = await conn.scalar(
+            text("SELECT count(*) FROM audit_logs WHERE action = 'test.entry'")
+        )
+    assert count >= 1

@@ -201,9 +201,72 @@ def db_revision(message: Annotated[str, typer.Option("-m", "--message")]) -> Non
 @keys_app.command("generate")
 def keys_generate() -> None:
     """Print a new ENCRYPTION_MASTER_KEY (64 random bytes as 128 hex characters)."""
-    import secrets
+    from nespay.kit.crypto import generate_master_key
 
-    print(secrets.token_hex(64))
+    print(generate_master_key())
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 500,
+) -> None:
+    """Re-encrypt every stored secret under ENCRYPTION_MASTER_KEY.
+
+    Run it after deploying the new key as ENCRYPTION_MASTER_KEY and the old one as
+    ENCRYPTION_MASTER_KEY_PREVIOUS on every process (they keep serving throughout). Safe to
+    stop and run again: it only touches values still under another key.
+    """
+    import nespay.models  # noqa: F401 - registers every encrypted column
+    from nespay.audit.service import record_security_event
+    from nespay.auth.principals import Actor
+    from nespay.db import Database, ensure_schema_current
+    from nespay.security.encryption import ENCRYPTED_COLUMNS, keyring_from_settings
+    from nespay.security.rotation import rotate
+
+    settings = settings_or_exit()
+    if settings.encryption_master_key_previous is None:
+        out.print("note: ENCRYPTION_MASTER_KEY_PREVIOUS is not set; values under it cannot be read")
+    keyring = keyring_from_settings(settings)
+
+    async def run() -> Any:
+        db = Database(settings)
+        try:
+            await ensure_schema_current(db)
+            with progress_bar() as bar:
+                tasks = {c.name: bar.add_task(c.name, total=None) for c in ENCRYPTED_COLUMNS}
+
+                def advance(column: str, done: int, total: int) -> None:
+                    bar.update(tasks[column], completed=done, total=max(total, 1))
+
+                report = await rotate(
+                    db.engine, keyring, ENCRYPTED_COLUMNS, batch_size=batch_size, progress=advance
+                )
+            await record_security_event(
+                db.engine,
+                Actor("system", "cli"),
+                "secrets.rotated",
+                detail={
+                    "version": report.version,
+                    "rotated": report.rotated,
+                    "failed": report.failed,
+                    "remaining": report.remaining,
+                },
+            )
+            return report
+        finally:
+            await db.dispose()
+
+    report = run_async(run)
+    for column in report.columns:
+        out.print(
+            f"{column.name}: {column.rotated} re-encrypted, {column.remaining} remaining, "
+            f"{len(column.failures)} failed"
+        )
+        for row_id, reason in list(column.failures.items())[:20]:
+            out.print(f"  {row_id}: {reason}")
+    if not report.complete:
+        fail("rotation is not complete: fix the rows listed above, or run again for the rest")
+    out.print(f"every secret is under key version {report.version}")
 
 
 # --- merchants --------------------------------------------------------------------------------

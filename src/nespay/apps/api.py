@@ -9,13 +9,14 @@ from nespay.apikeys.endpoints import router as apikeys_router
 from nespay.apps.common import build_app
 from nespay.auth.ratelimit import limit_ip
 from nespay.backoffice.endpoints import router as backoffice_router
+from nespay.callbacks.endpoints import router as callbacks_router
 from nespay.config import Settings, get_settings
 from nespay.merchants.endpoints import router as merchants_router
 
 
 def merchant_api() -> APIRouter:
     router = APIRouter(dependencies=[Depends(limit_ip("default"))])
-    for domain in (merchants_router, apikeys_router):
+    for domain in (merchants_router, apikeys_router, callbacks_router):
         router.include_router(domain)
     return router
 

@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import INET, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from nespay.models.base import Base, TimestampMixin
+from nespay.security.encryption import register
 
 
 class Merchant(TimestampMixin, Base):
@@ -137,3 +138,7 @@ class WebhookEndpoint(TimestampMixin, Base):
     enabled: Mapped[bool] = mapped_column(server_default=text("true"))
     secret_encrypted: Mapped[str] = mapped_column(Text)
     description: Mapped[str | None] = mapped_column(String(500))
+
+
+# Every encrypted column is declared beside its model, so `nespay keys rotate` finds them all.
+WEBHOOK_SECRET = register("webhook_endpoints", "secret_encrypted")

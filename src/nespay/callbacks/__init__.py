@@ -1,0 +1,1 @@
+"""Merchant callbacks: endpoints, signed deliveries of events (the outbox), retries."""

@@ -1,0 +1,91 @@
+"""Isolation, proven over the whole route table: merchant A gets 404 for every route naming one
+of merchant B's objects, and 403 on every route its key's scopes do not cover. A new route
+without scoping, or with a path parameter this test cannot fill, fails here."""
+
+import re
+
+import pytest
+
+from nespay.apps import api
+from nespay.auth.scopes import ALL_SCOPES
+from tests.fixtures.app import app_client
+from tests.fixtures.factories import key_for, merchant_user, merchant_with_key
+
+PREFIX = "/api/v1"
+# Merchant-side routes that need no scope: creating the merchant itself, liveness.
+UNSCOPED = {("POST", "/api/v1/merchants"), ("GET", "/api/v1/health")}
+# Routes open to anyone by design (none may be merchant-owned objects).
+PUBLIC = re.compile(r"^/api/v1/(health|public/)")
+# Bodies for routes whose body must validate before the object lookup can answer.
+BODIES: dict[tuple[str, str], dict] = {}
+
+
+async def make_objects(database, client, owner):
+    """One object of each kind a path parameter can name, owned by `owner`."""
+    endpoint = await client.post(
+        "/api/v1/webhook-endpoints", headers=owner.headers,
+        json={"url": "http://127.0.0.1:9/h", "events": ["*"]},
+    )
+    spare = await key_for(database, owner.merchant_id)
+    user = await merchant_user(database, owner.merchant_id)
+    return {"key_id": spare.key_id, "endpoint_id": endpoint.json()["id"], "user_id": user.id}
+
+
+def merchant_operations(app):
+    for path, operations in app.openapi()["paths"].items():
+        if not path.startswith(PREFIX) or PUBLIC.match(path):
+            continue
+        for method in operations:
+            yield method.upper(), path
+
+
+def fill(path, objects):
+    names = re.findall(r"{(\w+)}", path)
+    missing = [name for name in names if name not in objects]
+    assert not missing, f"{path}: add a factory for {missing} to make_objects"
+    return re.sub(r"{(\w+)}", lambda m: objects[m.group(1)], path)
+
+
+@pytest.fixture
+async def setup(settings, database):
+    async with app_client(api.create_app, settings) as (app, client):
+        a, b = await merchant_with_key(database), await merchant_with_key(database)
+        yield app, client, a, b, await make_objects(database, client, b)
+
+
+async def test_every_route_naming_another_merchants_object_is_404(setup):
+    app, client, a, _, objects_of_b = setup
+    checked = 0
+    for method, path in merchant_operations(app):
+        if "{" not in path:
+            continue
+        response = await client.request(
+            method, fill(path, objects_of_b), headers=a.headers, json=BODIES.get((method, path))
+        )
+        assert response.status_code == 404, f"{method} {path}: {response.status_code} {response.text}"
+        checked += 1
+    assert checked >= 4
+
+
+async def test_every_route_refuses_a_key_without_its_scope(setup, database):
+    app, client, a, _, _ = setup
+    unscoped = []
+    for method, path in merchant_operations(app):
+        if (method, path) in UNSCOPED:
+            continue
+        objects = await make_objects(database, client, a)
+        needed = set()
+        for scope in sorted(ALL_SCOPES):
+            probe = await key_for(database, a.merchant_id, scopes=ALL_SCOPES - {scope})
+            response = await client.request(method, fill(path, objects), headers=probe.headers)
+            if response.status_code == 403 and response.json()["error"]["code"] == "scope_missing":
+                needed.add(scope)
+        if not needed:
+            unscoped.append(f"{method} {path}")
+    assert unscoped == [], f"routes that no scope guards: {unscoped}"
+
+
+async def test_unscoped_routes_are_the_expected_ones(setup):
+    app, *_ = setup
+    operations = set(merchant_operations(app))
+    assert {op for op in UNSCOPED if op[1] != "/api/v1/health"} <= operations

@@ -109,8 +109,8 @@ def serve(
         log_config=None,
         access_log=False,
         server_header=False,
-        proxy_headers=bool(settings.trusted_proxies),
-        forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
+        # X-Forwarded-For is read by nespay.auth.clientip against TRUSTED_PROXIES, only there.
+        proxy_headers=False,
         timeout_graceful_shutdown=20,
     )
 

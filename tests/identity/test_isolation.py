@@ -23,7 +23,8 @@ BODIES: dict[tuple[str, str], dict] = {}
 async def make_objects(database, client, owner):
     """One object of each kind a path parameter can name, owned by `owner`."""
     endpoint = await client.post(
-        "/api/v1/webhook-endpoints", headers=owner.headers,
+        "/api/v1/webhook-endpoints",
+        headers=owner.headers,
         json={"url": "http://127.0.0.1:9/h", "events": ["*"]},
     )
     spare = await key_for(database, owner.merchant_id)
@@ -62,7 +63,9 @@ async def test_every_route_naming_another_merchants_object_is_404(setup):
         response = await client.request(
             method, fill(path, objects_of_b), headers=a.headers, json=BODIES.get((method, path))
         )
-        assert response.status_code == 404, f"{method} {path}: {response.status_code} {response.text}"
+        assert response.status_code == 404, (
+            f"{method} {path}: {response.status_code} {response.text}"
+        )
         checked += 1
     assert checked >= 4
 

@@ -37,3 +37,45 @@ async def test_metrics_need_the_health_token_when_one_is_set(database_url):
         allowed = await client.get("/metrics", headers={"x-health-token": "tok-abcdef123456"})
     assert anonymous.status_code == 401
     assert allowed.status_code == 200 and "nespay_http_requests_total" in allowed.text
+
+
+async def test_an_admin_can_make_a_job_run_now_and_it_is_audited(database_url, cognito, database):
+    from sqlalchemy import text
+
+    cognito_values = cognito.settings().model_dump(
+        include={
+            "cognito_admin_pool_id",
+            "cognito_admin_client_id",
+            "cognito_endpoint_url",
+            "aws_region",
+        }
+    )
+    settings = make_settings(database_url, **cognito_values)
+    admin_token = cognito.tokens("admin")["IdToken"]
+    sub = cognito.new_user("admin", "jobs-support@example.com", ("support",))
+    support_token = cognito.tokens("admin", "jobs-support@example.com")["IdToken"]
+    async with app_client(jobs.create_app, settings) as (app, client):
+        await app.state.runner.stop()  # keep the runner from taking the job during the test
+        anonymous = await client.post("/api/v1/jobs/chains.rpc_health/run")
+        support = await client.post(
+            "/api/v1/jobs/chains.rpc_health/run",
+            headers={"authorization": f"Bearer {support_token}"},
+        )
+        queued = await client.post(
+            "/api/v1/jobs/chains.rpc_health/run", headers={"authorization": f"Bearer {admin_token}"}
+        )
+        unknown = await client.post(
+            "/api/v1/jobs/nope/run", headers={"authorization": f"Bearer {admin_token}"}
+        )
+    assert anonymous.status_code == 401
+    assert support.status_code == 403 and sub
+    assert queued.status_code == 202 and queued.json()["queued"] is True
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "job_not_found"
+    async with database.engine.connect() as conn:
+        due = await conn.scalar(
+            text("SELECT next_run_at <= now() FROM job_schedules WHERE name = 'chains.rpc_health'")
+        )
+        audited = await conn.scalar(
+            text("SELECT count(*) FROM audit_logs WHERE action = 'job.run_requested'")
+        )
+    assert due is True and audited >= 1

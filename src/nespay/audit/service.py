@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from nespay.audit import repository
 from nespay.auth.principals import Actor
@@ -42,7 +42,7 @@ def _values(
 
 
 async def record(
-    session: AsyncSession,
+    session: AsyncSession | AsyncConnection,
     actor: Actor,
     action: str,
     *,

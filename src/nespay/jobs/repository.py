@@ -65,6 +65,13 @@ _FINISH = text(
     """
 )
 
+_RUN_SOON = text(
+    """
+    UPDATE job_schedules SET next_run_at = now()
+    WHERE name = :name RETURNING enabled, lease_owner
+    """
+)
+
 _LIST = text(
     """
     SELECT name, schedule, enabled, next_run_at, lease_owner, lease_expires_at,
@@ -107,3 +114,9 @@ async def finish(conn: AsyncConnection, name: str, token: int, **outcome: Any) -
 
 async def list_schedules(conn: AsyncConnection) -> list[dict[str, Any]]:
     return [dict(row._mapping) for row in await conn.execute(_LIST)]
+
+
+async def run_soon(conn: AsyncConnection, name: str) -> dict[str, Any] | None:
+    """Make a job due now; the next tick of any replica runs it."""
+    row = (await conn.execute(_RUN_SOON, {"name": name})).one_or_none()
+    return None if row is None else dict(row._mapping)

@@ -203,6 +203,23 @@ class Settings(BaseSettings):
     cluster_name: str | None = None
     loki_url: str | None = None
 
+    # --- invoices and rates ----------------------------------------------------------------
+    invoice_default_expiry_s: int = Field(900, ge=60, le=30 * 24 * 3600)
+    invoice_metadata_max_bytes: int = Field(8192, ge=256, le=65536)
+    # Where fiat rates come from, in order of preference: admin (the backoffice table), coingecko.
+    rates_sources: CommaList = ["admin", "coingecko"]
+    rates_max_age_s: int = Field(900, ge=10)
+    coingecko_api_url: str = "https://api.coingecko.com"
+    coingecko_api_key: SecretStr | None = None
+    # Stablecoins priced at their peg (code=fiat:value) unless a source says otherwise.
+    stablecoin_pegs: CommaList = ["USDT=USD:1", "USDC=USD:1"]
+
+    # --- scanning ---------------------------------------------------------------------------
+    scanner_enabled: bool = True
+    scanner_batch_blocks: int = Field(100, ge=1, le=5000)
+    scanner_poll_interval_ms: int = Field(250, ge=10, le=60_000)
+    scanner_lease_s: int = Field(30, ge=5, le=600)
+
     # --- jobs (each: enabled flag + cron schedule) ------------------------------------------
     consolidation_job_enabled: bool = False
     consolidation_job_schedule: str = "0 * * * *"
@@ -210,10 +227,16 @@ class Settings(BaseSettings):
     consolidation_job_timeout_ms: int = Field(300_000, ge=1000)
     rpc_health_job_enabled: bool = True
     rpc_health_job_schedule: str = "* * * * *"
+    rates_job_enabled: bool = True
+    rates_job_schedule: str = "*/5 * * * *"
+    invoice_expiry_job_enabled: bool = True
+    invoice_expiry_job_schedule: str = "* * * * *"
 
     # ---------------------------------------------------------------------------------------
     @field_validator(
         "enable_cors_urls",
+        "rates_sources",
+        "stablecoin_pegs",
         "redis_cluster_nodes",
         "redis_sentinel_nodes",
         "trusted_proxies",
@@ -298,13 +321,42 @@ class Settings(BaseSettings):
                 raise ValueError("expected IP addresses or CIDRs separated by commas") from None
         return value
 
+    @field_validator("hd_wallet_xpub", "tron_hd_wallet_xpub")
+    @classmethod
+    def _xpub(cls, value: str | None) -> str | None:
+        # Only public keys belong on the API host; a private extended key is refused outright.
+        if value is not None and not re.fullmatch(r"[xt]pub[1-9A-HJ-NP-Za-km-z]{100,112}", value):
+            raise ValueError("expected an extended public key (xpub…/tpub…), never a private one")
+        return value
+
+    @field_validator("rates_sources")
+    @classmethod
+    def _sources(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - {"admin", "coingecko"})
+        if unknown or not value:
+            raise ValueError("expected a comma list of admin, coingecko")
+        return value
+
+    @field_validator("stablecoin_pegs")
+    @classmethod
+    def _pegs(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not re.fullmatch(r"[A-Z0-9]{2,16}=[A-Z]{3}:\d+(\.\d+)?", item):
+                raise ValueError("expected CODE=FIAT:value pairs, e.g. USDT=USD:1")
+        return value
+
     @field_validator("rate_limit_ip", "rate_limit_key")
     @classmethod
     def _rate_limits(cls, value: str) -> str:
         parse_rate_limits(value)
         return value
 
-    @field_validator("consolidation_job_schedule", "rpc_health_job_schedule")
+    @field_validator(
+        "consolidation_job_schedule",
+        "rpc_health_job_schedule",
+        "rates_job_schedule",
+        "invoice_expiry_job_schedule",
+    )
     @classmethod
     def _cron(cls, value: str) -> str:
         return validate_cron(value)

@@ -1,11 +1,23 @@
 """All tables; importing this module registers every model on `Base.metadata`."""
 
 from nespay.models.base import Base
+from nespay.models.events import Event
 from nespay.models.identity import ApiKey, AuditLog, Merchant, MerchantUser, WebhookEndpoint
+from nespay.models.invoices import DepositAddress, IdempotencyKey, Invoice, InvoiceOption, Payment
 from nespay.models.platform import AppLock, JobSchedule, RateCounter
 from nespay.models.reference import Currency, Network, RpcEndpoint
+from nespay.models.scanning import ChainBlock, ChainCursor, Rate
 
 __all__ = [
+    "ChainBlock",
+    "ChainCursor",
+    "DepositAddress",
+    "Event",
+    "IdempotencyKey",
+    "Invoice",
+    "InvoiceOption",
+    "Payment",
+    "Rate",
     "ApiKey",
     "AppLock",
     "AuditLog",

@@ -106,8 +106,15 @@ class Database:
                 raise
 
     async def ping(self) -> None:
-        async with self.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        """One round trip on a pooled connection, without SQLAlchemy's BEGIN/ROLLBACK."""
+        connection = await self.engine.raw_connection()
+        try:
+            await connection.driver_connection.fetchval("SELECT 1")  # type: ignore[union-attr]
+        except BaseException:
+            connection.invalidate()  # a broken connection must not go back to the pool
+            raise
+        finally:
+            connection.close()
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -12,12 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nespay.config import Settings
 from nespay.runtime import Runtime
 
+# Dependencies are `async def` even when they do not await: FastAPI runs plain `def`
+# dependencies in its thread pool, which costs a thread hop per request.
 
-def get_runtime(request: Request) -> Runtime:
+
+async def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.runtime.settings
 
 

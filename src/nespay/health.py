@@ -22,7 +22,8 @@ CHECK_TIMEOUT_S = 2.0
 
 async def _timed(check: Any, name: str) -> tuple[str, str | None]:
     try:
-        return await asyncio.wait_for(check(), CHECK_TIMEOUT_S)
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            return await check()
     except TimeoutError:
         return "down", f"{name} did not answer within {CHECK_TIMEOUT_S:g}s"
     except Exception as error:  # noqa: BLE001 - any failure is a down dependency
@@ -35,16 +36,18 @@ async def _database(runtime: Runtime) -> tuple[str, str | None]:
 
 
 async def collect(runtime: Runtime) -> tuple[int, dict[str, Any]]:
-    checks: dict[str, tuple[Any, bool]] = {
-        "database": (lambda: _database(runtime), True),
-        "redis": (runtime.redis.health, False),
-    }
+    """Checks run one after the other: each is a sub-millisecond round trip, cheaper in
+    sequence than as tasks; each has its own timeout."""
+    checks: list[tuple[str, Any, bool]] = [
+        ("database", lambda: _database(runtime), True),
+        ("redis", runtime.redis.health, False),
+    ]
     if runtime.broker is not None:
-        checks["rabbitmq"] = (runtime.broker.health, True)
-    results = await asyncio.gather(*(_timed(check, name) for name, (check, _) in checks.items()))
+        checks.append(("rabbitmq", runtime.broker.health, True))
     info: dict[str, Any] = {}
     error: dict[str, Any] = {}
-    for (name, (_, required)), (status, message) in zip(checks.items(), results, strict=True):
+    for name, check, required in checks:
+        status, message = await _timed(check, name)
         entry: dict[str, Any] = {"status": status}
         if message:
             entry["message"] = message

@@ -27,7 +27,7 @@ def operator_allowed(request: Request) -> bool:
     return hmac.compare_digest(presented.encode(), token.get_secret_value().encode())
 
 
-def require_operator(request: Request) -> None:
+async def require_operator(request: Request) -> None:
     """Dependency for operator-only routes."""
     if not operator_allowed(request):
         raise OperatorTokenRequired()

@@ -4,6 +4,7 @@ and Swagger UI at `/api` when `SWAGGER_ENABLE=1`."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -51,6 +52,7 @@ def build_app(
             await runtime.start()
             if on_start is not None:
                 await on_start(app, runtime)
+            settle_garbage_collector()
             log.info("process_started", port=port_of(settings, process))
             yield
         finally:
@@ -87,6 +89,15 @@ def build_app(
     app.add_middleware(MetricsMiddleware, process=process)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def settle_garbage_collector() -> None:
+    """Move everything alive after start-up (mostly imported modules) out of the collector's
+    reach and make young collections rarer: profiling showed full collections over those
+    ~150k long-lived objects costing a sixth of a busy process's CPU."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 50)
 
 
 def port_of(settings: Settings, process: str) -> int:

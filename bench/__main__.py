@@ -1,0 +1,5 @@
+"""`python -m bench`: every benchmark, one table."""
+
+from bench.run_all import main
+
+main()

@@ -245,6 +245,8 @@ def upgrade() -> None:
             ["invoices.id"],
             name=op.f("fk_idempotency_keys_invoice_id_invoices"),
             ondelete="CASCADE",
+            initially="DEFERRED",
+            deferrable=True,
         ),
         sa.PrimaryKeyConstraint("merchant_id", "key", name=op.f("pk_idempotency_keys")),
     )

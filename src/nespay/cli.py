@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from nespay.chains.cli import currencies_app, networks_app
 from nespay.config import ConfigError, Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -26,6 +27,8 @@ keys_app = typer.Typer(no_args_is_help=True, help="Encryption master keys.")
 app.add_typer(keys_app, name="keys")
 merchants_app = typer.Typer(no_args_is_help=True, help="Bootstrap merchants.")
 app.add_typer(merchants_app, name="merchants")
+app.add_typer(networks_app, name="networks")
+app.add_typer(currencies_app, name="currencies")
 
 out = Console()
 err = Console(stderr=True)

@@ -6,12 +6,17 @@ Built once in each app's lifespan (and by CLI commands that need it); closed in 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from nespay.auth.cognito import CognitoVerifier
 from nespay.broker import Broker
+from nespay.chains.catalog import CatalogCache
 from nespay.config import Settings
 from nespay.db import Database, ensure_schema_current
 from nespay.redis import RedisService
+
+if TYPE_CHECKING:
+    from nespay.wallets.provider import WalletProvider
 
 
 @dataclass
@@ -22,13 +27,25 @@ class Runtime:
     redis: RedisService = field(init=False)
     broker: Broker | None = field(init=False, default=None)
     cognito: CognitoVerifier = field(init=False)
+    catalog: CatalogCache = field(init=False)
 
     def __post_init__(self) -> None:
         self.db = Database(self.settings)
         self.redis = RedisService(self.settings, self.db)
         self.cognito = CognitoVerifier(self.settings)
+        self.catalog = CatalogCache(self.db.engine)
+        self._wallets: WalletProvider | None = None
         if self.settings.rabbitmq_url is not None:
             self.broker = Broker(self.settings)
+
+    @property
+    def wallets(self) -> WalletProvider:
+        """The deposit-address provider (`WALLET_PROVIDER`), made on first use."""
+        if self._wallets is None:
+            from nespay.wallets.provider import provider_for
+
+            self._wallets = provider_for(self.settings)
+        return self._wallets
 
     async def start(self, *, check_schema: bool = True) -> None:
         if check_schema:
@@ -42,4 +59,6 @@ class Runtime:
             await self.broker.close()
         await self.redis.close()
         await self.cognito.aclose()
+        if self._wallets is not None:
+            await self._wallets.aclose()
         await self.db.dispose()

@@ -9,7 +9,7 @@ import pytest
 from nespay.apps import api
 from nespay.auth.scopes import ALL_SCOPES
 from tests.fixtures.app import app_client
-from tests.fixtures.factories import key_for, merchant_user, merchant_with_key
+from tests.fixtures.factories import key_for, merchant_user, merchant_with_key, register_network
 
 PREFIX = "/api/v1"
 # Merchant-side routes that need no scope: creating the merchant itself, liveness.
@@ -22,6 +22,13 @@ BODIES: dict[tuple[str, str], dict] = {}
 
 async def make_objects(database, client, owner):
     """One object of each kind a path parameter can name, owned by `owner`."""
+    network = await register_network(database, ["http://127.0.0.1:9"], "0x" + "11" * 20)
+    client._transport.app.state.runtime.catalog.invalidate()
+    invoice = await client.post(
+        "/api/v1/invoices",
+        headers=owner.headers,
+        json={"amount": "1", "currency": "USDT", "network": network},
+    )
     endpoint = await client.post(
         "/api/v1/webhook-endpoints",
         headers=owner.headers,
@@ -29,7 +36,12 @@ async def make_objects(database, client, owner):
     )
     spare = await key_for(database, owner.merchant_id)
     user = await merchant_user(database, owner.merchant_id)
-    return {"key_id": spare.key_id, "endpoint_id": endpoint.json()["id"], "user_id": user.id}
+    return {
+        "key_id": spare.key_id,
+        "endpoint_id": endpoint.json()["id"],
+        "user_id": user.id,
+        "invoice_id": invoice.json()["id"],
+    }
 
 
 def merchant_operations(app):

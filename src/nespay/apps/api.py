@@ -9,21 +9,40 @@ from nespay.apikeys.endpoints import router as apikeys_router
 from nespay.apps.common import build_app
 from nespay.auth.ratelimit import limit_ip
 from nespay.backoffice.endpoints import router as backoffice_router
+from nespay.backoffice.reference import router as reference_router
 from nespay.callbacks.endpoints import router as callbacks_router
+from nespay.chains.endpoints import router as chains_router
 from nespay.config import Settings, get_settings
+from nespay.invoices.endpoints import public_router as public_invoices_router
+from nespay.invoices.endpoints import router as invoices_router
 from nespay.merchants.endpoints import router as merchants_router
+from nespay.rates.endpoints import rates_router
 
 
 def merchant_api() -> APIRouter:
     router = APIRouter(dependencies=[Depends(limit_ip("default"))])
-    for domain in (merchants_router, apikeys_router, callbacks_router):
+    for domain in (
+        merchants_router,
+        apikeys_router,
+        callbacks_router,
+        invoices_router,
+        chains_router,
+    ):
         router.include_router(domain)
+    return router
+
+
+def public_api() -> APIRouter:
+    router = APIRouter(dependencies=[Depends(limit_ip("public"))])
+    router.include_router(public_invoices_router)
     return router
 
 
 def backoffice_api() -> APIRouter:
     router = APIRouter(dependencies=[Depends(limit_ip("backoffice"))])
     router.include_router(backoffice_router)
+    router.include_router(rates_router)
+    router.include_router(reference_router)
     return router
 
 
@@ -34,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings,
         routers=[
             ("/" + settings.public_api_prefix, merchant_api()),
+            ("/" + settings.public_api_prefix, public_api()),
             ("/" + settings.internal_api_prefix, backoffice_api()),
         ],
     )

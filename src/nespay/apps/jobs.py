@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from nespay.apps.common import build_app
+from nespay.chains.supervisor import ScannerSupervisor
 from nespay.config import Settings, get_settings
 from nespay.jobs.endpoints import router as jobs_router
 from nespay.jobs.registry import all_jobs
@@ -16,9 +17,16 @@ from nespay.runtime import Runtime
 async def _start(app: FastAPI, runtime: Runtime) -> None:
     app.state.runner = JobRunner(runtime, all_jobs(runtime.settings))
     await app.state.runner.start()
+    app.state.scanners = None
+    if runtime.settings.scanner_enabled:
+        app.state.scanners = ScannerSupervisor(runtime)
+        await app.state.scanners.start()
 
 
 async def _stop(app: FastAPI, runtime: Runtime) -> None:
+    scanners: ScannerSupervisor | None = getattr(app.state, "scanners", None)
+    if scanners is not None:
+        await scanners.stop()
     runner: JobRunner | None = getattr(app.state, "runner", None)
     if runner is not None:
         await runner.stop()

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nespay.models import Network, RpcEndpoint
+from nespay.models import Currency, InvoiceOption, Network, Payment, RpcEndpoint
 
 
 @dataclass(frozen=True)
@@ -54,3 +54,234 @@ async def record_probe(session: AsyncSession, endpoint_id: str, result: ProbeRes
 
 async def list_networks(session: AsyncSession) -> Sequence[Network]:
     return (await session.scalars(select(Network).order_by(Network.code))).all()
+
+
+# --- reference data management (backoffice, CLI, merchant listings) ------------------------------
+
+
+async def get_network(
+    session: AsyncSession, code: str, *, for_update: bool = False
+) -> Network | None:
+    """`for_update` takes FOR NO KEY UPDATE: writers of one network queue up, while rows that
+    merely refer to the network (invoice options, endpoints) can still be inserted."""
+    query = select(Network).where(Network.code == code)
+    if for_update:
+        query = query.with_for_update(key_share=True)
+    return await session.scalar(query)
+
+
+async def networks_page(
+    session: AsyncSession,
+    *,
+    enabled: bool | None = None,
+    chain_family: str | None = None,
+    limit: int,
+    starting_after: str | None = None,
+) -> Sequence[Network]:
+    """Ordered by code; `starting_after` is the last code of the previous page."""
+    query = select(Network).order_by(Network.code).limit(limit)
+    if enabled is not None:
+        query = query.where(Network.enabled.is_(enabled))
+    if chain_family is not None:
+        query = query.where(Network.chain_family == chain_family)
+    if starting_after is not None:
+        query = query.where(Network.code > starting_after)
+    return (await session.scalars(query)).all()
+
+
+async def endpoint_counts(session: AsyncSession) -> dict[str, tuple[int, int]]:
+    """Per network code: (enabled endpoints, all endpoints)."""
+    rows = await session.execute(
+        select(
+            RpcEndpoint.network_code,
+            func.count().filter(RpcEndpoint.enabled),
+            func.count(),
+        ).group_by(RpcEndpoint.network_code)
+    )
+    return {code: (enabled, total) for code, enabled, total in rows.tuples()}
+
+
+async def network_has_currencies(session: AsyncSession, code: str) -> bool:
+    return bool(await session.scalar(select(exists().where(Currency.network_code == code))))
+
+
+async def get_currency(
+    session: AsyncSession, currency_id: str, *, for_update: bool = False
+) -> Currency | None:
+    query = select(Currency).where(Currency.id == currency_id)
+    if for_update:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def _currency_key(session: AsyncSession, currency_id: str) -> tuple[str, str, str] | None:
+    row = (
+        await session.execute(
+            select(Currency.network_code, Currency.code, Currency.id).where(
+                Currency.id == currency_id
+            )
+        )
+    ).one_or_none()
+    return None if row is None else tuple(row)  # type: ignore[return-value]
+
+
+async def currencies_page(
+    session: AsyncSession,
+    *,
+    network: str | None = None,
+    enabled: bool | None = None,
+    limit: int | None,
+    starting_after: str | None = None,
+) -> Sequence[Currency]:
+    """Ordered by network, code; `starting_after` is the last id of the previous page."""
+    query = select(Currency).order_by(Currency.network_code, Currency.code, Currency.id)
+    if limit is not None:
+        query = query.limit(limit)
+    if network is not None:
+        query = query.where(Currency.network_code == network)
+    if enabled is not None:
+        query = query.where(Currency.enabled.is_(enabled))
+    if starting_after is not None:
+        key = await _currency_key(session, starting_after)
+        if key is None:
+            return []
+        query = query.where(tuple_(Currency.network_code, Currency.code, Currency.id) > key)
+    return (await session.scalars(query)).all()
+
+
+@dataclass(frozen=True)
+class PublicCurrencyRow:
+    id: str
+    code: str
+    name: str
+    network: str
+    chain_family: str
+    contract: str | None
+    decimals: int
+    confirmations: int
+
+
+async def enabled_currencies_page(
+    session: AsyncSession,
+    *,
+    network: str | None = None,
+    limit: int,
+    starting_after: str | None = None,
+) -> list[PublicCurrencyRow]:
+    """Enabled currencies of enabled networks, with what a payer's wait depends on."""
+    query = (
+        select(
+            Currency.id,
+            Currency.code,
+            Currency.name,
+            Currency.network_code,
+            Network.chain_family,
+            Currency.contract,
+            Currency.decimals,
+            Network.confirmations,
+        )
+        .join(Network, Network.code == Currency.network_code)
+        .where(Network.enabled, Currency.enabled)
+        .order_by(Currency.network_code, Currency.code, Currency.id)
+        .limit(limit)
+    )
+    if network is not None:
+        query = query.where(Currency.network_code == network)
+    if starting_after is not None:
+        key = await _currency_key(session, starting_after)
+        if key is None:
+            return []
+        query = query.where(tuple_(Currency.network_code, Currency.code, Currency.id) > key)
+    return [PublicCurrencyRow(*row) for row in await session.execute(query)]
+
+
+async def currency_clash(
+    session: AsyncSession,
+    network: str,
+    *,
+    code: str,
+    contract: str | None,
+    exclude_id: str | None = None,
+) -> str | None:
+    """What another currency of `network` already holds: "code", "contract", "native" or None.
+
+    Codes and contracts compare case-insensitively; a network has one native coin (no contract).
+    """
+    others = select(Currency.code, Currency.contract).where(Currency.network_code == network)
+    if exclude_id is not None:
+        others = others.where(Currency.id != exclude_id)
+    for other_code, other_contract in await session.execute(others):
+        if other_code.lower() == code.lower():
+            return "code"
+        if contract is None and other_contract is None:
+            return "native"
+        if (
+            contract is not None
+            and other_contract is not None
+            and other_contract.lower() == contract.lower()
+        ):
+            return "contract"
+    return None
+
+
+async def currency_in_use(session: AsyncSession, currency_id: str) -> bool:
+    """Whether an invoice option (and so possibly a payment) refers to the currency."""
+    used = await session.scalar(
+        select(
+            exists().where(InvoiceOption.currency_id == currency_id)
+            | exists().where(Payment.currency_id == currency_id)
+        )
+    )
+    return bool(used)
+
+
+async def get_rpc_endpoint(
+    session: AsyncSession, endpoint_id: str, *, for_update: bool = False
+) -> RpcEndpoint | None:
+    query = select(RpcEndpoint).where(RpcEndpoint.id == endpoint_id)
+    if for_update:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def rpc_endpoint_by_url(
+    session: AsyncSession, network: str, url: str, *, for_update: bool = False
+) -> RpcEndpoint | None:
+    query = select(RpcEndpoint).where(RpcEndpoint.network_code == network, RpcEndpoint.url == url)
+    if for_update:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def rpc_endpoints_page(
+    session: AsyncSession,
+    *,
+    network: str | None = None,
+    enabled: bool | None = None,
+    limit: int,
+    starting_after: str | None = None,
+) -> Sequence[RpcEndpoint]:
+    """Ordered by network, priority; `starting_after` is the last id of the previous page."""
+    query = (
+        select(RpcEndpoint)
+        .order_by(RpcEndpoint.network_code, RpcEndpoint.priority, RpcEndpoint.id)
+        .limit(limit)
+    )
+    if network is not None:
+        query = query.where(RpcEndpoint.network_code == network)
+    if enabled is not None:
+        query = query.where(RpcEndpoint.enabled.is_(enabled))
+    if starting_after is not None:
+        key = (
+            await session.execute(
+                select(RpcEndpoint.network_code, RpcEndpoint.priority, RpcEndpoint.id).where(
+                    RpcEndpoint.id == starting_after
+                )
+            )
+        ).one_or_none()
+        if key is None:
+            return []
+        query = query.where(
+            tuple_(RpcEndpoint.network_code, RpcEndpoint.priority, RpcEndpoint.id) > tuple(key)
+        )
+    return (await session.scalars(query)).all()

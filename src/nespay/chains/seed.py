@@ -336,7 +336,8 @@ def _currency_rows(network: SeedNetwork) -> list[dict[str, object]]:
                 "network_code": network.code,
                 "code": token_code,
                 "name": token_name,
-                "contract": contract,
+                # EVM contracts are stored lowercase (matching is by lowercase); Tron's base58.
+                "contract": contract.lower() if network.chain_family == "evm" else contract,
                 "decimals": token_decimals,
             }
         )

@@ -33,6 +33,8 @@ class Job:
 def all_jobs(settings: Settings) -> dict[str, Job]:
     """Every job the platform runs; a domain adds its jobs here."""
     from nespay.chains.tasks import rpc_health
+    from nespay.invoices.tasks import expire_invoices
+    from nespay.rates.tasks import refresh_rates
 
     jobs = [
         Job(
@@ -40,6 +42,20 @@ def all_jobs(settings: Settings) -> dict[str, Job]:
             schedule=settings.rpc_health_job_schedule,
             enabled=settings.rpc_health_job_enabled,
             run=rpc_health,
+            timeout_s=60.0,
+        ),
+        Job(
+            name="invoices.expire",
+            schedule=settings.invoice_expiry_job_schedule,
+            enabled=settings.invoice_expiry_job_enabled,
+            run=expire_invoices,
+            timeout_s=120.0,
+        ),
+        Job(
+            name="rates.refresh",
+            schedule=settings.rates_job_schedule,
+            enabled=settings.rates_job_enabled,
+            run=refresh_rates,
             timeout_s=60.0,
         ),
     ]

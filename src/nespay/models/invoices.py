@@ -206,5 +206,9 @@ class IdempotencyKey(Base):
     merchant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     request_hash: Mapped[str] = mapped_column(String(64))
-    invoice_id: Mapped[str] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"))
+    # Deferred: the key is claimed first (so a concurrent duplicate waits on it), the invoice
+    # it names is inserted later in the same transaction.
+    invoice_id: Mapped[str] = mapped_column(
+        ForeignKey("invoices.id", ondelete="CASCADE", deferrable=True, initially="DEFERRED")
+    )
     created_at: Mapped[datetime] = mapped_column(server_default=text("now()"), index=True)

@@ -1,0 +1,283 @@
+"""`nespay networks …` and `nespay currencies …`: reference data from the command line.
+
+The same service functions as the backoffice routes, audit-logged as `system`/`cli`. RPC URLs
+are printed masked (scheme and host): they often embed a provider's API key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+networks_app = typer.Typer(no_args_is_help=True, help="Networks and their RPC endpoints.")
+currencies_app = typer.Typer(no_args_is_help=True, help="Currencies (tokens and native coins).")
+
+T = TypeVar("T")
+NATIVE = "native"
+# pydantic field → the option (or argument) a person typed it with
+_OPTIONS = {
+    "network": "--network",
+    "code": "--code",
+    "contract": "--contract",
+    "decimals": "--decimals",
+    "name": "--name",
+    "url": "URL",
+    "priority": "--priority",
+}
+
+
+def _fail(message: str) -> NoReturn:
+    from rich.markup import escape
+
+    from nespay.cli import fail
+
+    fail(escape(message))
+    raise AssertionError("unreachable")
+
+
+def _say(message: str) -> None:
+    from nespay.cli import out
+
+    out.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+_PATTERNS = {
+    "network": "is not a network code (lower-case letters, digits, dashes)",
+    "code": "must be letters, digits and dots, e.g. USDT",
+}
+
+
+def _invalid(error: ValidationError) -> NoReturn:
+    """One line naming the options; never the values (a URL can carry an API key)."""
+    problems = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else "input"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if item["type"] == "string_pattern_mismatch":
+            message = _PATTERNS.get(field, message)
+        problems.append(f"{_OPTIONS.get(field, field)} {message}")
+    _fail("invalid " + "; ".join(problems))
+
+
+def _quiet_logs() -> None:
+    """Outside a configured process, log lines would only repeat what the command prints (and
+    the audit log keeps): show warnings and errors only."""
+    import logging
+
+    import structlog
+
+    if not structlog.is_configured():
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
+def _with_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in one committed transaction; domain errors become one line, exit 1."""
+    from nespay.cli import run_async, settings_or_exit
+    from nespay.db import Database, ensure_schema_current
+    from nespay.errors import NespayError
+
+    settings = settings_or_exit()
+    _quiet_logs()
+
+    async def run() -> T:
+        db = Database(settings)
+        try:
+            await ensure_schema_current(db)
+            async with db.session() as session:
+                return await work(session)
+        finally:
+            await db.dispose()
+
+    try:
+        return run_async(run)
+    except NespayError as error:
+        _fail(_cli_message(error))
+
+
+def _cli_message(error: Any) -> str:
+    from nespay.chains.service import UnknownNetwork
+
+    if isinstance(error, UnknownNetwork):
+        return f"unknown network '{error.network}'; `nespay networks list` shows them"
+    message = str(error.message).replace("leave the contract out (null)", "use --contract native")
+    return message[:1].lower() + message[1:]
+
+
+def _actor() -> Any:
+    from nespay.auth.principals import Actor
+
+    return Actor("system", "cli")
+
+
+# --- networks ----------------------------------------------------------------------------------
+
+
+@networks_app.command("list")
+def networks_list() -> None:
+    """Every network: family, chain id, state, confirmations, RPC endpoints enabled/total."""
+    from nespay.chains import service
+
+    rows = _with_session(service.network_overview)
+    if not rows:
+        _say("no networks: load them with `nespay db seed`")
+        return
+    for row in rows:
+        network = row.network
+        flags = "enabled " if network.enabled else "disabled"
+        kind = "testnet" if network.is_testnet else "mainnet"
+        _say(
+            f"{network.code:<20} {network.chain_family:<5} {network.chain_id or '-'!s:<12} "
+            f"{flags} {kind}  {network.confirmations:>4} confirmations  "
+            f"rpc {row.endpoints_enabled}/{row.endpoints_total} enabled"
+        )
+
+
+@networks_app.command("set-rpc")
+def networks_set_rpc(
+    code: Annotated[str, typer.Argument(help="The network's code, e.g. polygon")],
+    url: Annotated[str, typer.Argument(help="http(s):// or ws(s)://; may embed an API key")],
+    priority: Annotated[
+        int | None, typer.Option(help="Lower is tried first (default 100 when adding)")
+    ] = None,
+) -> None:
+    """Add an RPC endpoint to a network, or enable it (and set its priority) if it is there."""
+    from pydantic import ValidationError
+
+    from nespay.chains import service
+    from nespay.chains.schemas import RpcEndpointCreate
+
+    try:
+        body = RpcEndpointCreate(
+            network=code,
+            url=url,
+            priority=service.DEFAULT_RPC_PRIORITY if priority is None else priority,
+        )
+    except ValidationError as error:
+        _invalid(error)
+
+    async def work(session: AsyncSession) -> service.SetRpcResult:
+        return await service.set_rpc(session, _actor(), body.network, body.url, priority)
+
+    result = _with_session(work)
+    endpoint = result.endpoint
+    where = f"{service.mask_url(endpoint.url)} on {endpoint.network_code} ({endpoint.id})"
+    if result.action == "added":
+        state = "enabled" if endpoint.enabled else "disabled"
+        _say(f"added RPC endpoint {where}: priority {endpoint.priority}, {state}")
+    elif result.action == "updated":
+        changes = ", ".join(
+            f"{field} {before} → {after}" for field, (before, after) in result.changes.items()
+        )
+        _say(f"updated RPC endpoint {where}: {changes}")
+    else:
+        _say(
+            f"RPC endpoint {where} is already enabled with priority {endpoint.priority}: "
+            "nothing to change"
+        )
+
+
+def _set_enabled(code: str, enabled: bool) -> None:
+    from nespay.chains import service
+    from nespay.chains.schemas import NetworkUpdate
+
+    async def work(session: AsyncSession) -> tuple[bool, int]:
+        network = await service.known_network(session, code)
+        was = network.enabled
+        if was != enabled:
+            await service.update_network(session, _actor(), code, NetworkUpdate(enabled=enabled))
+        counts = await service.network_overview(session)
+        enabled_endpoints = next(
+            (row.endpoints_enabled for row in counts if row.network.code == code), 0
+        )
+        return was, enabled_endpoints
+
+    was, endpoints = _with_session(work)
+    state = "enabled" if enabled else "disabled"
+    if was == enabled:
+        _say(f"{code} is already {state}: nothing to change")
+        return
+    _say(f"{code} {state}; scanners pick it up at their next loop")
+    if enabled and endpoints == 0:
+        _say(
+            f"note: {code} has no enabled RPC endpoint yet; add one with `nespay networks set-rpc`"
+        )
+
+
+@networks_app.command("enable")
+def networks_enable(code: Annotated[str, typer.Argument(help="The network's code")]) -> None:
+    """Accept payments on a network (merchants see it; its scanner runs)."""
+    _set_enabled(code, True)
+
+
+@networks_app.command("disable")
+def networks_disable(code: Annotated[str, typer.Argument(help="The network's code")]) -> None:
+    """Stop offering a network; its rows, endpoints and scan cursor are kept."""
+    _set_enabled(code, False)
+
+
+# --- currencies --------------------------------------------------------------------------------
+
+
+@currencies_app.command("add")
+def currencies_add(
+    network: Annotated[str, typer.Option(help="The network's code, e.g. polygon")],
+    code: Annotated[str, typer.Option(help="e.g. USDT")],
+    decimals: Annotated[int, typer.Option(help="0–36, e.g. 6 for USDT on most chains")],
+    contract: Annotated[
+        str | None,
+        typer.Option(help="Token contract address, or `native` (the default) for the coin"),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Defaults to the code")] = None,
+) -> None:
+    """Add a token (with its contract) or the network's native coin to a network."""
+    from pydantic import ValidationError
+
+    from nespay.chains import service
+    from nespay.chains.schemas import CurrencyCreate
+
+    if contract is not None and contract.strip().lower() == NATIVE:
+        contract = None
+    try:
+        body = CurrencyCreate(
+            network=network, code=code, contract=contract, decimals=decimals, name=name
+        )
+    except ValidationError as error:
+        _invalid(error)
+
+    async def work(session: AsyncSession) -> Any:
+        return await service.create_currency(session, _actor(), body)
+
+    currency = _with_session(work)
+    what = f"contract {currency.contract}" if currency.contract else "native coin"
+    _say(
+        f"added {currency.code} on {currency.network_code} ({currency.id}): {what}, "
+        f"{currency.decimals} decimals, {'enabled' if currency.enabled else 'disabled'}"
+    )
+
+
+@currencies_app.command("list")
+def currencies_list(
+    network: Annotated[str | None, typer.Option(help="Only this network's")] = None,
+) -> None:
+    """Currencies by network: code, contract (or native), decimals, state, id."""
+    from nespay.chains import service
+
+    async def work(session: AsyncSession) -> Any:
+        return await service.list_currencies(session, network=network)
+
+    rows = _with_session(work)
+    if not rows:
+        _say("no currencies" + (f" on {network}" if network else ""))
+        return
+    for currency in rows:
+        state = "enabled " if currency.enabled else "disabled"
+        _say(
+            f"{currency.network_code:<20} {currency.code:<8} {currency.contract or NATIVE:<44} "
+            f"{currency.decimals:>2} decimals  {state} {currency.id}"
+        )

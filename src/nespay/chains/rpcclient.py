@@ -1,0 +1,125 @@
+"""JSON-RPC over httpx with failover: endpoints are tried in priority order; one that fails
+(transport error, 5xx, 429, a JSON-RPC error, an answer that does not parse) is backed off
+exponentially (429 honours `Retry-After`) and the next one is asked. Raw JSON-RPC, because
+this is the scanner's hot path."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+import structlog
+
+log = structlog.get_logger("nespay.rpc")
+BASE_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 60.0
+
+
+class RpcError(Exception):
+    """Every endpoint failed (or none is configured); the message never holds a URL."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    id: str
+    url: str
+    priority: int
+
+
+@dataclass
+class _Health:
+    failures: int = 0
+    until: float = 0.0
+
+
+@dataclass
+class RpcClient:
+    http: httpx.AsyncClient
+    endpoints: list[Endpoint]
+    health: dict[str, _Health] = field(default_factory=dict)
+
+    def set_endpoints(self, endpoints: list[Endpoint]) -> None:
+        self.endpoints = sorted(endpoints, key=lambda e: (e.priority, e.id))
+
+    def _candidates(self) -> list[Endpoint]:
+        now = time.monotonic()
+        ready = [e for e in self.endpoints if self.health.get(e.id, _Health()).until <= now]
+        # All backed off: try the one that comes back soonest rather than nobody.
+        return ready or sorted(self.endpoints, key=lambda e: self.health[e.id].until)[:1]
+
+    async def call(self, method: str, params: list[Any]) -> Any:
+        return (await self.batch([(method, params)]))[0]
+
+    async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        """Results in order; raises RpcError when no endpoint gives a complete answer."""
+        if not self.endpoints:
+            raise RpcError("no enabled RPC endpoint for this network")
+        body = orjson.dumps(
+            [
+                {"jsonrpc": "2.0", "id": i, "method": m, "params": p}
+                for i, (m, p) in enumerate(calls)
+            ]
+        )
+        last = "no endpoint answered"
+        for endpoint in self._candidates():
+            try:
+                results = await self._post(endpoint, body, len(calls))
+            except _EndpointFailed as failure:
+                self._fail(endpoint, failure.retry_after)
+                last = str(failure)
+                continue
+            self.health.pop(endpoint.id, None)
+            return results
+        raise RpcError(last)
+
+    async def _post(self, endpoint: Endpoint, body: bytes, count: int) -> list[Any]:
+        try:
+            response = await self.http.post(
+                endpoint.url, content=body, headers={"content-type": "application/json"}
+            )
+        except httpx.HTTPError as error:
+            raise _EndpointFailed(f"{endpoint.id}: {type(error).__name__}") from None
+        if response.status_code == 429:
+            raise _EndpointFailed(f"{endpoint.id}: rate limited", _retry_after(response))
+        if response.status_code >= 400:
+            raise _EndpointFailed(f"{endpoint.id}: HTTP {response.status_code}")
+        return _results(endpoint, response.content, count)
+
+    def _fail(self, endpoint: Endpoint, retry_after: float | None) -> None:
+        state = self.health.setdefault(endpoint.id, _Health())
+        state.failures += 1
+        backoff = retry_after or min(MAX_BACKOFF_S, BASE_BACKOFF_S * 2 ** (state.failures - 1))
+        state.until = time.monotonic() + backoff
+        log.warning("rpc_endpoint_failed", endpoint_id=endpoint.id, backoff_s=round(backoff, 1))
+
+
+class _EndpointFailed(Exception):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    return float(value) if value.replace(".", "", 1).isdigit() else None
+
+
+def _results(endpoint: Endpoint, content: bytes, count: int) -> list[Any]:
+    try:
+        answers = orjson.loads(content)
+        if isinstance(answers, dict):
+            answers = [answers]
+        by_id = {answer["id"]: answer for answer in answers}
+        results = []
+        for i in range(count):
+            answer = by_id[i]
+            if "error" in answer:
+                message = str(answer["error"].get("message", "error"))[:200]
+                raise _EndpointFailed(f"{endpoint.id}: JSON-RPC error: {message}")
+            results.append(answer["result"])
+        return results
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        raise _EndpointFailed(f"{endpoint.id}: malformed JSON-RPC answer") from None

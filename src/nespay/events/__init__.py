@@ -1,0 +1,1 @@
+"""The event log: every state change writes its event in the same transaction (the outbox)."""

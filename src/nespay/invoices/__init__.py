@@ -1,0 +1,1 @@
+"""Invoices: creation (priced in crypto or fiat), states, expiry, the payer view."""

@@ -1,0 +1,325 @@
+"""Invoices: creation (idempotent, priced in crypto or fiat at a rate locked at creation, one
+deposit address per chain family), reads, cancellation. Every state change writes its event
+in the same transaction."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nespay.chains.catalog import Catalog, CatalogCurrency
+from nespay.errors import Conflict, NespayError, NotFound
+from nespay.events.service import emit
+from nespay.invoices import repository
+from nespay.invoices.schemas import Invoice, InvoiceCreate
+from nespay.invoices.views import invoice_view
+from nespay.kit.ids import new_id
+from nespay.kit.money import (
+    FIAT_DECIMALS,
+    decimals_of,
+    parse_amount,
+    to_base_units,
+)
+from nespay.merchants import repository as merchants
+from nespay.models import Currency, InvoiceOption
+from nespay.models import Invoice as InvoiceRow
+from nespay.rates.service import convert, get_rate
+from nespay.runtime import Runtime
+
+STABLECOINS = ("USDT", "USDC")
+IDEMPOTENCY_KEY_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:"
+)
+
+
+class InvoiceNotFound(NotFound):
+    code = "invoice_not_found"
+    message = "No such invoice."
+
+
+class UnknownCurrency(NespayError):
+    status_code = 422
+    code = "unknown_currency"
+    message = "Unknown or disabled currency."
+
+
+class UnknownNetwork(NespayError):
+    status_code = 422
+    code = "unknown_network"
+    message = "Unknown or disabled network, or the currency is not offered on it."
+
+
+class AmountPrecision(NespayError):
+    status_code = 422
+    code = "amount_precision"
+    message = "The amount has more decimal places than the currency allows."
+
+
+class MetadataTooLarge(NespayError):
+    status_code = 422
+    code = "metadata_too_large"
+    message = "The metadata object is too large."
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"
+    message = "This Idempotency-Key was used with a different request body."
+
+
+class IdempotencyKeyMalformed(NespayError):
+    status_code = 400
+    code = "idempotency_key_malformed"
+    message = "Idempotency-Key must be 1–255 characters of letters, digits and - _ . :"
+
+
+class InvoiceNotCancellable(Conflict):
+    code = "invoice_not_cancellable"
+    message = "Only an invoice with no payment, still pending, can be cancelled."
+
+
+@dataclass(frozen=True)
+class Created:
+    invoice: Invoice
+    replayed: bool
+
+
+def check_idempotency_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not set(key) <= IDEMPOTENCY_KEY_CHARS:
+        raise IdempotencyKeyMalformed()
+    return key
+
+
+def request_hash(body: InvoiceCreate) -> str:
+    canonical = orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def resolve_options(catalog: Catalog, body: InvoiceCreate) -> list[CatalogCurrency]:
+    """The (network, currency) pairs to offer, as catalog entries."""
+    if body.payment_options:
+        wanted = [(o.network, o.currency.upper()) for o in body.payment_options]
+    elif body.currency in FIAT_DECIMALS:
+        wanted = [(c.network, c.code) for c in catalog.currencies if c.code in STABLECOINS]
+        wanted = [w for w in wanted if body.network is None or w[0] == body.network]
+    else:
+        offered = catalog.networks_with(body.currency)
+        if not offered:
+            raise UnknownCurrency(
+                f"{body.currency} is not an enabled currency or a known fiat code."
+            )
+        wanted = [(c.network, c.code) for c in offered if body.network in (None, c.network)]
+    if body.currency not in FIAT_DECIMALS and body.currency not in catalog.codes():
+        raise UnknownCurrency(f"{body.currency} is not an enabled currency or a known fiat code.")
+    found = []
+    for network, code in dict.fromkeys(wanted):
+        entry = catalog.find(network, code)
+        if entry is None:
+            raise UnknownNetwork(f"{code} on {network} is not offered (unknown or disabled).")
+        found.append(entry)
+    if not found:
+        raise UnknownNetwork("No enabled network offers this currency.")
+    return found
+
+
+async def _price_option(
+    session: AsyncSession,
+    runtime: Runtime,
+    body: InvoiceCreate,
+    price: Decimal,
+    entry: CatalogCurrency,
+) -> tuple[int, Decimal]:
+    """(amount due in the option's base units, locked rate: 1 option unit in price currency)."""
+    if entry.code == body.currency:
+        try:
+            return to_base_units(price, entry.decimals), Decimal(1)
+        except ValueError:
+            raise AmountPrecision(
+                f"{body.currency} on {entry.network} has {entry.decimals} decimal places."
+            ) from None
+    rate = await get_rate(session, runtime.settings, entry.code, body.currency)
+    return max(1, convert(price, rate, entry.decimals)), rate
+
+
+async def create(
+    session: AsyncSession,
+    runtime: Runtime,
+    merchant_id: str,
+    body: InvoiceCreate,
+    idempotency_key: str | None,
+) -> Created:
+    key = check_idempotency_key(idempotency_key)
+    invoice_id = new_id("inv")
+    if key is not None:
+        digest = request_hash(body)
+        if not await repository.claim_idempotency_key(
+            session, merchant_id, key, digest, invoice_id
+        ):
+            return Created(await _replay(session, merchant_id, key, digest), replayed=True)
+    return Created(await _create(session, runtime, merchant_id, body, invoice_id), replayed=False)
+
+
+async def _replay(session: AsyncSession, merchant_id: str, key: str, digest: str) -> Invoice:
+    record = await repository.idempotency_record(session, merchant_id, key)
+    assert record is not None
+    if record.request_hash != digest:
+        raise IdempotencyKeyReused()
+    return await get(session, record.invoice_id, merchant_id=merchant_id)
+
+
+async def _create(
+    session: AsyncSession, runtime: Runtime, merchant_id: str, body: InvoiceCreate, invoice_id: str
+) -> Invoice:
+    settings = runtime.settings
+    metadata = body.metadata or {}
+    if len(orjson.dumps(metadata)) > settings.invoice_metadata_max_bytes:
+        raise MetadataTooLarge(
+            f"metadata is over {settings.invoice_metadata_max_bytes} bytes of JSON."
+        )
+    price = parse_amount(body.amount)
+    if body.currency in FIAT_DECIMALS and decimals_of(price) > FIAT_DECIMALS[body.currency]:
+        raise AmountPrecision(f"{body.currency} has {FIAT_DECIMALS[body.currency]} decimal places.")
+    entries = resolve_options(await runtime.catalog.get(), body)
+    priced = [await _price_option(session, runtime, body, price, entry) for entry in entries]
+    merchant = await merchants.get(session, merchant_id)
+    assert merchant is not None
+    now = datetime.now(UTC)
+    expires_at = now + timedelta(seconds=body.expires_in or merchant.default_expiry_s)
+    invoice = dict(
+        id=invoice_id,
+        merchant_id=merchant_id,
+        status="pending",
+        price_amount=price,
+        price_currency=body.currency,
+        order_id=body.order_id,
+        description=body.description,
+        metadata_=metadata,
+        redirect_url=body.redirect_url,
+        underpayment_tolerance_bps=merchant.underpayment_tolerance_bps,
+        expires_at=expires_at,
+        created_at=now,
+        updated_at=now,
+    )
+    await repository.insert_invoice(session, invoice)
+    addresses = {}
+    for family in dict.fromkeys(entry.chain_family for entry in entries):
+        deposit = await runtime.wallets.allocate(
+            session, chain_family=family, invoice_id=invoice_id, merchant_id=merchant_id
+        )
+        addresses[family] = deposit.address
+    options = [
+        dict(
+            id=new_id("opt"),
+            invoice_id=invoice_id,
+            network_code=entry.network,
+            currency_id=entry.id,
+            chain_family=entry.chain_family,
+            address=addresses[entry.chain_family],
+            amount=Decimal(amount),
+            rate=rate,
+            amount_paid=Decimal(0),
+        )
+        for entry, (amount, rate) in zip(entries, priced, strict=True)
+    ]
+    await repository.insert_options(session, options)
+    view = invoice_view(
+        _row(invoice, now),
+        [(InvoiceOption(**o), _currency(e)) for o, e in zip(options, entries, strict=True)],
+        [],
+    )
+    await emit(
+        session,
+        merchant_id=merchant_id,
+        type="invoice.created",
+        subject_id=invoice_id,
+        data=view.model_dump(mode="json"),
+    )
+    return view
+
+
+def _row(values: dict[str, Any], now: datetime) -> InvoiceRow:
+    return InvoiceRow(
+        **values,
+        paid_ppm=0,
+        overpaid=False,
+        paid_late=False,
+        paid_at=None,
+        confirmed_at=None,
+        expired_at=None,
+        cancelled_at=None,
+        invalid_at=None,
+        status_reason=None,
+    )
+
+
+def _currency(entry: CatalogCurrency) -> Currency:
+    return Currency(
+        id=entry.id,
+        network_code=entry.network,
+        code=entry.code,
+        name=entry.name,
+        contract=entry.contract,
+        decimals=entry.decimals,
+        enabled=True,
+    )
+
+
+async def get(session: AsyncSession, invoice_id: str, *, merchant_id: str | None) -> Invoice:
+    invoice = await repository.get(session, invoice_id, merchant_id=merchant_id)
+    if invoice is None:
+        raise InvoiceNotFound()
+    return await load_view(session, invoice)
+
+
+async def load_view(session: AsyncSession, invoice: InvoiceRow) -> Invoice:
+    options = await repository.options_of(session, [invoice.id])
+    payments = await repository.payments_of(session, [invoice.id])
+    return invoice_view(invoice, options, payments)
+
+
+async def list_invoices(
+    session: AsyncSession, merchant_id: str, *, limit: int, **filters: Any
+) -> tuple[list[Invoice], bool]:
+    rows = await repository.list_for_merchant(session, merchant_id, limit=limit + 1, **filters)
+    page = list(rows[:limit])
+    ids = [invoice.id for invoice in page]
+    options = await repository.options_of(session, ids) if ids else []
+    payments = await repository.payments_of(session, ids) if ids else []
+    views = [
+        invoice_view(
+            invoice,
+            [(o, c) for o, c in options if o.invoice_id == invoice.id],
+            [p for p in payments if p.invoice_id == invoice.id],
+        )
+        for invoice in page
+    ]
+    return views, len(rows) > limit
+
+
+async def cancel(session: AsyncSession, merchant_id: str, invoice_id: str) -> Invoice:
+    invoice = await repository.get(session, invoice_id, merchant_id=merchant_id, for_update=True)
+    if invoice is None:
+        raise InvoiceNotFound()
+    if invoice.status != "pending" or invoice.paid_ppm > 0:
+        raise InvoiceNotCancellable(
+            f"The invoice is {invoice.status}; only pending ones can be cancelled."
+        )
+    invoice.status = "cancelled"
+    invoice.cancelled_at = datetime.now(UTC)
+    await session.flush()
+    view = await load_view(session, invoice)
+    await emit(
+        session,
+        merchant_id=merchant_id,
+        type="invoice.cancelled",
+        subject_id=invoice_id,
+        data=view.model_dump(mode="json"),
+    )
+    return view

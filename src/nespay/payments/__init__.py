@@ -1,0 +1,1 @@
+"""Payments seen on chain: recording, confirmations, reversal by reorgs."""

@@ -1,0 +1,29 @@
+"""Deposit addresses: HD derivation from an account xpub (default) or Privy server wallets."""
+
+from nespay.kit.addresses import checksum_address
+from nespay.wallets.hd import HdWalletProvider
+from nespay.wallets.provider import (
+    CHAIN_FAMILIES,
+    UnsupportedChainFamily,
+    WalletError,
+    WalletIndexExhausted,
+    WalletNotConfigured,
+    WalletProvider,
+    WalletProviderUnavailable,
+    check_configuration,
+    provider_for,
+)
+
+__all__ = [
+    "CHAIN_FAMILIES",
+    "HdWalletProvider",
+    "UnsupportedChainFamily",
+    "WalletError",
+    "WalletIndexExhausted",
+    "WalletNotConfigured",
+    "WalletProvider",
+    "WalletProviderUnavailable",
+    "check_configuration",
+    "checksum_address",
+    "provider_for",
+]

@@ -1,0 +1,94 @@
+"""A real chain for payment tests: a fresh anvil node with a test token, registered as a
+network of its own (unique code) with USDT = the token and ETH native; a runtime, a scanner
+on that network, and a merchant with an API key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from nespay.apps import api
+from nespay.chains.scanner import NetworkScanner
+from nespay.runtime import Runtime
+from tests.fixtures.anvil import Anvil, run_anvil
+from tests.fixtures.app import app_client
+from tests.fixtures.factories import MerchantWithKey, merchant_with_key, register_network
+
+CONFIRMATIONS = 3
+
+
+@dataclass
+class Chain:
+    node: Anvil
+    network: str
+    token: str
+    runtime: Runtime
+    scanner: NetworkScanner
+    client: httpx.AsyncClient
+    merchant: MerchantWithKey
+
+    async def scan(self) -> int:
+        """Step the scanner until it is at the head; returns blocks scanned."""
+        total = 0
+        while (count := await self.scanner.step()) > 0:
+            total += count
+        return total
+
+    async def invoice(self, amount: str = "10", currency: str = "USDT", **extra) -> dict:
+        body = {"amount": amount, "currency": currency, "network": self.network, **extra}
+        response = await self.client.post(
+            "/api/v1/invoices", json=body, headers=self.merchant.headers
+        )
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    async def get(self, invoice_id: str) -> dict:
+        response = await self.client.get(
+            f"/api/v1/invoices/{invoice_id}", headers=self.merchant.headers
+        )
+        return response.json()
+
+    def pay(self, invoice: dict, amount: int, *, wait: bool = True) -> str:
+        address = invoice["payment_options"][0]["address"]
+        return self.node.transfer(self.token, address, amount, wait=wait)
+
+    async def events(self, invoice_id: str) -> list[str]:
+        async with self.runtime.db.engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT type FROM events WHERE subject_id = :s ORDER BY seq"),
+                {"s": invoice_id},
+            )
+            return [row[0] for row in rows]
+
+
+@pytest.fixture
+async def chain(settings, database):
+    with run_anvil() as node:
+        token = node.deploy_token("Tether Test", "USDT", 6)
+        node.mint(token, node.accounts[0], 10**15)
+        runtime = Runtime(settings, "jobs")
+        await runtime.start()
+        network = await register_network(runtime.db, [node.url], token, CONFIRMATIONS)
+        runtime.catalog.invalidate()
+        merchant = await merchant_with_key(database)
+        async with (
+            httpx.AsyncClient(timeout=10) as http,
+            app_client(api.create_app, settings) as (
+                app,
+                client,
+            ),
+        ):
+            app.state.runtime.catalog.invalidate()
+            scanner = NetworkScanner(runtime, network, "test-scanner", http)
+            assert await scanner.acquire()
+            yield Chain(node, network, token, runtime, scanner, client, merchant)
+            await scanner.release()
+        await runtime.close()
+
+
+def units(amount: str, decimals: int = 6) -> int:
+    return int(Decimal(amount).scaleb(decimals))

@@ -21,6 +21,7 @@ def dev_env(tmp_path, **extra):
         "WEBHOOK_PORT": str(free_port()),
         "JOB_PORT": str(free_port()),
         "NESPAY_DEV_PG_PORT": str(free_port()),
+        "NESPAY_DEV_CHAIN_PORT": str(free_port()),
         "LOG_LEVEL": "warning",
     }
     env.update(extra)
@@ -64,6 +65,7 @@ def test_dev_runs_a_private_database_and_all_three_processes(tmp_path):
     assert f"127.0.0.1:{env['NESPAY_DEV_PG_PORT']}/nespay" in output
     assert f"http://localhost:{env['API_PORT']}/api/v1/health" in output
     assert "15 networks" in output  # seeded
+    assert f"local chain: http://127.0.0.1:{env['NESPAY_DEV_CHAIN_PORT']}" in output
     assert {job["name"] for job in jobs["jobs"]} >= {"chains.rpc_health", "invoices.expire"}
     # Ctrl-C stopped the processes and the private cluster.
     assert child.returncode == 0, output[-2000:]

@@ -126,6 +126,30 @@ def dev() -> None:
     devstack.run_dev(out)
 
 
+@app.command()
+def sandbox(
+    port: Annotated[int, typer.Option(help="Port for the local anvil node")] = 8545,
+) -> None:
+    """A local chain with a test token, a merchant and an invoice paid end to end."""
+    from nespay import sandbox as sandbox_module
+    from nespay.db import Database, ensure_schema_current
+
+    settings = settings_or_exit()
+
+    async def run() -> None:
+        db = Database(settings)
+        try:
+            await ensure_schema_current(db)
+        finally:
+            await db.dispose()
+        await sandbox_module.run(settings, out, port)
+
+    try:
+        run_async(run)
+    except sandbox_module.SandboxError as error:
+        fail(str(error))
+
+
 # --- db ---------------------------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -205,10 +206,14 @@ def run_dev(console: Console) -> None:
                 raise SystemExit(1) from None
         env["DATABASE_URL"] = cluster.url
         console.print(f"PostgreSQL: {cluster.url}")
+    chain = None
     try:
         _migrate_and_seed(env)
+        chain = _local_chain(console, env)
         _serve_all(console, env)
     finally:
+        if chain is not None:
+            chain.stop()
         if cluster is not None:
             cluster.stop()
 
@@ -221,6 +226,36 @@ def _migrate_and_seed(env: dict[str, str]) -> None:
     for step in (("db", "migrate"), ("db", "seed")):
         if subprocess.run(_nespay(*step), env=env, check=False).returncode != 0:
             raise SystemExit(1)
+
+
+def _local_chain(console: Console, env: dict[str, str]) -> Any:
+    """Where the machine allows (anvil installed, its port free): a local chain with one block
+    a second and the test token, registered as the enabled `local` network."""
+    from nespay import sandbox
+    from nespay.chains.localchain import find_anvil
+    from nespay.db import Database
+
+    if os.environ.get("NESPAY_DEV_CHAIN", "1") == "0" or find_anvil() is None:
+        console.print("local chain: off (no anvil; `npm ci` installs it)")
+        return None
+    port = int(os.environ.get("NESPAY_DEV_CHAIN_PORT", "8545"))
+    try:
+        chain = sandbox.start_chain(port, block_time=1)
+    except sandbox.SandboxError as error:
+        console.print(f"local chain: off ({error})")
+        return None
+
+    async def register() -> None:
+        overrides = {"database_url": env["DATABASE_URL"]} if "DATABASE_URL" in env else {}
+        db = Database(load_settings(**overrides))
+        try:
+            await sandbox.register_local_chain(db, chain)
+        finally:
+            await db.dispose()
+
+    asyncio.run(register())
+    console.print(f"local chain: {chain.url} (network `local`, token TUSD at {chain.token})")
+    return chain
 
 
 def _serve_all(console: Console, env: dict[str, str]) -> None:

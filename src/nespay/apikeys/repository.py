@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nespay.kit.pagination import page_query
 from nespay.models import ApiKey, Merchant
 
 
@@ -61,12 +62,6 @@ async def get(session: AsyncSession, merchant_id: str, key_id: str) -> ApiKey | 
 async def list_for_merchant(
     session: AsyncSession, merchant_id: str, *, limit: int, starting_after: str | None
 ) -> Sequence[ApiKey]:
-    query = (
-        select(ApiKey)
-        .where(ApiKey.merchant_id == merchant_id)
-        .order_by(ApiKey.id.desc())
-        .limit(limit)
-    )
-    if starting_after is not None:
-        query = query.where(ApiKey.id < starting_after)
-    return (await session.scalars(query)).all()
+    query = select(ApiKey).where(ApiKey.merchant_id == merchant_id)
+    page = page_query(query, ApiKey.id, limit=limit, starting_after=starting_after)
+    return (await session.scalars(page)).all()

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from nespay.kit.pagination import page_query
 from nespay.models import AuditLog
 
 
@@ -29,7 +30,7 @@ async def list_entries(
     until: datetime | None = None,
 ) -> Sequence[AuditLog]:
     """Newest first; `starting_after` is the id of the last row of the previous page."""
-    query = select(AuditLog).order_by(AuditLog.id.desc()).limit(limit)
+    query = page_query(select(AuditLog), AuditLog.id, limit=limit, starting_after=starting_after)
     filters = {
         AuditLog.merchant_id: merchant_id,
         AuditLog.actor_id: actor_id,
@@ -39,8 +40,6 @@ async def list_entries(
     for column, value in filters.items():
         if value is not None:
             query = query.where(column == value)
-    if starting_after is not None:
-        query = query.where(AuditLog.id < starting_after)
     if since is not None:
         query = query.where(AuditLog.at >= since)
     if until is not None:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nespay.kit.pagination import page_query
 from nespay.models import WebhookEndpoint
 
 
@@ -21,12 +22,6 @@ async def get(session: AsyncSession, merchant_id: str, endpoint_id: str) -> Webh
 async def list_for_merchant(
     session: AsyncSession, merchant_id: str, *, limit: int, starting_after: str | None
 ) -> Sequence[WebhookEndpoint]:
-    query = (
-        select(WebhookEndpoint)
-        .where(WebhookEndpoint.merchant_id == merchant_id)
-        .order_by(WebhookEndpoint.id.desc())
-        .limit(limit)
-    )
-    if starting_after is not None:
-        query = query.where(WebhookEndpoint.id < starting_after)
-    return (await session.scalars(query)).all()
+    query = select(WebhookEndpoint).where(WebhookEndpoint.merchant_id == merchant_id)
+    page = page_query(query, WebhookEndpoint.id, limit=limit, starting_after=starting_after)
+    return (await session.scalars(page)).all()

@@ -4,10 +4,13 @@ Ids are time-ordered, so "after" in a newest-first list means "older than"."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query
 from pydantic import BaseModel
+from sqlalchemy import Select
+
+T = TypeVar("T")
 
 
 class PageParams(BaseModel):
@@ -25,3 +28,13 @@ async def page_params(
 
 
 PageDep = Annotated[PageParams, Depends(page_params)]
+
+
+def page_query(
+    query: Select[T], id_column: Any, *, limit: int, starting_after: Any | None
+) -> Select[T]:
+    """Newest first by id, `limit` rows, after the cursor (ids are time-ordered)."""
+    query = query.order_by(id_column.desc()).limit(limit)
+    if starting_after is not None:
+        query = query.where(id_column < starting_after)
+    return query

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nespay.kit.pagination import page_query
 from nespay.kit.search import contains_pattern
 from nespay.models import Merchant, MerchantUser
 
@@ -27,15 +28,9 @@ async def user_by_sub(session: AsyncSession, sub: str) -> MerchantUser | None:
 async def users(
     session: AsyncSession, merchant_id: str, *, limit: int, starting_after: str | None
 ) -> Sequence[MerchantUser]:
-    query = (
-        select(MerchantUser)
-        .where(MerchantUser.merchant_id == merchant_id)
-        .order_by(MerchantUser.id.desc())
-        .limit(limit)
-    )
-    if starting_after is not None:
-        query = query.where(MerchantUser.id < starting_after)
-    return (await session.scalars(query)).all()
+    query = select(MerchantUser).where(MerchantUser.merchant_id == merchant_id)
+    page = page_query(query, MerchantUser.id, limit=limit, starting_after=starting_after)
+    return (await session.scalars(page)).all()
 
 
 async def user(session: AsyncSession, merchant_id: str, user_id: str) -> MerchantUser | None:
@@ -55,7 +50,7 @@ async def search(
     starting_after: str | None,
 ) -> Sequence[Merchant]:
     """Fragment search over id, name and email (trigram indexes make `ILIKE '%…%'` cheap)."""
-    query = select(Merchant).order_by(Merchant.id.desc()).limit(limit)
+    query = page_query(select(Merchant), Merchant.id, limit=limit, starting_after=starting_after)
     if q:
         pattern = contains_pattern(q)
         query = query.where(
@@ -67,8 +62,6 @@ async def search(
         )
     if status is not None:
         query = query.where(Merchant.status == status)
-    if starting_after is not None:
-        query = query.where(Merchant.id < starting_after)
     return (await session.scalars(query)).all()
 
 

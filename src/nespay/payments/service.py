@@ -169,21 +169,28 @@ async def count_confirmations(
     for row in await conn.execute(_CONFIRM, {"network": network, "tip": tip, "needed": needed}):
         if row.status == "confirmed":
             touched.add(row.invoice_id)
-            await emit(
-                conn,
-                merchant_id=row.merchant_id,
-                type="payment.confirmed",
-                subject_id=row.invoice_id,
-                data={
-                    "id": row.id,
-                    "network": network,
-                    "tx_hash": row.tx_hash,
-                    "log_index": row.log_index,
-                    "block_number": row.block_number,
-                    "amount_base_units": str(row.amount),
-                },
-            )
+            await _payment_event(conn, "payment.confirmed", network, row)
     return touched
+
+
+async def _payment_event(
+    conn: AsyncConnection, type: str, network: str, row: Any, **extra: str
+) -> None:
+    await emit(
+        conn,
+        merchant_id=row.merchant_id,
+        type=type,
+        subject_id=row.invoice_id,
+        data={
+            "id": row.id,
+            "network": network,
+            "tx_hash": row.tx_hash,
+            "log_index": row.log_index,
+            "block_number": row.block_number,
+            "amount_base_units": str(row.amount),
+            **extra,
+        },
+    )
 
 
 _ORPHAN = text(
@@ -200,21 +207,7 @@ async def orphan_after(conn: AsyncConnection, network: str, ancestor: int) -> se
     touched = set()
     for row in await conn.execute(_ORPHAN, {"network": network, "ancestor": ancestor}):
         touched.add(row.invoice_id)
-        await emit(
-            conn,
-            merchant_id=row.merchant_id,
-            type="payment.reversed",
-            subject_id=row.invoice_id,
-            data={
-                "id": row.id,
-                "network": network,
-                "tx_hash": row.tx_hash,
-                "log_index": row.log_index,
-                "block_number": row.block_number,
-                "amount_base_units": str(row.amount),
-                "reason": "reorg",
-            },
-        )
+        await _payment_event(conn, "payment.reversed", network, row, reason="reorg")
     return touched
 
 

@@ -100,6 +100,27 @@ async def test_payment_after_expiry_is_recorded_and_credited_as_late(chain):
     ]
 
 
+async def test_a_late_partial_payment_is_credited_and_the_invoice_stays_expired(chain):
+    from nespay.invoices.tasks import expire_invoices
+
+    invoice = await chain.invoice("10")
+    chain.pay(invoice, units("4"))
+    await chain.scan()
+    async with chain.runtime.db.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE invoices SET expires_at = now() - interval '1 s' WHERE id = :i"),
+            {"i": invoice["id"]},
+        )
+    await expire_invoices(chain.runtime)
+    chain.pay(invoice, units("2"))
+    await chain.scan()
+    await expire_invoices(chain.runtime)
+    after = await chain.get(invoice["id"])
+    assert after["status"] == "expired" and after["amount_paid"] == "6"
+    assert after["flags"]["paid_late"] is True
+    assert (await chain.events(invoice["id"])).count("invoice.expired") == 1
+
+
 async def test_two_invoices_paid_in_one_block_are_both_found(chain):
     first, second = await chain.invoice("3"), await chain.invoice("7")
     chain.node.set_automine(False)

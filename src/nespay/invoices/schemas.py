@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from nespay.kit.money import parse_amount
 
 MAX_AMOUNT = 10**15
+# ASCII digits with an optional fraction: Decimal() alone would also take "1_000", " 10",
+# "+10" and non-ASCII digits ("١٠").
+PLAIN_AMOUNT = re.compile(r"[0-9]+(\.[0-9]+)?")
 
 
 class PaymentOptionIn(BaseModel):
@@ -17,6 +21,11 @@ class PaymentOptionIn(BaseModel):
 
     network: str = Field(min_length=1, max_length=32)
     currency: str = Field(min_length=1, max_length=16)
+
+    @field_validator("currency")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
 
 
 class InvoiceCreate(BaseModel):
@@ -37,6 +46,10 @@ class InvoiceCreate(BaseModel):
     @field_validator("amount")
     @classmethod
     def _amount(cls, value: str) -> str:
+        if value.startswith("-") and PLAIN_AMOUNT.fullmatch(value[1:]):
+            raise ValueError("must be greater than zero")
+        if not PLAIN_AMOUNT.fullmatch(value):
+            raise ValueError('expected a plain decimal string such as "10.50"')
         amount = parse_amount(value)
         if amount <= 0:
             raise ValueError("must be greater than zero")

@@ -18,7 +18,7 @@ from nespay.errors import Conflict, NespayError, NotFound
 from nespay.events.service import emit
 from nespay.invoices import repository
 from nespay.invoices.schemas import Invoice, InvoiceCreate
-from nespay.invoices.views import invoice_view
+from nespay.invoices.views import PRICE_DECIMALS_CAP, invoice_view
 from nespay.kit.ids import new_id
 from nespay.kit.money import (
     FIAT_DECIMALS,
@@ -121,6 +121,8 @@ def resolve_options(catalog: Catalog, body: InvoiceCreate) -> list[CatalogCurren
     found = []
     for network, code in dict.fromkeys(wanted):
         entry = catalog.find(network, code)
+        if entry is None and code not in catalog.codes():
+            raise UnknownCurrency(f"{code} is not an enabled currency.")
         if entry is None:
             raise UnknownNetwork(f"{code} on {network} is not offered (unknown or disabled).")
         found.append(entry)
@@ -186,6 +188,8 @@ async def _create(
     price = parse_amount(body.amount)
     if body.currency in FIAT_DECIMALS and decimals_of(price) > FIAT_DECIMALS[body.currency]:
         raise AmountPrecision(f"{body.currency} has {FIAT_DECIMALS[body.currency]} decimal places.")
+    if decimals_of(price) > PRICE_DECIMALS_CAP:
+        raise AmountPrecision(f"A price has at most {PRICE_DECIMALS_CAP} decimal places.")
     entries = resolve_options(await runtime.catalog.get(), body)
     priced = [await _price_option(session, runtime, body, price, entry) for entry in entries]
     merchant = await merchants.get(session, merchant_id)
@@ -214,9 +218,12 @@ async def _create(
             session, chain_family=family, invoice_id=invoice_id, merchant_id=merchant_id
         )
         addresses[family] = deposit.address
+    # Reads list options by id: sorted ids keep the order the merchant asked for (ids made in
+    # the same millisecond are otherwise in random order).
+    option_ids = sorted(new_id("opt") for _ in entries)
     options = [
         dict(
-            id=new_id("opt"),
+            id=option_id,
             invoice_id=invoice_id,
             network_code=entry.network,
             currency_id=entry.id,
@@ -226,7 +233,7 @@ async def _create(
             rate=rate,
             amount_paid=Decimal(0),
         )
-        for entry, (amount, rate) in zip(entries, priced, strict=True)
+        for option_id, entry, (amount, rate) in zip(option_ids, entries, priced, strict=True)
     ]
     await repository.insert_options(session, options)
     view = invoice_view(

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from sqlalchemy import text
 
 from nespay.events.service import emit
 from nespay.invoices import repository
+from nespay.kit.money import decimal_string
 from nespay.runtime import Runtime
 
 BATCH = 500
 
 _EXPIRE = text(
     """
-    UPDATE invoices SET status = 'expired', expired_at = now(), updated_at = now()
-    WHERE id = ANY(:ids)
-    RETURNING id, merchant_id, status, paid_ppm
+    UPDATE invoices i SET status = 'expired', expired_at = now(), updated_at = now()
+    FROM invoices old
+    WHERE i.id = ANY(:ids) AND old.id = i.id
+    RETURNING i.id, i.merchant_id, old.status AS previous_status, i.paid_ppm, i.overpaid,
+        i.paid_late
     """
 )
 
@@ -36,7 +41,11 @@ async def expire_invoices(runtime: Runtime) -> str:
                     data={
                         "id": row.id,
                         "status": "expired",
-                        "paid_share": str(row.paid_ppm / 1_000_000),
+                        "previous_status": row.previous_status,
+                        # The share as an exact decimal string (never a float), as the
+                        # payment events carry it.
+                        "paid_share": decimal_string(Decimal(row.paid_ppm).scaleb(-6)),
+                        "flags": {"overpaid": row.overpaid, "paid_late": row.paid_late},
                     },
                 )
         total += len(ids)

@@ -44,6 +44,11 @@ def amounts(
     return decimal_string(paid), decimal_string(due)
 
 
+def _contract(chain_family: str, currency: Currency) -> str | None:
+    """The token contract as shown (EIP-55 on EVM), whatever case the catalog or row holds."""
+    return display_address(chain_family, currency.contract) if currency.contract else None
+
+
 def _option(option: InvoiceOption, currency: Currency) -> PaymentOption:
     return PaymentOption(
         network=option.network_code,
@@ -51,7 +56,7 @@ def _option(option: InvoiceOption, currency: Currency) -> PaymentOption:
         address=display_address(option.chain_family, option.address),
         amount=from_base_units(option.amount, currency.decimals),
         amount_paid=from_base_units(option.amount_paid, currency.decimals),
-        token_contract=currency.contract,
+        token_contract=_contract(option.chain_family, currency),
         decimals=currency.decimals,
         rate=decimal_string(Decimal(option.rate)),
     )
@@ -137,7 +142,7 @@ def public_view(
                     ),
                     currency.decimals,
                 ),
-                token_contract=currency.contract,
+                token_contract=_contract(option.chain_family, currency),
                 decimals=currency.decimals,
                 chain_id=chain_ids.get(option.network_code),
             )

@@ -58,9 +58,9 @@ def derive_status(facts: InvoiceFacts) -> str:
         return "confirmed" if facts.all_confirmed else "paid"
     if facts.status == "confirmed":
         return "invalid"  # a counted, confirmed payment disappeared
-    if facts.fraction > 0:
-        return "partially_paid"
-    return "expired" if facts.expired else "pending"
+    if facts.expired:
+        return "expired"  # a late partial payment is recorded and credited; it stays expired
+    return "partially_paid" if facts.fraction > 0 else "pending"
 
 
 _MATCH = text(

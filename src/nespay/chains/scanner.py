@@ -7,7 +7,8 @@ native-coin transactions) to deposit addresses, and commits in ONE transaction: 
 confirmations, invoice states and their events, block hashes, the cursor — guarded by the
 lease's fencing token, so a scanner that lost its lease writes nothing. A crash before the
 commit leaves the cursor where it was: the blocks are read again, and payments already
-counted are recognised by (network, tx hash, log index).
+counted are recognised by (network, tx hash, log index). An answer that is garbled (a log
+that is not shaped like one) fails the step, which is retried: it is never read past.
 
 A parent-hash mismatch means a reorg: the scanner walks back through its stored hashes to the
 common ancestor, and in one transaction orphans the payments above it, rescans the new
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -59,16 +61,18 @@ class NetworkScanner:
         self.rpc = RpcClient(http, [])
         self.settings = runtime.settings
         self.cursor: Cursor | None = None
+        self.batch = runtime.settings.scanner_batch_blocks
         self._endpoints_at = 0.0
 
     # --- lease ---------------------------------------------------------------------------
 
     async def acquire(self) -> bool:
         await self._refresh_endpoints()
+        async with self.runtime.db.engine.connect() as conn:
+            exists = await cursors.cursor_exists(conn, self.network)
+        # The node is asked outside any transaction: no pooled connection waits on the network.
+        start = (0, "") if exists else await self._starting_point()
         async with self.runtime.db.engine.begin() as conn:
-            start = (0, "")
-            if not await cursors.cursor_exists(conn, self.network):
-                start = await self._starting_point()
             self.cursor = await cursors.acquire(
                 conn, self.network, self.owner, self.settings.scanner_lease_s, start
             )
@@ -106,7 +110,7 @@ class NetworkScanner:
         if head <= self.cursor.number:
             await self._keep_lease(head)
             return 0
-        last = min(head, self.cursor.number + self.settings.scanner_batch_blocks)
+        last = min(head, self.cursor.number + self.batch)
         blocks, logs = await self._fetch(self.cursor.number + 1, last, config)
         if blocks[0]["parentHash"] != self.cursor.hash:
             return await self._reorg(config, head)
@@ -136,6 +140,8 @@ class NetworkScanner:
         results = await self.rpc.batch(calls)
         blocks = results[: last - first + 1]
         logs = results[last - first + 1] if config.tokens else []
+        if not isinstance(logs, list) or not all(isinstance(entry, dict) for entry in logs):
+            raise ChainInconsistent("the logs answer is not a list of log objects")
         _check_linked(blocks, first)
         hashes = {int(b["number"], 16): b["hash"] for b in blocks}
         if any(
@@ -171,10 +177,15 @@ class NetworkScanner:
                 touched |= await payments.orphan_after(conn, self.network, ancestor)
                 await cursors.forget_blocks_after(conn, self.network, ancestor)
             touched |= await self._record(conn, transfers)
-            touched |= await payments.count_confirmations(
+            # Settle the new payments before counting confirmations: a payment first read
+            # already deep (catching up, a lagging scanner) then still takes its invoice
+            # paid → confirmed with both events, as at the head, not straight to confirmed
+            # without `invoice.paid`.
+            changed = await payments.settle(conn, touched)
+            confirmed = await payments.count_confirmations(
                 conn, self.network, tip, config.confirmations
             )
-            changed = await payments.settle(conn, touched)
+            changed |= await payments.settle(conn, confirmed)
             await cursors.store_blocks(conn, self.network, [_block_row(b) for b in blocks])
         self.cursor.number, self.cursor.hash = tip, blocks[-1]["hash"]
         if transfers or changed:
@@ -204,7 +215,9 @@ class NetworkScanner:
         assert self.cursor is not None
         ancestor = await self._common_ancestor()
         log.warning("reorg", network=self.network, cursor=self.cursor.number, ancestor=ancestor)
-        last = min(head, max(self.cursor.number, ancestor + self.settings.scanner_batch_blocks))
+        last = min(head, max(self.cursor.number, ancestor + self.batch))
+        if last <= ancestor:  # the node's chain ends at the ancestor: nothing to read yet
+            raise ChainInconsistent(f"the node's head {head} is below our cursor; waiting")
         blocks, logs = await self._fetch(ancestor + 1, last, config)
         async with self.runtime.db.engine.connect() as conn:
             stored = await cursors.stored_hashes(conn, self.network, [ancestor])
@@ -267,7 +280,11 @@ class NetworkScanner:
                 if self.cursor is None and not await self.acquire():
                     await _sleep(stop, self.settings.scanner_lease_s / 2)
                     continue
-                if await self.step() == 0:
+                scanned = await self.step()
+                # A failed batch may be too big for the provider ("block range too large"):
+                # halve it after a failure, grow it back while steps succeed.
+                self.batch = min(self.settings.scanner_batch_blocks, self.batch * 2)
+                if scanned == 0:
                     await _sleep(stop, poll)
             except LeaseLost:
                 log.warning("scanner_lease_lost", network=self.network)
@@ -281,6 +298,7 @@ class NetworkScanner:
                 ValueError,
             ) as error:
                 log.warning("scan_failed", network=self.network, error=str(error)[:300])
+                self.batch = max(1, self.batch // 2)
                 await _sleep(stop, min(5.0, poll * 4))
         await self.release()
 
@@ -304,12 +322,17 @@ def _transfers(
     found = []
     for entry in logs:
         decoded = decode_transfer_log(entry)
-        if decoded is None or decoded.removed or decoded.token not in config.tokens:
-            if decoded is None:
-                log.warning(
-                    "log_skipped", network=config.code, tx=str(entry.get("transactionHash"))[:80]
-                )
+        if decoded is None:
+            if not _well_formed(entry):  # a garbled answer: skipping it could lose a payment
+                raise ChainInconsistent("a malformed log in the node's answer")
+            log.warning(
+                "log_skipped", network=config.code, tx=str(entry.get("transactionHash"))[:80]
+            )
             continue
+        if decoded.removed or decoded.token not in config.tokens:
+            continue
+        if decoded.tx_hash is None or decoded.log_index is None:  # its identity is missing
+            raise ChainInconsistent("a log without transaction hash or log index")
         found.append(
             Transfer(
                 config.code,
@@ -326,6 +349,33 @@ def _transfers(
     if config.native is not None:
         found.extend(_native_transfers(config, blocks))
     return found
+
+
+_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
+_LOG_FIELDS = (
+    ("address", re.compile(r"0x[0-9a-fA-F]{40}")),
+    ("data", re.compile(r"0x(?:[0-9a-fA-F]{2})*")),
+    ("blockNumber", re.compile(r"0x[0-9a-fA-F]+")),
+    ("logIndex", re.compile(r"0x[0-9a-fA-F]+")),
+    ("blockHash", _HASH),
+    ("transactionHash", _HASH),
+)
+
+
+def _well_formed(entry: dict[str, Any]) -> bool:
+    """Shaped as a node shapes every log, whatever its event. A log that is not a standard
+    `Transfer` (ERC-721's four topics, a non-indexed variant) is well formed and skipped; one
+    that is not well formed is a garbled answer, and the step is retried rather than read
+    past (the cursor would move beyond the payment it may hold)."""
+    topics = entry.get("topics")
+    return (
+        isinstance(topics, list)
+        and all(isinstance(topic, str) and _HASH.fullmatch(topic) for topic in topics)
+        and all(
+            isinstance(value := entry.get(name), str) and pattern.fullmatch(value) is not None
+            for name, pattern in _LOG_FIELDS
+        )
+    )
 
 
 def _native_transfers(config: NetworkConfig, blocks: list[dict[str, Any]]) -> list[Transfer]:

@@ -288,17 +288,23 @@ async def settle(conn: AsyncConnection, invoice_ids: set[str]) -> dict[str, str]
         )
         if status != row.status:
             changed[row.id] = status
-            await emit(
-                conn,
-                merchant_id=row.merchant_id,
-                type=STATUS_EVENTS[status],
-                subject_id=row.id,
-                data={
-                    "id": row.id,
-                    "status": status,
-                    "previous_status": row.status,
-                    "paid_share": str(fraction),
-                    "flags": {"overpaid": overpaid, "paid_late": late},
-                },
-            )
+            # Straight to confirmed (a payment first seen already deep): paid comes first, so
+            # the merchant always receives invoice.paid before invoice.confirmed.
+            steps = ["paid", status] if status == "confirmed" and row.status != "paid" else [status]
+            previous = row.status
+            for step in steps:
+                await emit(
+                    conn,
+                    merchant_id=row.merchant_id,
+                    type=STATUS_EVENTS[step],
+                    subject_id=row.id,
+                    data={
+                        "id": row.id,
+                        "status": step,
+                        "previous_status": previous,
+                        "paid_share": str(fraction),
+                        "flags": {"overpaid": overpaid, "paid_late": late},
+                    },
+                )
+                previous = step
     return changed

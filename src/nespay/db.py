@@ -93,6 +93,17 @@ class Database:
         self.settings = settings
         self.engine = create_engine(settings)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._side_engine: AsyncEngine | None = None
+
+    @property
+    def side_engine(self) -> AsyncEngine:
+        """A small pool of its own for work done while a request already holds a connection
+        of the main pool (rate counters and locks while Redis is degraded, security events,
+        the catalog refresh). Taking a second connection from the main pool there would
+        deadlock under load: every connection held by a request waiting for another one."""
+        if self._side_engine is None:
+            self._side_engine = create_engine(self.settings, pool_size=2)
+        return self._side_engine
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -118,6 +129,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._side_engine is not None:
+            await self._side_engine.dispose()
 
 
 # --- migrations -------------------------------------------------------------------------------

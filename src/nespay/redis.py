@@ -236,7 +236,7 @@ class DatabaseFallback:
     SWEEP_EVERY_S = 60.0
 
     def __init__(self, database: Database) -> None:
-        self._engine = database.engine
+        self._engine = database.side_engine
         self._sweep_at = 0.0
 
     async def hit(self, key: str, window_s: int) -> tuple[int, int]:

@@ -33,7 +33,7 @@ class Runtime:
         self.db = Database(self.settings)
         self.redis = RedisService(self.settings, self.db)
         self.cognito = CognitoVerifier(self.settings)
-        self.catalog = CatalogCache(self.db.engine)
+        self.catalog = CatalogCache(self.db.side_engine)
         self._wallets: WalletProvider | None = None
         if self.settings.rabbitmq_url is not None:
             self.broker = Broker(self.settings)

@@ -80,7 +80,7 @@ async def _refused(request: Request, error: NespayError) -> NespayError:
     if count in FAILURE_MILESTONES:
         actor = Actor("anonymous", None, None, ip, current_request_id())
         await record_security_event(
-            runtime.db.engine,
+            runtime.db.side_engine,
             actor,
             "auth.sign_in_failed",
             detail={"code": error.code, "failures": count, "window_s": FAILURE_WINDOW_S},

@@ -1,6 +1,7 @@
 """The raw floor for a write endpoint: one `INSERT` of a JSON body per `POST`, asyncpg pool,
-no framework. Nespay has no invoice creation endpoint yet; when it has, it joins this file as
-the thing (goal: at least 0.6× this baseline) and the row gets a ratio.
+no framework, alone. `bench_invoices.py` runs this same app as the baseline of
+`POST /api/v1/invoices` (goal: at least 0.6× it) and reports the ratio; `python -m bench` runs
+that one instead of this.
 
 `.venv/bin/python -m bench.bench_insert [--duration 10 --rounds 2 ...]`
 """
@@ -39,9 +40,9 @@ def run(db: ScratchDatabase, load: Load) -> list[Row]:
 def rows(measured: dict[str, harness.Measured]) -> Sequence[Row]:
     return [
         Row(
-            "insert floor (invoice creation, later)",
+            "insert floor (alone)",
             measured[RAW],
-            note="goal for POST /invoices: ≥ 0.6× this",
+            note="bench_invoices.py: POST /invoices against this",
         )
     ]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -22,7 +23,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +54,10 @@ NESPAY_ENV = {
     "LOG_LEVEL": "warning",
     "RPC_HEALTH_JOB_ENABLED": "false",
     "CONSOLIDATION_JOB_ENABLED": "false",
+    # rates.refresh asks CoinGecko; the scanners ask the enabled networks' RPC endpoints (the
+    # chain benchmarks switch them on again against their own anvil).
+    "RATES_JOB_ENABLED": "false",
+    "SCANNER_ENABLED": "false",
 }
 
 # Same uvicorn settings as `nespay serve` (see `nespay.cli.serve`).
@@ -80,6 +85,9 @@ class Load:
     duration_s: int = DURATION_S
     warmup_s: int = WARMUP_S
     rounds: int = ROUNDS
+    # Benchmarks of rate-limited routes (auth, invoices) give Nespay a Redis of their own, as
+    # deployed; `--no-redis` runs them degraded (counters in PostgreSQL) instead.
+    redis: bool = True
 
     def describe(self) -> str:
         return (
@@ -96,11 +104,18 @@ def argument_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=int, default=DURATION_S, help="seconds per run")
     parser.add_argument("--warmup", type=int, default=WARMUP_S, help="warm-up seconds per server")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="alternating rounds")
+    parser.add_argument(
+        "--no-redis",
+        action="store_true",
+        help="rate-limited routes without Redis (degraded: counters in PostgreSQL)",
+    )
     return parser
 
 
 def load_from(args: argparse.Namespace) -> Load:
-    return Load(args.threads, args.connections, args.duration, args.warmup, args.rounds)
+    return Load(
+        args.threads, args.connections, args.duration, args.warmup, args.rounds, not args.no_redis
+    )
 
 
 def invocation() -> str:
@@ -149,9 +164,10 @@ CREATE TABLE IF NOT EXISTS bench_inserts (
 
 
 @contextlib.contextmanager
-def scratch_database() -> Iterator[ScratchDatabase]:
-    """`nespay_bench_<pid>`, migrated and seeded by Nespay's own CLI, dropped afterwards."""
-    db = ScratchDatabase(f"nespay_bench_{os.getpid()}")
+def scratch_database(suffix: str = "") -> Iterator[ScratchDatabase]:
+    """`nespay_bench_<pid><suffix>`, migrated and seeded by Nespay's own CLI, dropped
+    afterwards. The chain benchmarks take one each (`_catchup`, …): they load it heavily."""
+    db = ScratchDatabase(f"nespay_bench_{os.getpid()}{suffix}")
     asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{db.name}"', f'CREATE DATABASE "{db.name}"'))
     try:
         for command in ("migrate", "seed"):
@@ -175,7 +191,7 @@ async def _execute(dsn: str, *statements: str) -> None:
         await conn.close()
 
 
-def _run_cli(db: ScratchDatabase, *args: str) -> None:
+def _run_cli(db: ScratchDatabase, *args: str) -> str:
     result = subprocess.run(
         [PYTHON, "-m", "nespay.cli", *args],
         cwd=REPO,
@@ -186,6 +202,97 @@ def _run_cli(db: ScratchDatabase, *args: str) -> None:
     )
     if result.returncode != 0:
         sys.exit(f"`nespay {' '.join(args)}` failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def nespay_cli(db: ScratchDatabase, *args: str) -> str:
+    """`nespay <args>` against the scratch database, as an operator types it; its stdout."""
+    return _run_cli(db, *args)
+
+
+def create_merchant(db: ScratchDatabase, name: str = "Bench Merchant") -> str:
+    """`nespay merchants create …`: the owner API key it prints (its last line)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    output = nespay_cli(db, "merchants", "create", "--name", name, "--email", f"{slug}@example.com")
+    return output.strip().splitlines()[-1].strip()
+
+
+def enable_usdt_on_local(db: ScratchDatabase, contract: str, rpc_url: str | None = None) -> None:
+    """The seeded `local` network, enabled, with USDT = `contract` (6 decimals).
+
+    With `rpc_url` (an anvil of the benchmark's own) it becomes the network's only enabled RPC
+    endpoint; without, every endpoint is disabled (the seeded one is 127.0.0.1:8545, which may
+    be someone else's node) — invoice creation needs no node.
+    """
+    nespay_cli(db, "currencies", "add", "--network", "local", "--code", "USDT",
+               "--contract", contract, "--decimals", "6")  # fmt: skip
+    if rpc_url is not None:
+        nespay_cli(db, "networks", "set-rpc", "local", rpc_url, "--priority", "1")
+    # No CLI verb disables an endpoint: done in SQL, on the scratch database only.
+    asyncio.run(
+        _execute_args(
+            db.dsn,
+            "UPDATE rpc_endpoints SET enabled = (url = $1) WHERE network_code = 'local'",
+            rpc_url or "",
+        )
+    )
+    nespay_cli(db, "networks", "enable", "local")
+
+
+async def _execute_args(dsn: str, statement: str, *args: object) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(statement, *args)
+    finally:
+        await conn.close()
+
+
+# --- redis ------------------------------------------------------------------------------------
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+@contextlib.contextmanager
+def redis_env(enabled: bool = True) -> Iterator[dict[str, str]]:
+    """Nespay settings for a throw-away `redis-server` on a free loopback port (no
+    persistence), stopped afterwards; with `enabled` false, `{}` (degraded mode, no server)."""
+    if not enabled:
+        yield {}
+        return
+    if not Path(REDIS_SERVER).exists():
+        sys.exit("install redis-server (apt-get install -y redis-server), or pass --no-redis")
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="bench-redis-")
+    process = subprocess.Popen(  # noqa: S603 - our own arguments
+        [
+            REDIS_SERVER,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                sys.exit("redis-server did not start")
+            time.sleep(0.05)
+        yield {"REDIS_ENABLED": "true", "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(port)}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 # --- servers ----------------------------------------------------------------------------------
@@ -227,10 +334,17 @@ class Server:
         return kb / 1024
 
 
-def nespay_server(label: str, process: str, path: str, db: ScratchDatabase) -> Server:
-    """`nespay serve <process>` exactly as operators start it."""
+def nespay_server(
+    label: str,
+    process: str,
+    path: str,
+    db: ScratchDatabase,
+    env: dict[str, str] | None = None,
+    ready_path: str | None = None,
+) -> Server:
+    """`nespay serve <process>` exactly as operators start it (`env` adds to its settings)."""
     argv = [PYTHON, "-m", "nespay.cli", "serve", process, "--port", "{port}"]
-    return Server(label, argv, path, db.nespay_env())
+    return Server(label, argv, path, {**db.nespay_env(), **(env or {})}, ready_path=ready_path)
 
 
 def baseline_server(
@@ -340,8 +454,14 @@ class WrkResult:
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
-def run_wrk(url: str, load: Load, duration_s: int, lua: str | None = None) -> WrkResult:
-    """One wrk run; `lua` is a script body (for POSTs), written to a temporary file."""
+Lua = str | Callable[[], str] | None
+
+
+def run_wrk(url: str, load: Load, duration_s: int, lua: Lua = None) -> WrkResult:
+    """One wrk run; `lua` is a script body (for POSTs), written to a temporary file, or a
+    function that writes a fresh one per run (e.g. with a new Idempotency-Key prefix)."""
+    if callable(lua):
+        lua = lua()
     argv = [
         require_wrk(),
         f"-t{load.threads}",
@@ -371,6 +491,7 @@ def parse_wrk(output: str) -> WrkResult:
     }
     rps = float(re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M).group(1))  # type: ignore[union-attr]
     requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    percentiles = {p: percentiles.get(p, 0.0) for p in (50, 75, 90, 99)}
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
     socket_errors = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
@@ -378,6 +499,8 @@ def parse_wrk(output: str) -> WrkResult:
     errors = int(non_2xx.group(1)) if non_2xx else 0
     if socket_errors:
         errors += sum(int(n) for n in socket_errors.groups())
+    if requests == 0:  # nothing answered within the run (a stalled server): not a result either
+        errors += 1
     return WrkResult(
         rps, requests, percentiles[50], percentiles[75], percentiles[90], percentiles[99], errors
     )
@@ -395,6 +518,11 @@ class Measured:
     runs: list[WrkResult] = field(default_factory=list)
     cpu_us: list[float] = field(default_factory=list)  # server CPU per request, per run
     rss_mb: float = 0.0
+    label: str | None = None  # a route of a shared server (`Target`); default: the server's
+
+    @property
+    def name(self) -> str:
+        return self.label or self.server.label
 
     @property
     def rps(self) -> float:
@@ -413,27 +541,77 @@ class Measured:
         return sum(run.errors for run in self.runs)
 
 
+def wait_idle(servers: Sequence[Server], timeout_s: float = 45.0, log=print) -> None:
+    """Wait until the servers burn (almost) no CPU: requests of the previous run that wrk gave
+    up on may still be running (a stalled server finishes them later), and would take CPU
+    from the next run."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        before = [server.cpu_ticks() for server in servers]
+        time.sleep(0.5)
+        busy = [
+            (server.cpu_ticks() - ticks) * TICK_US / 500_000
+            for server, ticks in zip(servers, before, strict=True)
+        ]
+        if max(busy) < 0.05:
+            return
+        if time.monotonic() > deadline:
+            log(f"  note: a server is still {max(busy):.0%} busy after {timeout_s:g}s; going on")
+            return
+
+
+@dataclass(frozen=True)
+class Target:
+    """One thing wrk loads: a path (and request script) on a server. Several targets can share
+    one server process (three routes of one api process); each is run on its own, so the
+    process's CPU time over a run is that target's."""
+
+    label: str
+    server: Server
+    path: str | None = None  # default: the server's path
+    lua: Lua = None
+    connections: int | None = None  # default: the load's
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}{self.path or self.server.path}"
+
+    def load(self, load: Load) -> Load:
+        if self.connections is None:
+            return load
+        return dataclasses.replace(load, connections=self.connections)
+
+
 def measure_alternating(
-    servers: Sequence[Server], load: Load, lua: str | None = None, log=print
+    servers: Sequence[Server], load: Load, lua: Lua = None, log=print
 ) -> dict[str, Measured]:
     """Warm every server up, then run them in turn, round after round (baselines first).
 
     The servers stay up together; an idle one costs nothing, and alternating keeps slow drift
     of the machine out of the ratio. RSS is read after the last round, i.e. after the load.
     """
-    measured = {server.label: Measured(server) for server in servers}
-    for server in servers:
-        run_wrk(server.url, load, load.warmup_s, lua)
+    targets = [Target(server.label, server, lua=lua) for server in servers]
+    return measure_targets(targets, load, log=log)
+
+
+def measure_targets(targets: Sequence[Target], load: Load, log=print) -> dict[str, Measured]:
+    """`measure_alternating` for targets: warm-up each, then rounds of each in turn."""
+    measured = {t.label: Measured(t.server, label=t.label) for t in targets}
+    servers = list({id(t.server): t.server for t in targets}.values())
+    for target in targets:
+        wait_idle(servers, log=log)
+        run_wrk(target.url, target.load(load), load.warmup_s, target.lua)
     for round_no in range(1, load.rounds + 1):
-        for server in servers:
-            before = server.cpu_ticks()
-            result = run_wrk(server.url, load, load.duration_s, lua)
-            cpu_us = (server.cpu_ticks() - before) * TICK_US / max(result.requests, 1)
-            measured[server.label].runs.append(result)
-            measured[server.label].cpu_us.append(cpu_us)
+        for target in targets:
+            wait_idle(servers, log=log)
+            before = target.server.cpu_ticks()
+            result = run_wrk(target.url, target.load(load), load.duration_s, target.lua)
+            cpu_us = (target.server.cpu_ticks() - before) * TICK_US / max(result.requests, 1)
+            measured[target.label].runs.append(result)
+            measured[target.label].cpu_us.append(cpu_us)
             errors = f"  ERRORS {result.errors}" if result.errors else ""
             log(
-                f"  round {round_no}: {server.label:<34} {result.rps:>9.0f} rps  "
+                f"  round {round_no}: {target.label:<34} {result.rps:>9.0f} rps  "
                 f"p99 {result.p99_ms:>7.1f} ms  CPU {cpu_us:>6.0f} µs/req{errors}"
             )
     for item in measured.values():
@@ -488,7 +666,7 @@ def render_table(rows: Sequence[Row]) -> str:
             + " |"
         )
     errors = [
-        f"{m.server.label}: {m.errors}"
+        f"{m.name}: {m.errors}"
         for row in rows
         for m in (row.thing, row.baseline)
         if m is not None and m.errors
@@ -504,11 +682,12 @@ def render_table(rows: Sequence[Row]) -> str:
 def _cells(item: Measured | None) -> list[str]:
     if item is None:
         return ["—"] * 5
+    answered = any(run.requests for run in item.runs)
     return [
-        item.server.label,
+        item.name,
         f"{item.rps:.0f}",
-        f"{item.p99_ms:.1f}",
-        f"{item.cpu_us_per_request:.0f}",
+        f"{item.p99_ms:.1f}" if answered else "—",
+        f"{item.cpu_us_per_request:.0f}" if answered else "—",
         f"{item.rss_mb:.0f}",
     ]
 
@@ -525,7 +704,7 @@ def memory_report(rows: Sequence[Row], limit_mb: float = 150.0) -> str:
     for row in rows:
         for item in (row.thing, row.baseline):
             if item is not None:
-                seen.setdefault(item.server.label, item.rss_mb)
+                seen.setdefault(item.server.label, item.rss_mb)  # per process, not per route
     return "\n".join(
         f"  {label:<36} {rss:6.1f} MB"
         + (
@@ -539,7 +718,12 @@ def memory_report(rows: Sequence[Row], limit_mb: float = 150.0) -> str:
 
 def print_results(title: str, load: Load, rows: Sequence[Row]) -> None:
     load_avg = ", ".join(f"{n:.2f}" for n in os.getloadavg())
-    print(f"\n## {title}\n\nload: {load.describe()}\nload average at the end: {load_avg}\n")
+    redis = "own redis-server" if load.redis else "none (--no-redis: counters in PostgreSQL)"
+    print(
+        f"\n## {title}\n\nload: {load.describe()}\n"
+        f"Redis for the rate-limited routes (auth, invoices): {redis}\n"
+        f"load average at the end: {load_avg}\n"
+    )
     print(render_table(rows))
     print("\nRSS after the load:")
     print(memory_report(rows))

@@ -1,6 +1,8 @@
-"""Every benchmark against one scratch database, then one table and the memory check.
+"""Every benchmark: the wrk ones against one scratch database (one table and the memory check),
+then the chain ones, each with its own scratch database and anvil (a section each).
 
-`.venv/bin/python -m bench [--duration 10 --rounds 2 --connections 64 --threads 1]`
+`.venv/bin/python -m bench [--duration 10 --rounds 2 --connections 64 --threads 1]
+ [--only health,auth,…]`  (about 15 minutes for everything)
 """
 
 from __future__ import annotations
@@ -8,13 +10,40 @@ from __future__ import annotations
 import platform
 from datetime import UTC, datetime
 
-from bench import bench_db_endpoint, bench_health, bench_insert, harness
+from bench import (
+    bench_auth,
+    bench_catchup,
+    bench_db_endpoint,
+    bench_detection,
+    bench_health,
+    bench_invoices,
+    bench_scale,
+    harness,
+)
 
-BENCHMARKS = (bench_health, bench_db_endpoint, bench_insert)
+# bench_invoices carries the insert floor (bench_insert's baseline) as its baseline.
+BENCHMARKS = {
+    "health": bench_health,
+    "db_endpoint": bench_db_endpoint,
+    "invoices": bench_invoices,
+    "auth": bench_auth,
+}
+# Their own databases and anvil, their own defaults (`python -m bench.bench_catchup -h`).
+CHAIN_BENCHMARKS = {
+    "detection": bench_detection,
+    "catchup": bench_catchup,
+    "scale": bench_scale,
+}
 
 
 def main() -> None:
-    args = harness.argument_parser(__doc__.splitlines()[0]).parse_args()
+    parser = harness.argument_parser(__doc__.splitlines()[0])
+    names = [*BENCHMARKS, *CHAIN_BENCHMARKS]
+    parser.add_argument("--only", help=f"comma-separated subset of: {', '.join(names)}")
+    args = parser.parse_args()
+    only = set(args.only.split(",")) if args.only else set(names)
+    if unknown := only - set(names):
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
     harness.require_wrk()
     load = harness.load_from(args)
     print(
@@ -22,10 +51,15 @@ def main() -> None:
         f"{harness.invocation()}"
     )
     rows: list[harness.Row] = []
-    with harness.scratch_database() as db:
-        for benchmark in BENCHMARKS:
-            rows.extend(benchmark.run(db, load))
-    harness.print_results("all benchmarks", load, rows)
+    wrk_benchmarks = [module for name, module in BENCHMARKS.items() if name in only]
+    if wrk_benchmarks:
+        with harness.scratch_database() as db:
+            for benchmark in wrk_benchmarks:
+                rows.extend(benchmark.run(db, load))
+        harness.print_results("all wrk benchmarks", load, rows)
+    for name, module in CHAIN_BENCHMARKS.items():
+        if name in only:
+            print(module.run(module.argument_parser().parse_args([])))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """All tables; importing this module registers every model on `Base.metadata`."""
 
 from nespay.models.base import Base
+from nespay.models.callbacks import WebhookAttempt, WebhookDelivery
 from nespay.models.events import Event
 from nespay.models.identity import ApiKey, AuditLog, Merchant, MerchantUser, WebhookEndpoint
 from nespay.models.invoices import DepositAddress, IdempotencyKey, Invoice, InvoiceOption, Payment
@@ -29,5 +30,7 @@ __all__ = [
     "Network",
     "RateCounter",
     "RpcEndpoint",
+    "WebhookAttempt",
+    "WebhookDelivery",
     "WebhookEndpoint",
 ]

@@ -137,8 +137,16 @@ class WebhookEndpoint(TimestampMixin, Base):
     events: Mapped[list[str]] = mapped_column(ARRAY(String(40)))
     enabled: Mapped[bool] = mapped_column(server_default=text("true"))
     secret_encrypted: Mapped[str] = mapped_column(Text)
+    # After a rotation the previous secret keeps signing beside the new one until it expires.
+    previous_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    previous_secret_expires_at: Mapped[datetime | None]
     description: Mapped[str | None] = mapped_column(String(500))
+    # Set by the first failed attempt, cleared by any success: how long it has been failing.
+    failing_since: Mapped[datetime | None]
+    disabled_at: Mapped[datetime | None]
+    disabled_reason: Mapped[str | None] = mapped_column(String(200))
 
 
 # Every encrypted column is declared beside its model, so `nespay keys rotate` finds them all.
 WEBHOOK_SECRET = register("webhook_endpoints", "secret_encrypted")
+WEBHOOK_PREVIOUS_SECRET = register("webhook_endpoints", "previous_secret_encrypted")

@@ -3,7 +3,7 @@ database session (the edge: it commits when the endpoint returns, rolls back on 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -33,6 +33,18 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         except BaseException:
             await session.rollback()
             raise
+        for hook in session.info.pop(AFTER_COMMIT, ()):
+            await hook()
+
+
+AFTER_COMMIT = "nespay.after_commit"
+
+
+def after_commit(session: AsyncSession, hook: Callable[[], Awaitable[None]]) -> None:
+    """Run `hook` once the request's transaction has committed (e.g. publish a wake-up for
+    rows it made due: published earlier, a consumer could look before they are visible).
+    Hooks must not raise: what they do has to be recoverable without them."""
+    session.info.setdefault(AFTER_COMMIT, []).append(hook)
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

@@ -48,6 +48,7 @@ def upgrade() -> None:
         sa.Column("window_started_at", TS, server_default=sa.text("now()"), nullable=False),
         sa.Column("next_attempt_at", TS, server_default=sa.text("now()"), nullable=True),
         sa.Column("lease_until", TS),
+        sa.Column("manual", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         sa.Column("last_attempt_at", TS),
         sa.Column("last_status_code", sa.Integer()),
         sa.Column("last_error", sa.String(length=500)),

@@ -16,6 +16,7 @@ from nespay.db import Database, ensure_schema_current
 from nespay.redis import RedisService
 
 if TYPE_CHECKING:
+    from nespay.callbacks.sender import CallbackSender
     from nespay.wallets.provider import WalletProvider
 
 
@@ -35,6 +36,7 @@ class Runtime:
         self.cognito = CognitoVerifier(self.settings)
         self.catalog = CatalogCache(self.db.side_engine)
         self._wallets: WalletProvider | None = None
+        self._callback_sender: CallbackSender | None = None
         if self.settings.rabbitmq_url is not None:
             self.broker = Broker(self.settings)
 
@@ -46,6 +48,15 @@ class Runtime:
 
             self._wallets = provider_for(self.settings)
         return self._wallets
+
+    @property
+    def callback_sender(self) -> CallbackSender:
+        """The HTTP client for merchant callbacks (deliveries, test pings), made on first use."""
+        if self._callback_sender is None:
+            from nespay.callbacks.sender import CallbackSender
+
+            self._callback_sender = CallbackSender(self.settings)
+        return self._callback_sender
 
     async def start(self, *, check_schema: bool = True) -> None:
         if check_schema:
@@ -61,4 +72,6 @@ class Runtime:
         await self.cognito.aclose()
         if self._wallets is not None:
             await self._wallets.aclose()
+        if self._callback_sender is not None:
+            await self._callback_sender.aclose()
         await self.db.dispose()

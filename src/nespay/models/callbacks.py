@@ -51,6 +51,8 @@ class WebhookDelivery(Base):
     window_started_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
     next_attempt_at: Mapped[datetime | None] = mapped_column(server_default=text("now()"))
     lease_until: Mapped[datetime | None]
+    # Set by a manual redelivery: the next attempt is recorded as manual.
+    manual: Mapped[bool] = mapped_column(server_default=text("false"))
     last_attempt_at: Mapped[datetime | None]
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(String(500))

@@ -2,4 +2,6 @@ pytest_plugins = [
     "tests.fixtures.database",
     "tests.fixtures.redis_servers",
     "tests.fixtures.cognito",
+    "tests.fixtures.receiver",
+    "tests.fixtures.rabbitmq",
 ]

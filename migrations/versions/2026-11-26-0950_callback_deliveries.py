@@ -20,6 +20,7 @@ TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
+    op.add_column("events", sa.Column("dispatched_at", TS))
     op.add_column("webhook_endpoints", sa.Column("previous_secret_encrypted", sa.Text()))
     op.add_column("webhook_endpoints", sa.Column("previous_secret_expires_at", TS))
     op.add_column("webhook_endpoints", sa.Column("failing_since", TS))
@@ -118,6 +119,7 @@ def downgrade() -> None:
     op.execute("DROP FUNCTION nespay_events_notify()")
     op.drop_table("webhook_attempts")
     op.drop_table("webhook_deliveries")
+    op.drop_column("events", "dispatched_at")
     for column in (
         "disabled_reason",
         "disabled_at",

@@ -177,6 +177,23 @@ class Settings(BaseSettings):
 
     # --- callbacks and email ----------------------------------------------------------------
     callback_allow_private_urls: bool = False
+    callback_delivery_enabled: bool = True  # the relay and the delivery worker (jobs process)
+    callback_concurrency: int = Field(256, ge=1, le=4096)  # POSTs in flight per jobs process
+    callback_lease_s: int = Field(60, ge=15, le=3600)  # a claimed delivery's hold (> 10 s POST)
+    callback_sweep_interval_s: int = Field(10, ge=1, le=3600)
+    callback_retry_window_h: int = Field(72, ge=1, le=24 * 30)  # retry for this long, then failed
+    # Seconds between attempts; the last step repeats until the window ends (docs/callbacks.md).
+    callback_retry_schedule_s: CommaList = [
+        "5",
+        "30",
+        "120",
+        "600",
+        "1800",
+        "3600",
+        "10800",
+        "21600",
+    ]
+    callback_disable_after_h: int = Field(72, ge=1, le=24 * 30)  # failing this long: disabled
     smtp_url: SecretStr | None = None
     email_app_name: str = "Nespay"
     email_support_email: str = "support@localhost"
@@ -236,6 +253,7 @@ class Settings(BaseSettings):
     @field_validator(
         "enable_cors_urls",
         "rates_sources",
+        "callback_retry_schedule_s",
         "stablecoin_pegs",
         "redis_cluster_nodes",
         "redis_sentinel_nodes",
@@ -247,6 +265,17 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @field_validator("callback_retry_schedule_s")
+    @classmethod
+    def _schedule(cls, value: list[str]) -> list[str]:
+        if not value or not all(v.isdigit() and 1 <= int(v) <= 21600 for v in value):
+            raise ValueError("expected whole seconds between 1 and 21600, e.g. 5,30,120,600")
+        return value
+
+    @property
+    def callback_retry_delays(self) -> tuple[int, ...]:
+        return tuple(int(v) for v in self.callback_retry_schedule_s)
 
     @field_validator("public_api_prefix", "internal_api_prefix")
     @classmethod

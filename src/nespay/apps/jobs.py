@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from nespay.apps.common import build_app
+from nespay.callbacks.pipeline import CallbackPipeline
 from nespay.chains.supervisor import ScannerSupervisor
 from nespay.config import Settings, get_settings
 from nespay.jobs.endpoints import router as jobs_router
@@ -17,6 +18,10 @@ from nespay.runtime import Runtime
 async def _start(app: FastAPI, runtime: Runtime) -> None:
     app.state.runner = JobRunner(runtime, all_jobs(runtime.settings))
     await app.state.runner.start()
+    app.state.callbacks = None
+    if runtime.settings.callback_delivery_enabled:
+        app.state.callbacks = CallbackPipeline(runtime)
+        await app.state.callbacks.start()
     app.state.scanners = None
     if runtime.settings.scanner_enabled:
         app.state.scanners = ScannerSupervisor(runtime)
@@ -24,6 +29,9 @@ async def _start(app: FastAPI, runtime: Runtime) -> None:
 
 
 async def _stop(app: FastAPI, runtime: Runtime) -> None:
+    callbacks: CallbackPipeline | None = getattr(app.state, "callbacks", None)
+    if callbacks is not None:
+        await callbacks.stop()
     scanners: ScannerSupervisor | None = getattr(app.state, "scanners", None)
     if scanners is not None:
         await scanners.stop()

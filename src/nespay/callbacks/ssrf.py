@@ -59,7 +59,9 @@ async def check_callback_url(url: str, settings: Settings) -> str:
         addresses = await resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
     except (OSError, UnicodeError):
         raise CallbackUrlRefused("The callback URL's host does not resolve.") from None
-    if not addresses or any(forbidden_address(ipaddress.ip_address(a.split("%")[0])) for a in addresses):
+    if not addresses or any(
+        forbidden_address(ipaddress.ip_address(a.split("%")[0])) for a in addresses
+    ):
         raise CallbackUrlRefused(
             "The callback URL resolves to a private, loopback, link-local or reserved address."
         )

@@ -1,0 +1,100 @@
+"""Callback delivery in the jobs process: the outbox relay, the worker, and how work reaches
+the worker — the RabbitMQ consumer, or without `RABBITMQ_URL` (development) the relay's
+hand-off and a poller over the delivery table. Either way a sweep finds due deliveries whose
+wake-up never came (a message lost with a broker that went away, a crash between a commit
+and a publish), so RabbitMQ speeds callbacks up and is never the only copy of the work."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+import structlog
+
+from nespay.callbacks import store
+from nespay.callbacks.consumer import CallbackConsumer
+from nespay.callbacks.relay import OutboxRelay
+from nespay.callbacks.store import raw_connection
+from nespay.callbacks.worker import DeliveryWorker
+from nespay.runtime import Runtime
+
+log = structlog.get_logger("nespay.callbacks")
+
+SWEEP_BATCH = 1000
+# With a broker, a delivery due this long without being claimed lost its wake-up.
+SWEEP_GRACE_S = 30.0
+POLL_INTERVAL_S = 1.0  # without a broker the poller is how retries happen
+
+
+class CallbackPipeline:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.consumer: CallbackConsumer | None = None
+        if runtime.broker is not None:
+            self.worker = DeliveryWorker(runtime)
+            self.consumer = CallbackConsumer(runtime, self.worker)
+            self.worker.schedule_retry = self.consumer.schedule_retry
+            self.relay = OutboxRelay(runtime)
+            self.sweep_interval_s = float(runtime.settings.callback_sweep_interval_s)
+            self.grace_s = SWEEP_GRACE_S
+        else:
+            self.worker = DeliveryWorker(runtime)
+            self.relay = OutboxRelay(runtime, handoff=self._handoff)
+            self.sweep_interval_s = min(POLL_INTERVAL_S, runtime.settings.callback_sweep_interval_s)
+            self.grace_s = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._handoffs: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self.relay.run_forever(), name="callbacks.relay"),
+            asyncio.create_task(self._sweep_forever(), name="callbacks.sweep"),
+        ]
+        if self.consumer is not None:
+            self._tasks.append(
+                asyncio.create_task(self.consumer.run_forever(), name="callbacks.consumer")
+            )
+        log.info("callback_pipeline_started", broker=self.consumer is not None)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._handoffs:
+            await asyncio.wait(set(self._handoffs), timeout=15.0)
+        if self.consumer is not None:
+            await self.consumer.close()
+        await self.worker.drain()
+
+    async def _handoff(self, delivery_ids: Sequence[str]) -> None:
+        # The relay goes on with the next batch while these are sent.
+        task = asyncio.create_task(self._run(delivery_ids))
+        self._handoffs.add(task)
+        task.add_done_callback(self._handoffs.discard)
+
+    async def _run(self, delivery_ids: Sequence[str]) -> None:
+        try:
+            await self.worker.run(delivery_ids)
+        except Exception:
+            log.exception("callback_run_failed", deliveries=len(delivery_ids))
+
+    async def sweep_once(self) -> int:
+        """Deliver what has been due for longer than the grace; returns how many were found."""
+        async with raw_connection(self.runtime.db.engine) as conn:
+            ids = await store.due(conn, self.grace_s, SWEEP_BATCH)
+        if ids:
+            if self.grace_s:
+                log.info("callback_sweep_found", deliveries=len(ids))
+            await self._run(ids)
+        return len(ids)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval_s)
+            try:
+                await self.sweep_once()
+            except Exception as error:  # noqa: BLE001 - database down: try again next time
+                log.warning("callback_sweep_failed", error=type(error).__name__)

@@ -1,0 +1,133 @@
+"""The outbox relay: committed event rows → delivery rows → RabbitMQ.
+
+One relay at a time across jobs replicas (a session-level advisory lock on the relay's own
+connection, which it also does all its work on: a relay that loses its connection loses the
+lock and can no longer write). For each batch of unpublished events, in commit order:
+
+1. dispatch: make the delivery rows of events not yet dispatched and mark them, one
+   transaction. Doing this here, in order, is what keeps an invoice's callbacks in order
+   however many consumers run (a delivery waits for earlier pending ones of its subject).
+2. publish each event to `nespay.events` with publisher confirms (without a broker: hand
+   the pending deliveries to the worker directly);
+3. mark them published.
+
+A crash between steps repeats the later ones (dispatch is idempotent, a republished event
+finds its deliveries done or leased). New events wake the relay at once through
+LISTEN/NOTIFY (a trigger on `events`); it also polls every second in case a notification
+is missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+
+import aio_pika
+import asyncpg
+import structlog
+
+from nespay.broker import EVENTS_EXCHANGE
+from nespay.callbacks import store
+from nespay.callbacks.messages import EVENT, KIND
+from nespay.db import plain_dsn
+from nespay.runtime import Runtime
+
+log = structlog.get_logger("nespay.callbacks")
+
+BATCH = 500
+POLL_S = 1.0
+CHANNEL = "nespay_events"
+
+Handoff = Callable[[Sequence[str]], Awaitable[None]]
+
+
+class OutboxRelay:
+    def __init__(self, runtime: Runtime, *, handoff: Handoff | None = None) -> None:
+        """Without a broker, `handoff(delivery_ids)` receives the pending deliveries."""
+        self.runtime = runtime
+        self.handoff = handoff
+        self._wake = asyncio.Event()
+        self._conn: asyncpg.Connection | None = None
+        self.leader = False
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self._lead()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - the relay must outlive any outage
+                log.warning("relay_interrupted", error=f"{type(error).__name__}: {error}"[:300])
+            finally:
+                self.leader = False
+                await self._close()
+            await asyncio.sleep(2.0)
+
+    async def _lead(self) -> None:
+        self._conn = conn = await asyncpg.connect(
+            plain_dsn(self.runtime.settings.database_url.get_secret_value()),
+            server_settings={"application_name": "nespay-relay"},
+        )
+        # Another replica relays meanwhile; this one takes over if that one goes away.
+        while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", store.RELAY_LOCK_KEY):  # noqa: ASYNC110
+            await asyncio.sleep(2.0)
+        self.leader = True
+        await conn.add_listener(CHANNEL, lambda *_: self._wake.set())
+        log.info("relay_leading")
+        while True:
+            while await self.relay_once() == BATCH:
+                pass
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_S)
+            self._wake.clear()
+
+    async def relay_once(self) -> int:
+        """One batch; returns how many events it handled."""
+        conn = self._conn
+        assert conn is not None
+        rows = await conn.fetch(store.UNPUBLISHED, BATCH)
+        if not rows:
+            return 0
+        ids = [row["id"] for row in rows]
+        fresh = [row["id"] for row in rows if row["dispatched_at"] is None]
+        if fresh:
+            async with conn.transaction():
+                await store.dispatch(conn, fresh)
+        if self.runtime.broker is not None:
+            await self._publish(rows)
+        elif self.handoff is not None:
+            pending = [r["id"] for r in await conn.fetch(store.PENDING_OF_EVENTS, ids)]
+            await self.handoff(pending)
+        await conn.execute(store.MARK_PUBLISHED, ids)
+        return len(rows)
+
+    async def _publish(self, rows: Sequence[asyncpg.Record]) -> None:
+        broker = self.runtime.broker
+        channel = broker.channel if broker is not None else None
+        if channel is None or channel.is_closed:
+            raise ConnectionError("RabbitMQ is unavailable; events stay unpublished")
+        exchange = await channel.get_exchange(EVENTS_EXCHANGE, ensure=False)
+        # Publishes go out in order on one channel; confirms are awaited together.
+        await asyncio.gather(
+            *(
+                exchange.publish(
+                    aio_pika.Message(
+                        b'{"id":"%s","type":"%s","data":%s}'
+                        % (row["id"].encode(), row["type"].encode(), row["data"].encode()),
+                        message_id=row["id"],
+                        content_type="application/json",
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        headers={KIND: EVENT, "merchant_id": row["merchant_id"]},
+                    ),
+                    routing_key=row["type"],
+                )
+                for row in rows
+            )
+        )
+
+    async def _close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._conn.close(), 5.0)
+            self._conn = None

@@ -1,0 +1,293 @@
+"""All SQL of callback delivery (asyncpg, batched: one statement serves a whole batch of
+deliveries; the ORM's per-statement cost would be most of a delivery's budget).
+
+The delivery row is the truth. A worker *claims* due rows (a lease, so two workers never POST
+the same delivery at once and a crashed worker's rows come back when the lease runs out), sends,
+then *records* every attempt and moves the row on, in one transaction per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from nespay.kit.ids import new_id
+
+# The relay is one at a time across replicas (it makes delivery rows in commit order).
+RELAY_LOCK_KEY = 0x6E65_7370_6179_0001  # "nespay" 1
+
+
+@asynccontextmanager
+async def raw_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection's asyncpg driver connection, without SQLAlchemy around statements."""
+    pooled = await engine.raw_connection()
+    try:
+        yield pooled.driver_connection  # type: ignore[misc]
+    except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.InterfaceError):
+        pooled.invalidate()  # a broken connection must not go back to the pool
+        raise
+    finally:
+        pooled.close()
+
+
+# --- relay -----------------------------------------------------------------------------------
+
+UNPUBLISHED = """
+SELECT id, seq, merchant_id, type, subject_id, created_at, data::text AS data, dispatched_at
+FROM events WHERE published_at IS NULL ORDER BY seq LIMIT $1
+"""
+
+# One row per (event, enabled endpoint subscribed to its type); ids are made in Python.
+SUBSCRIBERS = """
+SELECT e.id AS event_id, w.id AS endpoint_id, e.merchant_id, e.subject_id, e.seq
+FROM events e JOIN webhook_endpoints w ON w.merchant_id = e.merchant_id
+WHERE e.id = ANY($1::text[]) AND w.enabled
+  AND (w.events @> ARRAY[e.type]::varchar[] OR w.events @> ARRAY['*']::varchar[])
+ORDER BY e.seq
+"""
+
+INSERT_DELIVERIES = """
+INSERT INTO webhook_deliveries (id, event_id, endpoint_id, merchant_id, subject_id, event_seq)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
+ON CONFLICT (event_id, endpoint_id) DO NOTHING
+"""
+
+MARK_DISPATCHED = "UPDATE events SET dispatched_at = now() WHERE id = ANY($1::text[])"
+MARK_PUBLISHED = "UPDATE events SET published_at = now() WHERE id = ANY($1::text[])"
+
+PENDING_OF_EVENTS = """
+SELECT id FROM webhook_deliveries
+WHERE event_id = ANY($1::text[]) AND status = 'pending' ORDER BY event_seq
+"""
+
+
+async def dispatch(conn: asyncpg.Connection, event_ids: Sequence[str]) -> None:
+    """Make the delivery rows of `event_ids` (idempotent) and mark them dispatched."""
+    rows = await conn.fetch(SUBSCRIBERS, event_ids)
+    if rows:
+        await conn.execute(
+            INSERT_DELIVERIES,
+            [new_id("whd") for _ in rows],
+            [r["event_id"] for r in rows],
+            [r["endpoint_id"] for r in rows],
+            [r["merchant_id"] for r in rows],
+            [r["subject_id"] for r in rows],
+            [r["seq"] for r in rows],
+        )
+    await conn.execute(MARK_DISPATCHED, event_ids)
+
+
+# --- claim -----------------------------------------------------------------------------------
+
+# Due, not held by a live lease, endpoint enabled, and no earlier pending delivery of the same
+# subject (invoice) to the same endpoint: that one goes first and wakes this one when it ends.
+CLAIM = """
+UPDATE webhook_deliveries d
+SET lease_until = now() + make_interval(secs => $2), attempts = d.attempts + 1
+FROM events e, webhook_endpoints w
+WHERE d.id = ANY($1::text[]) AND d.status = 'pending'
+  AND d.next_attempt_at <= now() + interval '1 second'
+  AND (d.lease_until IS NULL OR d.lease_until < now())
+  AND e.id = d.event_id AND w.id = d.endpoint_id AND w.enabled
+  AND NOT EXISTS (
+      SELECT 1 FROM webhook_deliveries p
+      WHERE p.endpoint_id = d.endpoint_id AND p.subject_id = d.subject_id
+        AND p.status = 'pending' AND p.event_seq < d.event_seq)
+RETURNING d.id, d.attempts, d.window_started_at, d.manual, d.endpoint_id, d.subject_id,
+          e.id AS event_id, e.type, e.created_at, e.data::text AS data,
+          w.url, w.secret_encrypted, w.previous_secret_encrypted, w.previous_secret_expires_at,
+          now() AS now
+"""
+
+# Why the others were not claimed: only a live lease (another worker on it, or a crashed one)
+# needs a later look; done, blocked, not due or disabled rows are woken by what changes them.
+LEASED = """
+SELECT id FROM webhook_deliveries
+WHERE id = ANY($1::text[]) AND status = 'pending' AND lease_until >= now()
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: str
+    attempts: int
+    window_started_at: datetime
+    manual: bool
+    endpoint_id: str
+    subject_id: str
+    event_id: str
+    type: str
+    created_at: datetime
+    data: str
+    url: str
+    secret_encrypted: str
+    previous_secret_encrypted: str | None
+    previous_secret_expires_at: datetime | None
+    now: datetime
+
+
+async def claim(
+    conn: asyncpg.Connection, delivery_ids: Sequence[str], lease_s: int
+) -> tuple[list[Claimed], list[str]]:
+    """(claimed rows, ids held by a live lease)."""
+    rows = await conn.fetch(CLAIM, delivery_ids, float(lease_s))
+    claimed = [Claimed(**dict(row)) for row in rows]
+    leased: list[str] = []
+    if len(claimed) < len(set(delivery_ids)):
+        taken = {c.id for c in claimed}
+        rest = [i for i in delivery_ids if i not in taken]
+        leased = [r["id"] for r in await conn.fetch(LEASED, rest)]
+    return claimed, leased
+
+
+# --- record ----------------------------------------------------------------------------------
+
+INSERT_ATTEMPTS = """
+INSERT INTO webhook_attempts (delivery_id, manual, status_code, latency_ms, response_excerpt, error)
+SELECT * FROM unnest($1::text[], $2::bool[], $3::int[], $4::int[], $5::text[], $6::text[])
+"""
+
+# $5: seconds until the next attempt (NULL when the row is done). A row already done (a
+# duplicate attempt after a lease ran out) keeps its first outcome.
+UPDATE_DELIVERIES = """
+UPDATE webhook_deliveries d SET
+    status = v.status,
+    next_attempt_at = CASE WHEN v.status = 'pending'
+                           THEN now() + make_interval(secs => v.delay_s) END,
+    lease_until = NULL,
+    manual = false,
+    last_attempt_at = now(),
+    last_status_code = v.code,
+    last_error = v.error,
+    succeeded_at = CASE WHEN v.status = 'succeeded' THEN now() ELSE d.succeeded_at END,
+    failed_at = CASE WHEN v.status = 'failed' THEN now() END
+FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::float8[])
+     AS v(id, status, code, error, delay_s)
+WHERE d.id = v.id AND d.status = 'pending'
+"""
+
+ENDPOINTS_HEALTHY = """
+UPDATE webhook_endpoints SET failing_since = NULL
+WHERE id = ANY($1::text[]) AND failing_since IS NOT NULL
+"""
+ENDPOINTS_FAILING = """
+UPDATE webhook_endpoints SET failing_since = now()
+WHERE id = ANY($1::text[]) AND failing_since IS NULL
+"""
+# Failing without a single success for the whole period: disabled (the merchant is emailed).
+DISABLE_ENDPOINTS = """
+UPDATE webhook_endpoints w
+SET enabled = false, disabled_at = now(), updated_at = now(),
+    disabled_reason = 'every delivery failed since ' || to_char(w.failing_since AT TIME ZONE 'UTC',
+                      'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+FROM merchants m
+WHERE w.id = ANY($1::text[]) AND w.enabled AND m.id = w.merchant_id
+  AND w.failing_since <= now() - make_interval(hours => $2)
+RETURNING w.id, w.merchant_id, w.url, w.failing_since, m.email, m.name
+"""
+
+# The earliest pending delivery per (endpoint, subject) whose predecessor just ended.
+NEXT_IN_LINE = """
+SELECT DISTINCT ON (n.endpoint_id, n.subject_id) n.id
+FROM webhook_deliveries n
+JOIN unnest($1::text[], $2::text[]) AS v(endpoint_id, subject_id)
+  ON n.endpoint_id = v.endpoint_id AND n.subject_id = v.subject_id
+WHERE n.status = 'pending'
+ORDER BY n.endpoint_id, n.subject_id, n.event_seq
+"""
+
+AUDIT_DISABLED = """
+INSERT INTO audit_logs (actor_type, actor_id, merchant_id, action, target_type, target_id, after)
+SELECT 'system', 'callbacks', merchant_id, 'webhook_endpoint.disabled', 'webhook_endpoint', id,
+       jsonb_build_object('enabled', false, 'failing_since', failing_since)
+FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS v(id, merchant_id, failing_since)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a finished attempt does to its delivery row."""
+
+    delivery: Claimed
+    status: str  # succeeded | pending (retry) | failed
+    status_code: int | None
+    latency_ms: int
+    excerpt: str | None
+    error: str | None
+    delay_s: float | None  # until the next attempt, when pending
+
+
+async def record(
+    conn: asyncpg.Connection, outcomes: Sequence[Outcome], disable_after_h: int
+) -> tuple[list[str], list[asyncpg.Record]]:
+    """Store the attempts and move the rows, in one transaction.
+    Returns (deliveries now next in line, endpoints just disabled)."""
+    async with conn.transaction():
+        await conn.execute(
+            INSERT_ATTEMPTS,
+            [o.delivery.id for o in outcomes],
+            [o.delivery.manual for o in outcomes],
+            [o.status_code for o in outcomes],
+            [o.latency_ms for o in outcomes],
+            [o.excerpt for o in outcomes],
+            [o.error for o in outcomes],
+        )
+        await conn.execute(
+            UPDATE_DELIVERIES,
+            [o.delivery.id for o in outcomes],
+            [o.status for o in outcomes],
+            [o.status_code for o in outcomes],
+            [o.error for o in outcomes],
+            [o.delay_s for o in outcomes],
+        )
+        healthy = sorted({o.delivery.endpoint_id for o in outcomes if o.status == "succeeded"})
+        failing = sorted({o.delivery.endpoint_id for o in outcomes if o.status != "succeeded"})
+        failing = [e for e in failing if e not in healthy]
+        disabled: list[asyncpg.Record] = []
+        if healthy:
+            await conn.execute(ENDPOINTS_HEALTHY, healthy)
+        if failing:
+            await conn.execute(ENDPOINTS_FAILING, failing)
+            disabled = await conn.fetch(DISABLE_ENDPOINTS, failing, disable_after_h)
+            if disabled:
+                await conn.execute(
+                    AUDIT_DISABLED,
+                    [r["id"] for r in disabled],
+                    [r["merchant_id"] for r in disabled],
+                    [r["failing_since"] for r in disabled],
+                )
+        ended = [o.delivery for o in outcomes if o.status != "pending"]
+        following: list[str] = []
+        if ended:
+            following = [
+                r["id"]
+                for r in await conn.fetch(
+                    NEXT_IN_LINE, [d.endpoint_id for d in ended], [d.subject_id for d in ended]
+                )
+            ]
+    return following, disabled
+
+
+# --- sweep -----------------------------------------------------------------------------------
+
+# Due for longer than the grace (their wake-up was lost, or there is no broker), not leased,
+# endpoint enabled, first in line for their subject.
+DUE = """
+SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id
+WHERE d.status = 'pending' AND d.next_attempt_at <= now() - make_interval(secs => $1)
+  AND (d.lease_until IS NULL OR d.lease_until < now()) AND w.enabled
+  AND NOT EXISTS (
+      SELECT 1 FROM webhook_deliveries p
+      WHERE p.endpoint_id = d.endpoint_id AND p.subject_id = d.subject_id
+        AND p.status = 'pending' AND p.event_seq < d.event_seq)
+ORDER BY d.next_attempt_at LIMIT $2
+"""
+
+
+async def due(conn: asyncpg.Connection, grace_s: float, limit: int) -> list[str]:
+    return [r["id"] for r in await conn.fetch(DUE, float(grace_s), limit)]

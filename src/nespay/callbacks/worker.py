@@ -1,0 +1,161 @@
+"""The delivery worker: claims due deliveries, POSTs them signed, records every attempt and
+decides what happens next (done, retried later, failed), in batches.
+
+Used by the RabbitMQ consumer and, without a broker, by the poller; both only hand it delivery
+ids, the rows decide the rest. At least once: a crash after the POST and before the record
+means the lease runs out and the delivery is sent again, with the same `webhook-id` (the
+event id), which is what Standard Webhooks receivers deduplicate on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+
+import orjson
+import structlog
+
+from nespay.callbacks import store
+from nespay.callbacks.keys import signing_keys
+from nespay.callbacks.messages import backoff_s
+from nespay.callbacks.notify import endpoint_disabled
+from nespay.callbacks.store import Claimed, Outcome, raw_connection
+from nespay.kit import signing
+from nespay.runtime import Runtime
+
+log = structlog.get_logger("nespay.callbacks")
+
+# Attempts that finish within this many seconds are recorded together; slower ones (a hanging
+# receiver) are recorded when they end, so they never hold up the rest of their batch.
+FIRST_WAVE_S = 0.5
+
+Retry = Callable[[str, float], Awaitable[None]]
+
+
+def payload(delivery: Claimed) -> bytes:
+    """`{"id","type","created_at","data"}`: the same bytes on every attempt (the data is the
+    event row's JSONB text, which PostgreSQL renders deterministically)."""
+    return b'{"id":%s,"type":%s,"created_at":%s,"data":%s}' % (
+        orjson.dumps(delivery.event_id),
+        orjson.dumps(delivery.type),
+        orjson.dumps(delivery.created_at, option=orjson.OPT_UTC_Z),
+        delivery.data.encode(),
+    )
+
+
+class DeliveryWorker:
+    def __init__(self, runtime: Runtime, *, schedule_retry: Retry | None = None) -> None:
+        """`schedule_retry(delivery_id, delay_s)` arranges a wake-up (a TTL queue); without it
+        the poller finds retries when they fall due."""
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.schedule_retry = schedule_retry
+        self._slots = asyncio.Semaphore(self.settings.callback_concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.window = timedelta(hours=self.settings.callback_retry_window_h)
+
+    async def run(self, delivery_ids: Sequence[str]) -> list[str]:
+        """Deliver what of `delivery_ids` is due and first in line. Returns the ids another
+        worker holds a live lease on (the caller looks again later)."""
+        if not delivery_ids:
+            return []
+        async with raw_connection(self.runtime.db.engine) as conn:
+            claimed, leased = await store.claim(conn, delivery_ids, self.settings.callback_lease_s)
+        if claimed:
+            await self._deliver(claimed)
+        return leased
+
+    async def _deliver(self, claimed: list[Claimed]) -> None:
+        pending = {asyncio.create_task(self._attempt(delivery)) for delivery in claimed}
+        wave: float | None = FIRST_WAVE_S
+        while pending:
+            done, pending = await asyncio.wait(pending, timeout=wave)
+            wave = None
+            if done:
+                await self._record([task.result() for task in done])
+
+    async def _attempt(self, delivery: Claimed) -> Outcome:
+        body = payload(delivery)
+        keys = signing_keys(
+            self.settings,
+            delivery.endpoint_id,
+            delivery.secret_encrypted,
+            delivery.previous_secret_encrypted,
+            delivery.previous_secret_expires_at,
+            delivery.now,
+        )
+        headers = signing.headers(keys, delivery.event_id, int(time.time()), body)
+        async with self._slots:
+            result = await self.runtime.callback_sender.post(delivery.url, body, headers)
+        if result.ok:
+            status, delay = "succeeded", None
+        else:
+            delay = backoff_s(self.settings.callback_retry_delays, delivery.attempts)
+            out_of_time = delivery.now + timedelta(seconds=delay) > (
+                delivery.window_started_at + self.window
+            )
+            status = "failed" if out_of_time else "pending"
+            delay = None if out_of_time else delay
+            log.info(
+                "callback_attempt_failed",
+                delivery_id=delivery.id,
+                event_id=delivery.event_id,
+                endpoint_id=delivery.endpoint_id,
+                attempt=delivery.attempts,
+                status_code=result.status_code,
+                error=result.error,
+                next="failed" if status == "failed" else f"retry in {delay:.0f} s",
+            )
+        return Outcome(
+            delivery,
+            status,
+            result.status_code,
+            result.latency_ms,
+            result.excerpt,
+            result.error,
+            delay,
+        )
+
+    async def _record(self, outcomes: list[Outcome]) -> None:
+        try:
+            async with raw_connection(self.runtime.db.engine) as conn:
+                following, disabled = await store.record(
+                    conn, outcomes, self.settings.callback_disable_after_h
+                )
+        except Exception:
+            # Sent but not recorded: the leases run out and the deliveries go again (same
+            # webhook-id). Nothing is lost; the receiver may see a duplicate.
+            log.exception("callback_record_failed", deliveries=len(outcomes))
+            return
+        if self.schedule_retry is not None:
+            for outcome in outcomes:
+                if outcome.status == "pending" and outcome.delay_s is not None:
+                    await self.schedule_retry(outcome.delivery.id, outcome.delay_s)
+        if following:
+            self._spawn(self._run_quietly(following))
+        for row in disabled:
+            log.warning(
+                "webhook_endpoint_disabled",
+                endpoint_id=row["id"],
+                merchant_id=row["merchant_id"],
+                failing_since=row["failing_since"].isoformat(),
+            )
+            self._spawn(endpoint_disabled(self.settings, dict(row)))
+
+    async def _run_quietly(self, delivery_ids: Sequence[str]) -> None:
+        try:
+            await self.run(delivery_ids)
+        except Exception:  # the sweep picks them up
+            log.exception("callback_followup_failed", deliveries=len(delivery_ids))
+
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, timeout_s: float = 15.0) -> None:
+        """Wait for follow-ups and emails in flight (on shutdown)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout_s)

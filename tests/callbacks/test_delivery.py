@@ -1,0 +1,141 @@
+"""Callback delivery end to end, in-process: event row → relay → RabbitMQ (a private node) →
+worker → POST to a real receiver → attempt recorded; and the same without a broker."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.callbacks.delivery_rig import (
+    attempts,
+    body,
+    delivery,
+    event,
+    eventually,
+    hook,
+    pipeline,
+    rows,
+)
+from tests.fixtures.database import make_settings
+
+FAST_RETRIES = "1"  # every retry after ~1 s (the default schedule starts at 5 s)
+
+
+@pytest.fixture(params=["rabbitmq", "no broker"])
+def delivery_settings(request, database_url):
+    extra = {}
+    if request.param == "rabbitmq":
+        extra["rabbitmq_url"] = request.getfixturevalue("rabbit_node").url
+    return make_settings(
+        database_url,
+        callback_delivery_enabled=True,
+        callback_retry_schedule_s=FAST_RETRIES,
+        callback_lease_s=15,
+        **extra,
+    )
+
+
+async def test_a_receiver_failing_three_times_gets_the_event_four_times_with_one_webhook_id(
+    database, delivery_settings, receiver
+):
+    merchant = await hook(database, delivery_settings, receiver.plan("/hook", 500, 500, 500))
+    async with pipeline(delivery_settings):
+        event_id = await event(database, merchant.merchant_id, "invoice.paid")
+        got = await receiver.wait_for("/hook", 4)
+        await eventually(
+            lambda: _status(database, event_id, "succeeded"), what="delivery recorded"
+        )
+    assert [r.answered for r in got] == [500, 500, 500, 200]
+    assert {r.webhook_id for r in got} == {event_id}
+    assert {r.body for r in got} == {got[0].body}  # the same bytes every time
+    for request in got:
+        assert merchant.verify(request)["id"] == event_id
+    sent = body(got[0])
+    assert set(sent) == {"id", "type", "created_at", "data"}
+    assert sent["type"] == "invoice.paid" and sent["data"]["amount"] == "10.5"
+    recorded = await attempts(database, event_id)
+    assert [a["status_code"] for a in recorded] == [500, 500, 500, 200]
+    assert all(a["latency_ms"] >= 0 and a["response_excerpt"] for a in recorded)
+    row = await delivery(database, event_id)
+    assert row["attempts"] == 4 and row["succeeded_at"] is not None
+
+
+async def test_an_invoice_s_later_event_waits_until_the_earlier_one_is_delivered(
+    database, delivery_settings, receiver
+):
+    merchant = await hook(database, delivery_settings, receiver.plan("/hook", 503, 503))
+    subject = "inv_ordering_" + merchant.merchant_id[-8:]
+    async with pipeline(delivery_settings):
+        first = await event(database, merchant.merchant_id, "invoice.partially_paid", subject)
+        second = await event(database, merchant.merchant_id, "invoice.paid", subject)
+        got = await receiver.wait_for("/hook", 4)
+        await eventually(lambda: _status(database, second, "succeeded"), what="second done")
+    assert [(r.webhook_id, r.answered) for r in got] == [
+        (first, 503),
+        (first, 503),
+        (first, 200),
+        (second, 200),
+    ]
+
+
+async def test_other_invoices_are_not_held_up_by_one_being_retried(
+    database, delivery_settings, receiver
+):
+    merchant = await hook(database, delivery_settings, receiver.plan("/hook", *[500] * 5))
+    async with pipeline(delivery_settings):
+        stuck = await event(database, merchant.merchant_id, "invoice.paid", "inv_stuck_a")
+        await receiver.wait_for("/hook", 1)
+        other = await event(database, merchant.merchant_id, "invoice.paid", "inv_other_b")
+        got = await receiver.wait_for("/hook", 7)
+    delivered = [r.webhook_id for r in got if r.answered == 200]
+    assert delivered == [other, stuck], [(r.webhook_id, r.answered) for r in got]
+
+
+async def test_a_hanging_a_huge_and_a_redirecting_receiver_are_cut_off_recorded_and_retried(
+    database, delivery_settings, receiver
+):
+    hanging = await hook(database, delivery_settings, receiver.plan("/hang", "hang:30"))
+    huge = await hook(database, delivery_settings, receiver.plan("/huge", "huge"))
+    moved = await hook(database, delivery_settings, receiver.plan("/moved", "redirect"))
+    healthy = await hook(database, delivery_settings, receiver.plan("/ok"))
+    async with pipeline(delivery_settings):
+        events = {
+            name: await event(database, merchant.merchant_id)
+            for name, merchant in [
+                ("hang", hanging),
+                ("huge", huge),
+                ("moved", moved),
+                ("ok", healthy),
+            ]
+        }
+        # The healthy endpoint is served while the hanging one is still waiting.
+        await receiver.wait_for("/ok", 1, timeout_s=5)
+        assert not await attempts(database, events["hang"])
+        for name in ("huge", "moved", "hang"):
+            await eventually(
+                lambda name=name: _status(database, events[name], "succeeded"),
+                timeout_s=40,
+                what=f"{name} retried and delivered",
+            )
+    hang_attempts = await attempts(database, events["hang"])
+    assert hang_attempts[0]["status_code"] is None
+    assert "no answer within 10 s" in hang_attempts[0]["error"]
+    assert 9_000 <= hang_attempts[0]["latency_ms"] < 15_000
+    huge_attempts = await attempts(database, events["huge"])
+    assert huge_attempts[0]["status_code"] == 200  # a 2xx with a huge body is still a 2xx
+    assert len(huge_attempts[0]["response_excerpt"]) == 2048
+    moved_attempts = await attempts(database, events["moved"])
+    assert moved_attempts[0]["status_code"] == 302
+    assert "redirect not followed" in moved_attempts[0]["error"]
+    assert len(moved_attempts) == 2 and moved_attempts[1]["status_code"] == 200
+    assert not receiver.at("/elsewhere")
+
+
+async def _status(database, event_id: str, status: str) -> bool:
+    found = await rows(
+        database, "SELECT status FROM webhook_deliveries WHERE event_id = :e", e=event_id
+    )
+    return bool(found) and found[0]["status"] == status
+
+

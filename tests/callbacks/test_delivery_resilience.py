@@ -1,0 +1,212 @@
+"""Callbacks are never lost: the jobs process killed mid-delivery, RabbitMQ stopped and started
+during a burst, a merchant down for three days — and never sent where they must not go."""
+
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+from email import message_from_bytes
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from nespay.callbacks.ssrf import CallbackUrlRefused, check_callback_url
+from tests.callbacks.delivery_rig import attempts, delivery, event, eventually, hook, pipeline, rows
+from tests.fixtures.database import make_settings
+from tests.fixtures.processes import base_env, free_port, nespay_process
+
+
+def jobs_env(database_url: str, rabbit_url: str, **extra: str) -> dict[str, str]:
+    return base_env(
+        database_url,
+        RABBITMQ_URL=rabbit_url,
+        CALLBACK_DELIVERY_ENABLED="true",
+        CALLBACK_RETRY_SCHEDULE_S="1",
+        CALLBACK_LEASE_S="15",
+        CALLBACK_SWEEP_INTERVAL_S="2",
+        SCANNER_ENABLED="false",
+        RPC_HEALTH_JOB_ENABLED="false",
+        RATES_JOB_ENABLED="false",
+        INVOICE_EXPIRY_JOB_ENABLED="false",
+        **extra,
+    )
+
+
+async def _all_succeeded(database, event_ids: list[str]) -> bool:
+    found = await rows(
+        database,
+        "SELECT count(*) AS n FROM webhook_deliveries "
+        "WHERE event_id = ANY(:ids) AND status = 'succeeded'",
+        ids=event_ids,
+    )
+    return found[0]["n"] == len(event_ids)
+
+
+async def test_sigkill_mid_delivery_delivers_after_restart_with_the_same_webhook_id(
+    database, settings, database_url, rabbit_node, receiver, tmp_path
+):
+    merchant = await hook(database, settings, receiver.plan("/hook", "hang:8"))
+    env = jobs_env(database_url, rabbit_node.url)
+    with nespay_process("jobs", env, tmp_path) as first:
+        burst = [await event(database, merchant.merchant_id) for _ in range(20)]
+        await receiver.wait_for("/hook", 1)  # one POST hangs: the process is mid-delivery
+        first.stop(signal.SIGKILL)
+    with nespay_process("jobs", env, tmp_path) as second:
+        await eventually(
+            lambda: _all_succeeded(database, burst), timeout_s=60, what="burst delivered"
+        )
+        second.stop()
+    got = receiver.at("/hook")
+    assert {r.webhook_id for r in got} == set(burst)  # every one arrived ...
+    hung = got[0].webhook_id  # the POST in flight when the process died went again
+    assert [r.answered for r in got if r.webhook_id == hung] == ["hang:8", 200]
+    for event_id in burst:
+        row = await delivery(database, event_id)
+        assert row["status"] == "succeeded"
+        # ... and whatever was sent twice carried the same webhook-id and body
+        sent = [r for r in got if r.webhook_id == event_id]
+        assert len({r.body for r in sent}) == 1
+        assert all(merchant.verify(r)["id"] == event_id for r in sent)
+
+
+async def test_rabbitmq_stopped_and_started_during_a_burst_loses_nothing(
+    database, settings, database_url, rabbit_node, receiver, tmp_path
+):
+    merchant = await hook(database, settings, receiver.plan("/hook"))
+    env = jobs_env(database_url, rabbit_node.url)
+    sent: list[str] = []
+    with nespay_process("jobs", env, tmp_path) as jobs:
+        sent += [await event(database, merchant.merchant_id) for _ in range(50)]
+        rabbit_node.stop_app()
+        try:
+            sent += [await event(database, merchant.merchant_id) for _ in range(50)]
+        finally:
+            rabbit_node.start_app()
+        sent += [await event(database, merchant.merchant_id) for _ in range(50)]
+        await eventually(
+            lambda: _all_succeeded(database, sent), timeout_s=90, what="burst delivered"
+        )
+        published = await rows(
+            database,
+            "SELECT count(*) AS n FROM events WHERE id = ANY(:ids) AND published_at IS NULL",
+            ids=sent,
+        )
+        jobs.stop()
+    assert {r.webhook_id for r in receiver.at("/hook")} == set(sent)
+    assert published[0]["n"] == 0  # and every event reached RabbitMQ in the end
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's naming
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+@contextmanager
+def smtp_server():
+    inbox = _Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield f"smtp://127.0.0.1:{controller.port}", inbox
+    finally:
+        controller.stop()
+
+
+async def test_a_receiver_down_for_three_days_disables_the_endpoint_and_emails_the_merchant(
+    database, database_url, receiver
+):
+    with smtp_server() as (smtp_url, inbox):
+        settings = make_settings(
+            database_url,
+            callback_delivery_enabled=True,
+            callback_retry_schedule_s="1",
+            smtp_url=smtp_url,
+        )
+        merchant = await hook(database, settings, receiver.plan("/hook", then=500))
+        async with pipeline(settings):
+            event_id = await event(database, merchant.merchant_id)
+            await receiver.wait_for("/hook", 1)
+            # Three days pass (the clock moves for this delivery and this endpoint).
+            async with database.engine.begin() as conn:
+                await conn.exec_driver_sql(
+                    "UPDATE webhook_deliveries SET window_started_at = window_started_at "
+                    "- interval '3 days' WHERE event_id = $1",
+                    (event_id,),
+                )
+                await conn.exec_driver_sql(
+                    "UPDATE webhook_endpoints SET failing_since = now() - interval '3 days' "
+                    "WHERE id = $1",
+                    (merchant.endpoint_id,),
+                )
+            failed = await eventually(
+                lambda: _row_if(database, event_id, "failed"), what="delivery marked failed"
+            )
+            endpoint = (
+                await rows(
+                    database,
+                    "SELECT * FROM webhook_endpoints WHERE id = :id",
+                    id=merchant.endpoint_id,
+                )
+            )[0]
+            await eventually(lambda: _some(inbox.messages), what="email sent")
+            tries = len(receiver.at("/hook"))
+            await event(database, merchant.merchant_id)  # a new event: not sent while disabled
+            audit = await rows(
+                database,
+                "SELECT * FROM audit_logs WHERE action = 'webhook_endpoint.disabled' "
+                "AND target_id = :id",
+                id=merchant.endpoint_id,
+            )
+    assert failed["failed_at"] is not None
+    assert endpoint["enabled"] is False and endpoint["disabled_at"] is not None
+    assert "failed since" in endpoint["disabled_reason"]
+    assert len(receiver.at("/hook")) == tries
+    assert len(audit) == 1 and audit[0]["actor_type"] == "system"
+    (mail,) = inbox.messages
+    assert mail["To"].endswith("@example.com")
+    assert merchant.endpoint_id in mail.get_payload() and receiver.url in mail.get_payload()
+
+
+async def _row_if(database, event_id: str, status: str) -> Any:
+    row = await delivery(database, event_id)
+    return row if row["status"] == status else None
+
+
+async def _some(items: list[Any]) -> bool:
+    return bool(items)
+
+
+@pytest.mark.parametrize("url", ["https://127.0.0.1/hook", "https://169.254.169.254/latest/"])
+async def test_loopback_and_metadata_callback_urls_are_refused_in_production(settings, url):
+    production = settings.model_copy(
+        update={"app_env": "production", "callback_allow_private_urls": False}
+    )
+    with pytest.raises(CallbackUrlRefused):
+        await check_callback_url(url, production)
+
+
+async def test_delivery_refuses_an_address_that_became_private_after_registration(
+    database, database_url, receiver
+):
+    """DNS rebinding: the URL was accepted (here: while private URLs were allowed), and at
+    delivery it leads to loopback. The connected address is checked: nothing is sent."""
+    allowed = make_settings(database_url)
+    merchant = await hook(database, allowed, receiver.plan("/hook"))
+    strict = make_settings(
+        database_url,
+        callback_delivery_enabled=True,
+        callback_allow_private_urls=False,
+        callback_retry_schedule_s="60",
+    )
+    async with pipeline(strict):
+        event_id = await event(database, merchant.merchant_id)
+        recorded = await eventually(lambda: attempts(database, event_id), what="attempt")
+    assert not receiver.at("/hook")
+    assert recorded[0]["status_code"] is None
+    assert "private, loopback, link-local or reserved" in recorded[0]["error"]
+    assert (await delivery(database, event_id))["status"] == "pending"  # retried later

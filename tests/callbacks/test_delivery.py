@@ -3,8 +3,6 @@ worker → POST to a real receiver → attempt recorded; and the same without a 
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from tests.callbacks.delivery_rig import (

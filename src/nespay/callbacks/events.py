@@ -11,8 +11,11 @@ EVENT_TYPES: frozenset[str] = frozenset(
         "invoice.expired",
         "invoice.invalid",
         "invoice.cancelled",
+        # A reorg removed the payments that moved it: back to its earlier state.
+        "invoice.reverted",
         "payment.detected",
         "payment.confirmed",
+        "payment.reversed",
         "withdrawal.requested",
         "withdrawal.approved",
         "withdrawal.rejected",

@@ -4,7 +4,6 @@ import aio_pika
 
 from nespay.broker import (
     CALLBACKS_QUEUE,
-    DEAD_QUEUE,
     EVENTS_EXCHANGE,
     PROVIDER_WEBHOOKS_QUEUE,
     RETRY_DELAYS_S,
@@ -27,7 +26,7 @@ async def test_topology_is_declared_and_a_second_declaration_changes_nothing(dat
         async with connection:
             channel = await connection.channel()
             await channel.get_exchange(EVENTS_EXCHANGE, ensure=True)
-            for name in [CALLBACKS_QUEUE, DEAD_QUEUE, PROVIDER_WEBHOOKS_QUEUE] + [
+            for name in [CALLBACKS_QUEUE, PROVIDER_WEBHOOKS_QUEUE] + [
                 retry_queue_name(d) for d in RETRY_DELAYS_S
             ]:
                 await channel.get_queue(name, ensure=True)  # passive: raises if missing

@@ -4,13 +4,16 @@ Declarations are idempotent (every process declares at start). The topology:
 
 - `nespay.events` (topic, durable): the outbox relay publishes each committed event here with
   the event type as routing key.
-- `nespay.callbacks` (durable queue, bound to `nespay.events` with `#`): one message per event;
-  the callback consumer fans it out to the merchant's endpoints.
+- `nespay.callbacks` (durable queue, bound to `nespay.events` with `#`): one message per event
+  (the relay already made its delivery rows), plus delivery wake-ups; the callback consumer
+  hands the due deliveries to the worker.
 - `nespay.callbacks.retry` (direct, durable) and one `nespay.callbacks.retry.<delay>` queue per
   backoff step, each with a TTL that dead-letters back into `nespay.callbacks`: retries wait in
-  the broker, so they survive restarts of every process.
-- `nespay.callbacks.dead` (durable queue): messages that exhausted their retries.
+  the broker, so they survive restarts of every process (and the delivery rows hold them too).
 - `nespay.provider-webhooks` (durable queue): stored provider webhooks waiting to be handled.
+
+A delivery that exhausts its retries is marked `failed` in the database, where the merchant
+and admins see it and redeliver it; there is no dead-letter queue to keep in step with that.
 
 With `RABBITMQ_QUORUM_QUEUES=true` the queues are quorum queues (replicated). RabbitMQ refuses
 to change a queue's type in place: switching an existing deployment means draining and deleting
@@ -33,9 +36,9 @@ log = structlog.get_logger("nespay.broker")
 EVENTS_EXCHANGE = "nespay.events"
 CALLBACKS_QUEUE = "nespay.callbacks"
 RETRY_EXCHANGE = "nespay.callbacks.retry"
-DEAD_QUEUE = "nespay.callbacks.dead"
 PROVIDER_WEBHOOKS_QUEUE = "nespay.provider-webhooks"
-# Seconds a failed callback waits before its next attempt (the schedule in docs/callbacks.md).
+# The TTL retry queues: a retry of d seconds waits in the smallest queue ≥ d, with d as the
+# message's own expiration (CALLBACK_RETRY_SCHEDULE_S; docs/callbacks.md).
 RETRY_DELAYS_S = (5, 30, 120, 600, 1800, 3600, 10800, 21600)
 
 
@@ -134,7 +137,6 @@ async def declare_topology(channel: aio_pika.abc.AbstractChannel, *, quorum: boo
             ),
         )
         await queue.bind(retry, routing_key=str(delay))
-    await channel.declare_queue(DEAD_QUEUE, durable=True, arguments=_queue_args(quorum))
     await channel.declare_queue(
         PROVIDER_WEBHOOKS_QUEUE, durable=True, arguments=_queue_args(quorum)
     )

@@ -56,6 +56,23 @@ JOB_DURATION = Histogram(
     ["job"],
     buckets=(0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0),
 )
+CALLBACK_ATTEMPTS = Counter(
+    "nespay_callback_attempts_total",
+    "Callback POSTs, by what they led to (succeeded, retry, failed).",
+    ["outcome"],
+)
+CALLBACK_ATTEMPT_DURATION = Histogram(
+    "nespay_callback_attempt_duration_seconds",
+    "Time a merchant's server took to answer a callback (or to time out).",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+CALLBACK_EVENTS_RELAYED = Counter(
+    "nespay_callback_events_relayed_total", "Event rows the outbox relay dispatched and published."
+)
+CALLBACK_ENDPOINTS_DISABLED = Counter(
+    "nespay_callback_endpoints_disabled_total",
+    "Callback endpoints disabled after failing for CALLBACK_DISABLE_AFTER_H.",
+)
 REDIS_DEGRADED = Gauge(
     "nespay_redis_degraded",
     "1 while Redis is configured but unreachable and the process runs degraded, else 0.",

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from nespay.apps import jobs
+from nespay.callbacks.events import EVENT_TYPES
+from nespay.payments.service import STATUS_EVENTS
+
 from tests.callbacks.delivery_rig import (
     attempts,
     body,
@@ -15,6 +19,7 @@ from tests.callbacks.delivery_rig import (
     pipeline,
     rows,
 )
+from tests.fixtures.app import app_client
 from tests.fixtures.database import make_settings
 
 FAST_RETRIES = "1"  # every retry after ~1 s (the default schedule starts at 5 s)
@@ -41,9 +46,7 @@ async def test_a_receiver_failing_three_times_gets_the_event_four_times_with_one
     async with pipeline(delivery_settings):
         event_id = await event(database, merchant.merchant_id, "invoice.paid")
         got = await receiver.wait_for("/hook", 4)
-        await eventually(
-            lambda: _status(database, event_id, "succeeded"), what="delivery recorded"
-        )
+        await eventually(lambda: _status(database, event_id, "succeeded"), what="delivery recorded")
     assert [r.answered for r in got] == [500, 500, 500, 200]
     assert {r.webhook_id for r in got} == {event_id}
     assert {r.body for r in got} == {got[0].body}  # the same bytes every time
@@ -137,3 +140,17 @@ async def _status(database, event_id: str, status: str) -> bool:
     return bool(found) and found[0]["status"] == status
 
 
+async def test_the_jobs_listing_shows_the_callback_backlog(database, database_url, receiver):
+    merchant = await hook(database, make_settings(database_url), receiver.plan("/hook"))
+    await event(database, merchant.merchant_id)  # not relayed: no pipeline runs here
+    async with app_client(jobs.create_app, make_settings(database_url)) as (_, client):
+        callbacks = (await client.get("/api/v1/jobs")).json()["callbacks"]
+    assert callbacks["events_unpublished"] >= 1
+    assert callbacks["oldest_unpublished_at"] is not None
+    assert {"deliveries_pending", "deliveries_due", "failed_last_day", "endpoints_disabled"} <= set(
+        callbacks
+    )
+
+
+def test_every_event_type_the_domains_emit_can_be_subscribed_to():
+    assert set(STATUS_EVENTS.values()) <= EVENT_TYPES

@@ -31,6 +31,7 @@ from nespay.broker import EVENTS_EXCHANGE
 from nespay.callbacks import store
 from nespay.callbacks.messages import EVENT, KIND
 from nespay.db import plain_dsn
+from nespay.metrics import CALLBACK_EVENTS_RELAYED
 from nespay.runtime import Runtime
 
 log = structlog.get_logger("nespay.callbacks")
@@ -100,6 +101,7 @@ class OutboxRelay:
             pending = [r["id"] for r in await conn.fetch(store.PENDING_OF_EVENTS, ids)]
             await self.handoff(pending)
         await conn.execute(store.MARK_PUBLISHED, ids)
+        CALLBACK_EVENTS_RELAYED.inc(len(rows))
         return len(rows)
 
     async def _publish(self, rows: Sequence[asyncpg.Record]) -> None:

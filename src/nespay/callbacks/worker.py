@@ -23,6 +23,11 @@ from nespay.callbacks.messages import backoff_s
 from nespay.callbacks.notify import endpoint_disabled
 from nespay.callbacks.store import Claimed, Outcome, raw_connection
 from nespay.kit import signing
+from nespay.metrics import (
+    CALLBACK_ATTEMPT_DURATION,
+    CALLBACK_ATTEMPTS,
+    CALLBACK_ENDPOINTS_DISABLED,
+)
 from nespay.runtime import Runtime
 
 log = structlog.get_logger("nespay.callbacks")
@@ -89,6 +94,7 @@ class DeliveryWorker:
         headers = signing.headers(keys, delivery.event_id, int(time.time()), body)
         async with self._slots:
             result = await self.runtime.callback_sender.post(delivery.url, body, headers)
+        CALLBACK_ATTEMPT_DURATION.observe(result.latency_ms / 1000)
         if result.ok:
             status, delay = "succeeded", None
         else:
@@ -129,6 +135,11 @@ class DeliveryWorker:
             # webhook-id). Nothing is lost; the receiver may see a duplicate.
             log.exception("callback_record_failed", deliveries=len(outcomes))
             return
+        for outcome in outcomes:
+            CALLBACK_ATTEMPTS.labels(
+                "retry" if outcome.status == "pending" else outcome.status
+            ).inc()
+        CALLBACK_ENDPOINTS_DISABLED.inc(len(disabled))
         if self.schedule_retry is not None:
             for outcome in outcomes:
                 if outcome.status == "pending" and outcome.delay_s is not None:

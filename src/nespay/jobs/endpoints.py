@@ -30,12 +30,30 @@ _NETWORKS = text(
 )
 
 
+# The callback pipeline at a glance: a growing backlog means the relay or the workers are
+# behind (or RabbitMQ is away); failed deliveries wait for a merchant's redelivery.
+_CALLBACKS = text(
+    """
+    SELECT (SELECT count(*) FROM events WHERE published_at IS NULL) AS events_unpublished,
+           (SELECT min(created_at) FROM events WHERE published_at IS NULL) AS oldest_unpublished_at,
+           (SELECT count(*) FROM webhook_deliveries WHERE status = 'pending') AS deliveries_pending,
+           (SELECT count(*) FROM webhook_deliveries
+            WHERE status = 'pending' AND next_attempt_at <= now()) AS deliveries_due,
+           (SELECT count(*) FROM webhook_deliveries
+            WHERE status = 'failed' AND failed_at > now() - interval '1 day') AS failed_last_day,
+           (SELECT count(*) FROM webhook_endpoints WHERE disabled_at IS NOT NULL
+            AND NOT enabled) AS endpoints_disabled
+    """
+)
+
+
 @router.get("/jobs", summary="Jobs and network status", dependencies=[Depends(require_operator)])
 async def list_jobs(runtime: RuntimeDep) -> dict[str, Any]:
     async with runtime.db.engine.connect() as conn:
         jobs = await repository.list_schedules(conn)
         networks = [dict(row._mapping) for row in await conn.execute(_NETWORKS)]
-    return {"jobs": [_job_view(job) for job in jobs], "networks": networks}
+        callbacks = dict((await conn.execute(_CALLBACKS)).one()._mapping)
+    return {"jobs": [_job_view(job) for job in jobs], "networks": networks, "callbacks": callbacks}
 
 
 def _job_view(row: dict[str, Any]) -> dict[str, Any]:

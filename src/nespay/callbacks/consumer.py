@@ -48,7 +48,9 @@ class CallbackConsumer:
             await asyncio.sleep(0.5)
         channel = await broker.connection.channel()
         await channel.set_qos(prefetch_count=MAX_BATCH * MAX_BATCHES_IN_FLIGHT)
-        queue = await channel.get_queue(CALLBACKS_QUEUE, ensure=False)
+        # Declared (passively), not just looked up: only declared queues get their consumer
+        # restored by the robust channel after RabbitMQ comes back.
+        queue = await channel.declare_queue(CALLBACKS_QUEUE, passive=True)
         self._channel = channel  # type: ignore[assignment]
         await queue.consume(self._inbox.put)  # robust: re-consumes after a reconnect
         log.info("callback_consumer_started")

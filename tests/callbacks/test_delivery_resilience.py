@@ -18,19 +18,18 @@ from tests.fixtures.processes import base_env, free_port, nespay_process
 
 
 def jobs_env(database_url: str, rabbit_url: str, **extra: str) -> dict[str, str]:
-    return base_env(
-        database_url,
-        RABBITMQ_URL=rabbit_url,
-        CALLBACK_DELIVERY_ENABLED="true",
-        CALLBACK_RETRY_SCHEDULE_S="1",
-        CALLBACK_LEASE_S="15",
-        CALLBACK_SWEEP_INTERVAL_S="2",
-        SCANNER_ENABLED="false",
-        RPC_HEALTH_JOB_ENABLED="false",
-        RATES_JOB_ENABLED="false",
-        INVOICE_EXPIRY_JOB_ENABLED="false",
-        **extra,
-    )
+    settings = {
+        "RABBITMQ_URL": rabbit_url,
+        "CALLBACK_DELIVERY_ENABLED": "true",
+        "CALLBACK_RETRY_SCHEDULE_S": "1",
+        "CALLBACK_LEASE_S": "15",
+        "CALLBACK_SWEEP_INTERVAL_S": "2",
+        "SCANNER_ENABLED": "false",
+        "RPC_HEALTH_JOB_ENABLED": "false",
+        "RATES_JOB_ENABLED": "false",
+        "INVOICE_EXPIRY_JOB_ENABLED": "false",
+    }
+    return base_env(database_url, **(settings | extra))
 
 
 async def _all_succeeded(database, event_ids: list[str]) -> bool:

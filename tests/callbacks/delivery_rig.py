@@ -24,7 +24,7 @@ from nespay.db import Database
 from nespay.events.service import emit
 from nespay.kit.ids import new_id
 from nespay.runtime import Runtime
-from tests.fixtures.factories import merchant_with_key
+from tests.fixtures.factories import MerchantWithKey, merchant_with_key
 from tests.fixtures.receiver import Received
 
 ACTOR = Actor(type="system", id="tests")
@@ -44,9 +44,14 @@ class Hook:
 
 
 async def hook(
-    database: Database, settings: Settings, url: str, events: list[str] | None = None
+    database: Database,
+    settings: Settings,
+    url: str,
+    events: list[str] | None = None,
+    owner: MerchantWithKey | None = None,
 ) -> Hook:
-    owner = await merchant_with_key(database)
+    """A callback endpoint at `url` for `owner` (by default a new merchant)."""
+    owner = owner or await merchant_with_key(database)
     async with database.session() as session:
         endpoint, secret = await endpoints.create(
             session,
@@ -92,9 +97,7 @@ async def rows(database: Database, sql: str, **params: Any) -> list[Any]:
 
 
 async def delivery(database: Database, event_id: str) -> Any:
-    found = await rows(
-        database, "SELECT * FROM webhook_deliveries WHERE event_id = :e", e=event_id
-    )
+    found = await rows(database, "SELECT * FROM webhook_deliveries WHERE event_id = :e", e=event_id)
     assert len(found) == 1, found
     return found[0]
 

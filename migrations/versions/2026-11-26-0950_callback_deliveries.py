@@ -26,6 +26,8 @@ def upgrade() -> None:
     op.add_column("webhook_endpoints", sa.Column("failing_since", TS))
     op.add_column("webhook_endpoints", sa.Column("disabled_at", TS))
     op.add_column("webhook_endpoints", sa.Column("disabled_reason", sa.String(length=200)))
+    op.add_column("webhook_endpoints", sa.Column("disabled_notice_tried_at", TS))
+    op.add_column("webhook_endpoints", sa.Column("disabled_notice_sent_at", TS))
     op.create_table(
         "webhook_deliveries",
         sa.Column("id", sa.String(length=40), primary_key=True),
@@ -121,6 +123,8 @@ def downgrade() -> None:
     op.drop_table("webhook_deliveries")
     op.drop_column("events", "dispatched_at")
     for column in (
+        "disabled_notice_sent_at",
+        "disabled_notice_tried_at",
         "disabled_reason",
         "disabled_at",
         "failing_since",

@@ -108,9 +108,9 @@ class _Inbox:
 
 
 @contextmanager
-def smtp_server():
+def smtp_server(port: int | None = None):
     inbox = _Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller = Controller(inbox, hostname="127.0.0.1", port=port or free_port())
     controller.start()
     try:
         yield f"smtp://127.0.0.1:{controller.port}", inbox
@@ -133,17 +133,7 @@ async def test_a_receiver_down_for_three_days_disables_the_endpoint_and_emails_t
             event_id = await event(database, merchant.merchant_id)
             await receiver.wait_for("/hook", 1)
             # Three days pass (the clock moves for this delivery and this endpoint).
-            async with database.engine.begin() as conn:
-                await conn.exec_driver_sql(
-                    "UPDATE webhook_deliveries SET window_started_at = window_started_at "
-                    "- interval '3 days' WHERE event_id = $1",
-                    (event_id,),
-                )
-                await conn.exec_driver_sql(
-                    "UPDATE webhook_endpoints SET failing_since = now() - interval '3 days' "
-                    "WHERE id = $1",
-                    (merchant.endpoint_id,),
-                )
+            await _backdate_three_days(database, event_id, merchant.endpoint_id)
             failed = await eventually(
                 lambda: _row_if(database, event_id, "failed"), what="delivery marked failed"
             )
@@ -171,6 +161,53 @@ async def test_a_receiver_down_for_three_days_disables_the_endpoint_and_emails_t
     (mail,) = inbox.messages
     assert mail["To"].endswith("@example.com")
     assert merchant.endpoint_id in mail.get_payload() and receiver.url in mail.get_payload()
+
+
+async def _backdate_three_days(database, event_id: str, endpoint_id: str) -> None:
+    async with database.engine.begin() as conn:
+        await conn.exec_driver_sql(
+            "UPDATE webhook_deliveries SET window_started_at = window_started_at "
+            "- interval '3 days' WHERE event_id = $1",
+            (event_id,),
+        )
+        await conn.exec_driver_sql(
+            "UPDATE webhook_endpoints SET failing_since = now() - interval '3 days' WHERE id = $1",
+            (endpoint_id,),
+        )
+
+
+async def test_the_disabled_email_is_sent_once_smtp_comes_back(database, database_url, receiver):
+    port = free_port()  # nothing listens there yet: the SMTP server is down
+    settings = make_settings(
+        database_url,
+        callback_delivery_enabled=True,
+        callback_retry_schedule_s="1",
+        smtp_url=f"smtp://127.0.0.1:{port}",
+    )
+    merchant = await hook(database, settings, receiver.plan("/hook", then=500))
+    async with pipeline(settings) as running:
+        event_id = await event(database, merchant.merchant_id)
+        await receiver.wait_for("/hook", 1)
+        await _backdate_three_days(database, event_id, merchant.endpoint_id)
+        disabled = await eventually(
+            lambda: _endpoint_if(database, merchant.endpoint_id, "disabled_at"), what="disabled"
+        )
+        await running.worker.drain()  # the first email try (refused) is over
+        assert disabled["disabled_notice_sent_at"] is None
+        with smtp_server(port) as (_, inbox):
+            assert await running.notices_once(retry_after_s=0) == 1
+            assert await running.notices_once(retry_after_s=0) == 0  # sent: not again
+    (mail,) = inbox.messages
+    assert merchant.endpoint_id in mail.get_payload()
+    sent = await _endpoint_if(database, merchant.endpoint_id, "disabled_notice_sent_at")
+    assert sent is not None
+
+
+async def _endpoint_if(database, endpoint_id: str, column: str) -> Any:
+    row = (await rows(database, "SELECT * FROM webhook_endpoints WHERE id = :id", id=endpoint_id))[
+        0
+    ]
+    return row if row[column] is not None else None
 
 
 async def _row_if(database, event_id: str, status: str) -> Any:

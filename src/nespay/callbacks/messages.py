@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import aio_pika
+import orjson
 import structlog
 
 from nespay.broker import CALLBACKS_QUEUE, RETRY_DELAYS_S, RETRY_EXCHANGE
@@ -31,6 +33,18 @@ log = structlog.get_logger("nespay.callbacks")
 KIND = "nespay-kind"
 EVENT = "event"
 DELIVERIES = "deliveries"
+
+
+def envelope(event_id: str, type: str, created_at: datetime, data: str) -> bytes:
+    """The JSON an event travels as, to RabbitMQ and to merchants: `{"id","type","created_at",
+    "data"}`. `data` is the event row's JSONB text, which PostgreSQL renders deterministically,
+    so every attempt of a callback carries the same bytes."""
+    return b'{"id":%s,"type":%s,"created_at":%s,"data":%s}' % (
+        orjson.dumps(event_id),
+        orjson.dumps(type),
+        orjson.dumps(created_at, option=orjson.OPT_UTC_Z),
+        data.encode(),
+    )
 
 
 def retry_step(delay_s: float) -> int:

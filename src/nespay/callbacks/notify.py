@@ -39,8 +39,9 @@ def disabled_message(settings: Settings, endpoint: dict[str, Any]) -> EmailMessa
     return message
 
 
-async def endpoint_disabled(settings: Settings, endpoint: dict[str, Any]) -> None:
-    """Email the merchant; never raises (the endpoint is disabled either way)."""
+async def endpoint_disabled(settings: Settings, endpoint: dict[str, Any]) -> bool:
+    """Email the merchant; whether it went out. Never raises (the endpoint is disabled either
+    way, and the pipeline tries again later while it has not gone out)."""
     if settings.smtp_url is None:
         log.warning(
             "email_not_sent",
@@ -48,7 +49,7 @@ async def endpoint_disabled(settings: Settings, endpoint: dict[str, Any]) -> Non
             template="webhook_endpoint_disabled",
             merchant_id=endpoint["merchant_id"],
         )
-        return
+        return False
     message = disabled_message(settings, endpoint)
     try:
         await asyncio.to_thread(send, settings.smtp_url.get_secret_value(), message)
@@ -59,10 +60,11 @@ async def endpoint_disabled(settings: Settings, endpoint: dict[str, Any]) -> Non
             merchant_id=endpoint["merchant_id"],
             error=type(error).__name__,
         )
-        return
+        return False
     log.info(
         "email_sent", template="webhook_endpoint_disabled", merchant_id=endpoint["merchant_id"]
     )
+    return True
 
 
 def send(url: str, message: EmailMessage) -> None:

@@ -25,6 +25,7 @@ SWEEP_BATCH = 1000
 # With a broker, a delivery due this long without being claimed lost its wake-up.
 SWEEP_GRACE_S = 30.0
 POLL_INTERVAL_S = 1.0  # without a broker the poller is how retries happen
+NOTICE_RETRY_S = 300.0  # an email about a disabled endpoint that failed is tried again after
 
 
 class CallbackPipeline:
@@ -91,10 +92,21 @@ class CallbackPipeline:
             await self._run(ids)
         return len(ids)
 
+    async def notices_once(self, retry_after_s: float = NOTICE_RETRY_S) -> int:
+        """Try again the emails about disabled endpoints that did not go out."""
+        if self.runtime.settings.smtp_url is None:
+            return 0  # nothing could send them; logged when each endpoint was disabled
+        async with raw_connection(self.runtime.db.engine) as conn:
+            endpoints = await conn.fetch(store.CLAIM_NOTICES, retry_after_s)
+        for endpoint in endpoints:
+            await self.worker.notify_disabled(dict(endpoint))
+        return len(endpoints)
+
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(self.sweep_interval_s)
             try:
                 await self.sweep_once()
+                await self.notices_once()
             except Exception as error:  # noqa: BLE001 - database down: try again next time
                 log.warning("callback_sweep_failed", error=type(error).__name__)

@@ -29,7 +29,7 @@ import structlog
 
 from nespay.broker import EVENTS_EXCHANGE
 from nespay.callbacks import store
-from nespay.callbacks.messages import EVENT, KIND
+from nespay.callbacks.messages import EVENT, KIND, envelope
 from nespay.db import plain_dsn
 from nespay.metrics import CALLBACK_EVENTS_RELAYED
 from nespay.runtime import Runtime
@@ -115,8 +115,7 @@ class OutboxRelay:
             *(
                 exchange.publish(
                     aio_pika.Message(
-                        b'{"id":"%s","type":"%s","data":%s}'
-                        % (row["id"].encode(), row["type"].encode(), row["data"].encode()),
+                        envelope(row["id"], row["type"], row["created_at"], row["data"]),
                         message_id=row["id"],
                         content_type="application/json",
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,

@@ -183,6 +183,7 @@ WHERE id = ANY($1::text[]) AND failing_since IS NULL
 DISABLE_ENDPOINTS = """
 UPDATE webhook_endpoints w
 SET enabled = false, disabled_at = now(), updated_at = now(),
+    disabled_notice_tried_at = now(), disabled_notice_sent_at = NULL,
     disabled_reason = 'every delivery failed since ' || to_char(w.failing_since AT TIME ZONE 'UTC',
                       'YYYY-MM-DD"T"HH24:MI:SS"Z"')
 FROM merchants m
@@ -190,6 +191,18 @@ WHERE w.id = ANY($1::text[]) AND w.enabled AND m.id = w.merchant_id
   AND w.failing_since <= now() - make_interval(hours => $2)
 RETURNING w.id, w.merchant_id, w.url, w.failing_since, m.email, m.name
 """
+
+# Disabled endpoints whose email did not go out (SMTP was down): one replica at a time
+# claims them for another try, at most every `$1` seconds.
+CLAIM_NOTICES = """
+UPDATE webhook_endpoints w SET disabled_notice_tried_at = now()
+FROM merchants m
+WHERE m.id = w.merchant_id AND NOT w.enabled AND w.disabled_at IS NOT NULL
+  AND w.disabled_notice_sent_at IS NULL
+  AND w.disabled_notice_tried_at < now() - make_interval(secs => $1)
+RETURNING w.id, w.merchant_id, w.url, w.failing_since, m.email, m.name
+"""
+NOTICE_SENT = "UPDATE webhook_endpoints SET disabled_notice_sent_at = now() WHERE id = $1"
 
 # The earliest pending delivery per (endpoint, subject) whose predecessor just ended.
 NEXT_IN_LINE = """

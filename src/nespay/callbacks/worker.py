@@ -13,13 +13,13 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
+from typing import Any
 
-import orjson
 import structlog
 
 from nespay.callbacks import store
 from nespay.callbacks.keys import signing_keys
-from nespay.callbacks.messages import backoff_s
+from nespay.callbacks.messages import backoff_s, envelope
 from nespay.callbacks.notify import endpoint_disabled
 from nespay.callbacks.store import Claimed, Outcome, raw_connection
 from nespay.kit import signing
@@ -37,17 +37,6 @@ log = structlog.get_logger("nespay.callbacks")
 FIRST_WAVE_S = 0.5
 
 Retry = Callable[[str, float], Awaitable[None]]
-
-
-def payload(delivery: Claimed) -> bytes:
-    """`{"id","type","created_at","data"}`: the same bytes on every attempt (the data is the
-    event row's JSONB text, which PostgreSQL renders deterministically)."""
-    return b'{"id":%s,"type":%s,"created_at":%s,"data":%s}' % (
-        orjson.dumps(delivery.event_id),
-        orjson.dumps(delivery.type),
-        orjson.dumps(delivery.created_at, option=orjson.OPT_UTC_Z),
-        delivery.data.encode(),
-    )
 
 
 class DeliveryWorker:
@@ -82,7 +71,7 @@ class DeliveryWorker:
                 await self._record([task.result() for task in done])
 
     async def _attempt(self, delivery: Claimed) -> Outcome:
-        body = payload(delivery)
+        body = envelope(delivery.event_id, delivery.type, delivery.created_at, delivery.data)
         keys = signing_keys(
             self.settings,
             delivery.endpoint_id,
@@ -153,7 +142,17 @@ class DeliveryWorker:
                 merchant_id=row["merchant_id"],
                 failing_since=row["failing_since"].isoformat(),
             )
-            self._spawn(endpoint_disabled(self.settings, dict(row)))
+            self._spawn(self.notify_disabled(dict(row)))
+
+    async def notify_disabled(self, endpoint: dict[str, Any]) -> None:
+        """Email the merchant about its disabled endpoint; remembered once it went out (until
+        then the pipeline's sweep tries again)."""
+        if await endpoint_disabled(self.settings, endpoint):
+            try:
+                async with raw_connection(self.runtime.db.engine) as conn:
+                    await conn.execute(store.NOTICE_SENT, endpoint["id"])
+            except Exception:  # noqa: BLE001 - at worst the merchant gets it twice
+                log.exception("callback_notice_not_marked", endpoint_id=endpoint["id"])
 
     async def _run_quietly(self, delivery_ids: Sequence[str]) -> None:
         try:

@@ -145,6 +145,9 @@ class WebhookEndpoint(TimestampMixin, Base):
     failing_since: Mapped[datetime | None]
     disabled_at: Mapped[datetime | None]
     disabled_reason: Mapped[str | None] = mapped_column(String(200))
+    # The merchant's email about the disabling: last try, and when it went out (retried until).
+    disabled_notice_tried_at: Mapped[datetime | None]
+    disabled_notice_sent_at: Mapped[datetime | None]
 
 
 # Every encrypted column is declared beside its model, so `nespay keys rotate` finds them all.

@@ -2,6 +2,7 @@ pytest_plugins = [
     "tests.fixtures.database",
     "tests.fixtures.redis_servers",
     "tests.fixtures.cognito",
+    "tests.fixtures.callbacks",
     "tests.fixtures.receiver",
     "tests.fixtures.rabbitmq",
 ]

@@ -5,6 +5,7 @@ without scoping, or with a path parameter this test cannot fill, fails here."""
 import re
 
 import pytest
+from sqlalchemy import text
 
 from nespay.apps import api
 from nespay.auth.scopes import ALL_SCOPES
@@ -17,7 +18,9 @@ UNSCOPED = {("POST", "/api/v1/merchants"), ("GET", "/api/v1/health")}
 # Routes open to anyone by design (none may be merchant-owned objects).
 PUBLIC = re.compile(r"^/api/v1/(health|public/)")
 # Bodies for routes whose body must validate before the object lookup can answer.
-BODIES: dict[tuple[str, str], dict] = {}
+BODIES: dict[tuple[str, str], dict] = {
+    ("PATCH", "/api/v1/webhook-endpoints/{endpoint_id}"): {"description": "changed"},
+}
 
 
 async def make_objects(database, client, owner):
@@ -34,6 +37,10 @@ async def make_objects(database, client, owner):
         headers=owner.headers,
         json={"url": "http://127.0.0.1:9/h", "events": ["*"]},
     )
+    async with database.engine.connect() as conn:
+        event_id = await conn.scalar(
+            text("SELECT id FROM events WHERE subject_id = :i"), {"i": invoice.json()["id"]}
+        )
     spare = await key_for(database, owner.merchant_id)
     user = await merchant_user(database, owner.merchant_id)
     return {
@@ -41,6 +48,7 @@ async def make_objects(database, client, owner):
         "endpoint_id": endpoint.json()["id"],
         "user_id": user.id,
         "invoice_id": invoice.json()["id"],
+        "event_id": event_id,
     }
 
 

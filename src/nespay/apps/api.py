@@ -9,10 +9,12 @@ from nespay.apikeys.endpoints import router as apikeys_router
 from nespay.apps.common import build_app
 from nespay.auth.ratelimit import limit_ip
 from nespay.backoffice.endpoints import router as backoffice_router
+from nespay.backoffice.events import router as backoffice_events_router
 from nespay.backoffice.reference import router as reference_router
 from nespay.callbacks.endpoints import router as callbacks_router
 from nespay.chains.endpoints import router as chains_router
 from nespay.config import Settings, get_settings
+from nespay.events.endpoints import router as events_router
 from nespay.invoices.endpoints import public_router as public_invoices_router
 from nespay.invoices.endpoints import router as invoices_router
 from nespay.merchants.endpoints import router as merchants_router
@@ -25,6 +27,7 @@ def merchant_api() -> APIRouter:
         merchants_router,
         apikeys_router,
         callbacks_router,
+        events_router,
         invoices_router,
         chains_router,
     ):
@@ -43,6 +46,7 @@ def backoffice_api() -> APIRouter:
     router.include_router(backoffice_router)
     router.include_router(rates_router)
     router.include_router(reference_router)
+    router.include_router(backoffice_events_router)
     return router
 
 

@@ -1,4 +1,5 @@
-"""Webhook endpoint routes: register (the secret is shown once), list, get, delete."""
+"""Webhook endpoint routes: register (the secret is shown once), list, get, change, rotate the
+secret (the new one shown once), send a test ping, delete."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ from nespay.auth.principals import Principal
 from nespay.auth.scopes import WEBHOOKS_READ, WEBHOOKS_WRITE
 from nespay.callbacks import service
 from nespay.callbacks.schemas import (
+    PingResult,
+    SecretRotated,
     WebhookEndpoint,
     WebhookEndpointCreate,
     WebhookEndpointCreated,
     WebhookEndpointList,
+    WebhookEndpointUpdate,
 )
-from nespay.deps import SessionDep, SettingsDep
+from nespay.deps import RuntimeDep, SessionDep, SettingsDep
 from nespay.kit.pagination import PageDep
 
 router = APIRouter(tags=["webhook endpoints"])
@@ -66,6 +70,55 @@ async def list_endpoints(
 async def get_endpoint(endpoint_id: str, principal: Reader, session: SessionDep) -> WebhookEndpoint:
     endpoint = await service.get(session, principal.merchant_id, endpoint_id)  # type: ignore[arg-type]
     return WebhookEndpoint.model_validate(endpoint)
+
+
+@router.patch("/webhook-endpoints/{endpoint_id}", response_model=WebhookEndpoint)
+async def update_endpoint(
+    endpoint_id: str,
+    body: WebhookEndpointUpdate,
+    principal: Writer,
+    actor: MerchantActor,
+    runtime: RuntimeDep,
+    session: SessionDep,
+) -> WebhookEndpoint:
+    """Change `url`, `events`, `description` or `enabled`. Enabling a disabled endpoint makes
+    its pending deliveries due at once."""
+    endpoint = await service.update(
+        session,
+        runtime,
+        principal.merchant_id,  # type: ignore[arg-type]
+        endpoint_id,
+        actor,
+        body,
+    )
+    return WebhookEndpoint.model_validate(endpoint)
+
+
+@router.post("/webhook-endpoints/{endpoint_id}/rotate-secret", response_model=SecretRotated)
+async def rotate_secret(
+    endpoint_id: str,
+    principal: Writer,
+    actor: MerchantActor,
+    settings: SettingsDep,
+    session: SessionDep,
+) -> SecretRotated:
+    """A new signing secret, shown once. For 24 h deliveries carry a signature with the
+    previous secret too, so receivers can switch without losing a callback."""
+    return await service.rotate_secret(
+        session,
+        settings,
+        principal.merchant_id,  # type: ignore[arg-type]
+        endpoint_id,
+        actor,
+    )
+
+
+@router.post("/webhook-endpoints/{endpoint_id}/test", response_model=PingResult)
+async def test_endpoint(
+    endpoint_id: str, principal: Writer, runtime: RuntimeDep, session: SessionDep
+) -> PingResult:
+    """Send a signed `webhook.test` event now and report the answer (not stored, not retried)."""
+    return await service.ping(session, runtime, principal.merchant_id, endpoint_id)  # type: ignore[arg-type]
 
 
 @router.delete("/webhook-endpoints/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -1,25 +1,48 @@
 """Webhook endpoints: registration (URL checked, secret made and stored encrypted, shown
-once), listing, removal. Deliveries, retries and secret rotation build on these rows."""
+once), listing, changes (re-enabling resumes pending deliveries), secret rotation (the previous
+secret keeps signing for 24 h), a signed test ping, removal. Deliveries build on these rows."""
 
 from __future__ import annotations
 
 import base64
+import json
 import secrets
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nespay import deps
 from nespay.audit.service import record
 from nespay.auth.principals import Actor
-from nespay.callbacks import repository
-from nespay.callbacks.schemas import WebhookEndpointCreate
+from nespay.callbacks import messages, repository
+from nespay.callbacks.keys import signing_keys
+from nespay.callbacks.schemas import (
+    PingResult,
+    SecretRotated,
+    WebhookEndpointCreate,
+    WebhookEndpointUpdate,
+)
 from nespay.callbacks.ssrf import check_callback_url
 from nespay.config import Settings
 from nespay.errors import NotFound
+from nespay.kit import signing
 from nespay.kit.ids import new_id
 from nespay.models import WebhookEndpoint
+from nespay.models.identity import WEBHOOK_PREVIOUS_SECRET as PREVIOUS_SECRET_COLUMN
 from nespay.models.identity import WEBHOOK_SECRET as SECRET_COLUMN
 from nespay.security.encryption import keyring_from_settings, seal, unseal
+
+if TYPE_CHECKING:
+    from nespay.runtime import Runtime
+
+PREVIOUS_SECRET_VALIDITY = timedelta(hours=24)
+TEST_EVENT_TYPE = "webhook.test"
+DISABLED_BY_MERCHANT = "Disabled through the API (PATCH enabled=false)."
+# What a change is audited with (never the secrets).
+AUDITED_FIELDS = ("url", "events", "enabled", "description")
 
 
 class WebhookEndpointNotFound(NotFound):
@@ -70,8 +93,10 @@ def signing_secret(settings: Settings, endpoint: WebhookEndpoint) -> str:
     )
 
 
-async def get(session: AsyncSession, merchant_id: str, endpoint_id: str) -> WebhookEndpoint:
-    endpoint = await repository.get(session, merchant_id, endpoint_id)
+async def get(
+    session: AsyncSession, merchant_id: str, endpoint_id: str, *, for_update: bool = False
+) -> WebhookEndpoint:
+    endpoint = await repository.get(session, merchant_id, endpoint_id, for_update=for_update)
     if endpoint is None:
         raise WebhookEndpointNotFound()
     return endpoint
@@ -88,6 +113,123 @@ async def delete(session: AsyncSession, merchant_id: str, endpoint_id: str, acto
         target_id=endpoint_id,
         merchant_id=merchant_id,
         before={"url": endpoint.url, "events": endpoint.events},
+    )
+
+
+async def update(
+    session: AsyncSession,
+    runtime: Runtime,
+    merchant_id: str,
+    endpoint_id: str,
+    actor: Actor,
+    body: WebhookEndpointUpdate,
+) -> WebhookEndpoint:
+    """Change what is sent. Disabling stops deliveries (pending ones wait); enabling clears the
+    disabled and failing marks and makes the pending deliveries due at once."""
+    endpoint = await get(session, merchant_id, endpoint_id, for_update=True)
+    changes: dict[str, Any] = body.model_dump(exclude_unset=True)
+    if "url" in changes:
+        changes["url"] = await check_callback_url(changes["url"], runtime.settings)
+    before = {name: getattr(endpoint, name) for name in AUDITED_FIELDS}
+    resumed = await _set_enabled(session, endpoint, changes.pop("enabled", endpoint.enabled))
+    for name, value in changes.items():
+        setattr(endpoint, name, value)
+    after = {name: getattr(endpoint, name) for name in AUDITED_FIELDS}
+    if after != before:
+        await session.flush()
+        await record(
+            session,
+            actor,
+            "webhook_endpoint.updated",
+            target_type="webhook_endpoint",
+            target_id=endpoint_id,
+            merchant_id=merchant_id,
+            before={k: v for k, v in before.items() if after[k] != v},
+            after={k: v for k, v in after.items() if before[k] != v},
+            detail={"deliveries_resumed": len(resumed)} if resumed else None,
+        )
+        await session.refresh(endpoint)
+    if resumed:
+        deps.after_commit(session, lambda: messages.wake(runtime, resumed))
+    return endpoint
+
+
+async def _set_enabled(
+    session: AsyncSession, endpoint: WebhookEndpoint, enabled: bool
+) -> list[str]:
+    """Apply `enabled`; the ids of the pending deliveries a re-enabling made due."""
+    if enabled == endpoint.enabled:
+        return []
+    endpoint.enabled = enabled
+    if not enabled:
+        endpoint.disabled_at = datetime.now(UTC)
+        endpoint.disabled_reason = DISABLED_BY_MERCHANT
+        return []
+    endpoint.disabled_at = endpoint.disabled_reason = endpoint.failing_since = None
+    return await repository.resume_pending(session, endpoint.id)
+
+
+async def rotate_secret(
+    session: AsyncSession, settings: Settings, merchant_id: str, endpoint_id: str, actor: Actor
+) -> SecretRotated:
+    """A new secret (returned, once); the current one becomes the previous one and keeps
+    signing beside it for 24 h. A secret rotated out earlier is dropped at once."""
+    endpoint = await get(session, merchant_id, endpoint_id, for_update=True)
+    keyring = keyring_from_settings(settings)
+    current, secret = signing_secret(settings, endpoint), new_secret()
+    expires_at = datetime.now(UTC) + PREVIOUS_SECRET_VALIDITY
+    endpoint.previous_secret_encrypted = seal(keyring, PREVIOUS_SECRET_COLUMN, endpoint.id, current)
+    endpoint.previous_secret_expires_at = expires_at
+    endpoint.secret_encrypted = seal(keyring, SECRET_COLUMN, endpoint.id, secret)
+    await session.flush()
+    await record(
+        session,
+        actor,
+        "webhook_endpoint.secret_rotated",
+        target_type="webhook_endpoint",
+        target_id=endpoint_id,
+        merchant_id=merchant_id,
+        detail={"previous_secret_expires_at": expires_at.isoformat()},
+    )
+    return SecretRotated(secret=secret, previous_secret_expires_at=expires_at)
+
+
+async def ping(
+    session: AsyncSession, runtime: Runtime, merchant_id: str, endpoint_id: str
+) -> PingResult:
+    """POST a signed `webhook.test` event to the endpoint now (enabled or not) and report how
+    it answered. Nothing is stored."""
+    endpoint = await get(session, merchant_id, endpoint_id)
+    now = datetime.now(UTC)
+    keys = signing_keys(
+        runtime.settings,
+        endpoint.id,
+        endpoint.secret_encrypted,
+        endpoint.previous_secret_encrypted,
+        endpoint.previous_secret_expires_at,
+        now,
+    )
+    url, event_id = endpoint.url, new_id("evt")
+    # Nothing was written: end the read transaction so that the pool connection is not held
+    # through a POST that may take 10 s.
+    await session.rollback()
+    body = json.dumps(
+        {
+            "id": event_id,
+            "type": TEST_EVENT_TYPE,
+            "created_at": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "data": {"endpoint_id": endpoint_id},
+        },
+        separators=(",", ":"),
+    ).encode()
+    headers = signing.headers(keys, event_id, int(time.time()), body)
+    result = await runtime.callback_sender.post(url, body, headers)
+    return PingResult(
+        success=result.ok,
+        status_code=result.status_code,
+        latency_ms=result.latency_ms,
+        response_excerpt=result.excerpt,
+        error=result.error,
     )
 
 

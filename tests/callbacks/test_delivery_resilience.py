@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
+from nespay.apps import api
 from nespay.callbacks.ssrf import CallbackUrlRefused, check_callback_url
 from tests.callbacks.delivery_rig import attempts, delivery, event, eventually, hook, pipeline, rows
+from tests.fixtures.app import app_client
 from tests.fixtures.database import make_settings
 from tests.fixtures.processes import base_env, free_port, nespay_process
 
@@ -118,7 +120,7 @@ def smtp_server(port: int | None = None):
         controller.stop()
 
 
-async def test_a_receiver_down_for_three_days_disables_the_endpoint_and_emails_the_merchant(
+async def test_a_receiver_down_for_three_days_is_disabled_emailed_then_redelivered_by_hand(
     database, database_url, receiver
 ):
     with smtp_server() as (smtp_url, inbox):
@@ -129,7 +131,7 @@ async def test_a_receiver_down_for_three_days_disables_the_endpoint_and_emails_t
             smtp_url=smtp_url,
         )
         merchant = await hook(database, settings, receiver.plan("/hook", then=500))
-        async with pipeline(settings):
+        async with pipeline(settings), app_client(api.create_app, settings) as (_, client):
             event_id = await event(database, merchant.merchant_id)
             await receiver.wait_for("/hook", 1)
             # Three days pass (the clock moves for this delivery and this endpoint).
@@ -137,13 +139,7 @@ async def test_a_receiver_down_for_three_days_disables_the_endpoint_and_emails_t
             failed = await eventually(
                 lambda: _row_if(database, event_id, "failed"), what="delivery marked failed"
             )
-            endpoint = (
-                await rows(
-                    database,
-                    "SELECT * FROM webhook_endpoints WHERE id = :id",
-                    id=merchant.endpoint_id,
-                )
-            )[0]
+            disabled = await _endpoint_if(database, merchant.endpoint_id, "disabled_at")
             await eventually(lambda: _some(inbox.messages), what="email sent")
             tries = len(receiver.at("/hook"))
             await event(database, merchant.merchant_id)  # a new event: not sent while disabled
@@ -153,14 +149,37 @@ async def test_a_receiver_down_for_three_days_disables_the_endpoint_and_emails_t
                 "AND target_id = :id",
                 id=merchant.endpoint_id,
             )
+            assert len(receiver.at("/hook")) == tries
+
+            # The merchant's server is back; the merchant re-enables and redelivers.
+            receiver.plan("/hook", then=200)
+            headers = {"x-api-key": merchant.api_key}
+            enabled = await client.patch(
+                f"/api/v1/webhook-endpoints/{merchant.endpoint_id}",
+                json={"enabled": True},
+                headers=headers,
+            )
+            redelivered = await client.post(f"/api/v1/events/{event_id}/redeliver", headers=headers)
+            await eventually(lambda: _row_if(database, event_id, "succeeded"), what="redelivered")
+            log = (
+                await client.get(f"/api/v1/events/{event_id}/deliveries", headers=headers)
+            ).json()
     assert failed["failed_at"] is not None
-    assert endpoint["enabled"] is False and endpoint["disabled_at"] is not None
-    assert "failed since" in endpoint["disabled_reason"]
-    assert len(receiver.at("/hook")) == tries
+    assert disabled["enabled"] is False
+    assert "failed since" in disabled["disabled_reason"]
     assert len(audit) == 1 and audit[0]["actor_type"] == "system"
     (mail,) = inbox.messages
     assert mail["To"].endswith("@example.com")
     assert merchant.endpoint_id in mail.get_payload() and receiver.url in mail.get_payload()
+    assert enabled.status_code == 200 and redelivered.status_code == 202
+    last = receiver.at("/hook")[-1]
+    assert last.webhook_id == event_id and last.answered == 200
+    merchant.verify(last)
+    (only,) = log["data"]
+    assert only["status"] == "succeeded"
+    newest = only["attempt_log"][0]
+    assert newest["manual"] is True and newest["status_code"] == 200
+    assert all(a["status_code"] == 500 for a in only["attempt_log"][1:])
 
 
 async def _backdate_three_days(database, event_id: str, endpoint_id: str) -> None:

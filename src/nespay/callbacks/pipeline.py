@@ -57,6 +57,12 @@ class CallbackPipeline:
                 asyncio.create_task(self.consumer.run_forever(), name="callbacks.consumer")
             )
         log.info("callback_pipeline_started", broker=self.consumer is not None)
+        settings = self.runtime.settings
+        if settings.app_env == "production" and settings.callback_allow_private_urls:
+            log.warning(
+                "callback_private_urls_allowed",
+                detail="CALLBACK_ALLOW_PRIVATE_URLS=true: callbacks may reach private addresses",
+            )
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -13,7 +13,16 @@ from aiosmtpd.controller import Controller
 
 from nespay.apps import api
 from nespay.callbacks.ssrf import CallbackUrlRefused, check_callback_url
-from tests.callbacks.delivery_rig import attempts, delivery, event, eventually, hook, pipeline, rows
+from tests.callbacks.delivery_rig import (
+    attempts,
+    body,
+    delivery,
+    event,
+    eventually,
+    hook,
+    pipeline,
+    rows,
+)
 from tests.fixtures.app import app_client
 from tests.fixtures.database import make_settings
 from tests.fixtures.processes import base_env, free_port, nespay_process
@@ -98,6 +107,28 @@ async def test_rabbitmq_stopped_and_started_during_a_burst_loses_nothing(
         jobs.stop()
     assert {r.webhook_id for r in receiver.at("/hook")} == set(sent)
     assert published[0]["n"] == 0  # and every event reached RabbitMQ in the end
+
+
+async def test_two_jobs_processes_share_the_work_and_send_each_callback_once(
+    database, settings, database_url, rabbit_node, receiver, tmp_path
+):
+    merchant = await hook(database, settings, receiver.plan("/hook"))
+    env = jobs_env(database_url, rabbit_node.url)
+    with nespay_process("jobs", env, tmp_path) as one, nespay_process("jobs", env, tmp_path) as two:
+        sent = [
+            await event(database, merchant.merchant_id, subject=f"inv_{i % 10}") for i in range(100)
+        ]
+        await eventually(lambda: _all_succeeded(database, sent), timeout_s=60, what="delivered")
+        logs = one.log() + two.log()
+    got = [r.webhook_id for r in receiver.at("/hook")]
+    assert sorted(got) == sorted(sent)  # each exactly once: no crash, so no duplicate
+    assert logs.count('"relay_leading"') == 1  # one relay; the other replica stands by
+    by_invoice: dict[str, list[str]] = {}
+    for request in receiver.at("/hook"):
+        by_invoice.setdefault(body(request)["data"]["id"], []).append(request.webhook_id)
+    assert len(by_invoice) == 10
+    for event_ids in by_invoice.values():  # and each invoice's events in commit order
+        assert event_ids == sorted(event_ids, key=sent.index)
 
 
 class _Inbox:

@@ -14,7 +14,7 @@ from nespay.callbacks.keys import signing_keys
 from nespay.callbacks.service import signing_secret
 from nespay.kit import signing
 from nespay.models import WebhookEndpoint
-from tests.fixtures.app import app_client
+from tests.fixtures.app import app_client, unthrottled
 from tests.fixtures.callbacks import API, add_delivery, emit_event, register
 from tests.fixtures.factories import key_for, merchant_with_key
 
@@ -23,7 +23,7 @@ HOOK = "/hooks/nespay"
 
 @pytest.fixture
 async def client(settings):
-    async with app_client(api.create_app, settings) as (_, client):
+    async with app_client(api.create_app, unthrottled(settings)) as (_, client):
         yield client
 
 

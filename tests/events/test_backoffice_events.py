@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import text
 
 from nespay.apps import api
-from tests.fixtures.app import app_client
+from tests.fixtures.app import app_client, unthrottled
 from tests.fixtures.callbacks import add_delivery, emit_event, register
 from tests.fixtures.cognito import LOCAL_ADMIN_CLIENT, LOCAL_ADMIN_POOL, REGION
 from tests.fixtures.database import make_settings
@@ -24,7 +24,7 @@ async def client(database_url, local_issuer):
         cognito_admin_client_id=LOCAL_ADMIN_CLIENT,
         cognito_endpoint_url=local_issuer.endpoint_url,
     )
-    async with app_client(api.create_app, settings) as (_, client):
+    async with app_client(api.create_app, unthrottled(settings)) as (_, client):
         yield client
 
 

@@ -9,14 +9,14 @@ from sqlalchemy import text
 from nespay.apps import api
 from nespay.auth.scopes import ALL_SCOPES, EVENTS_READ, WEBHOOKS_WRITE
 from nespay.kit.ids import new_id
-from tests.fixtures.app import app_client
+from tests.fixtures.app import app_client, unthrottled
 from tests.fixtures.callbacks import API, add_delivery, emit_event, register
 from tests.fixtures.factories import key_for, merchant_with_key
 
 
 @pytest.fixture
 async def client(settings):
-    async with app_client(api.create_app, settings) as (_, client):
+    async with app_client(api.create_app, unthrottled(settings)) as (_, client):
         yield client
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from nespay.apps import api
 from nespay.auth.scopes import ALL_SCOPES
-from tests.fixtures.app import app_client
+from tests.fixtures.app import app_client, unthrottled
 from tests.fixtures.factories import key_for, merchant_user, merchant_with_key, register_network
 
 PREFIX = "/api/v1"
@@ -69,7 +69,7 @@ def fill(path, objects):
 
 @pytest.fixture
 async def setup(settings, database):
-    async with app_client(api.create_app, settings) as (app, client):
+    async with app_client(api.create_app, unthrottled(settings)) as (app, client):
         a, b = await merchant_with_key(database), await merchant_with_key(database)
         yield app, client, a, b, await make_objects(database, client, b)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from nespay.apps import jobs
+from nespay.apps import api, jobs
+from nespay.callbacks import store
 from nespay.callbacks.events import EVENT_TYPES
+from nespay.callbacks.store import raw_connection
 from nespay.payments.service import STATUS_EVENTS
-
 from tests.callbacks.delivery_rig import (
     attempts,
     body,
@@ -159,3 +160,26 @@ async def test_the_jobs_listing_shows_the_callback_backlog(database, database_ur
 
 def test_every_event_type_the_domains_emit_can_be_subscribed_to():
     assert set(STATUS_EVENTS.values()) <= EVENT_TYPES
+
+
+async def test_a_redelivery_during_an_attempt_is_not_undone_by_that_attempt_s_outcome(
+    database, database_url, receiver
+):
+    settings = make_settings(database_url)
+    merchant = await hook(database, settings, receiver.plan("/hook"))
+    event_id = await event(database, merchant.merchant_id)
+    async with raw_connection(database.engine) as conn:
+        await store.dispatch(conn, [event_id])
+        (claimed,), _ = await store.claim(conn, [(await delivery(database, event_id))["id"]], 60)
+    # While that attempt is out, the merchant asks for a redelivery ...
+    async with app_client(api.create_app, settings) as (_, client):
+        asked = await client.post(
+            f"/api/v1/events/{event_id}/redeliver", headers={"x-api-key": merchant.api_key}
+        )
+    assert asked.status_code == 202
+    # ... and then the attempt comes back failed under the old retry window.
+    async with raw_connection(database.engine) as conn:
+        await store.record(conn, [store.Outcome(claimed, "failed", 500, 12, "no", None, None)], 72)
+    row = await delivery(database, event_id)
+    assert row["status"] == "pending" and row["manual"] is True  # the redelivery stands
+    assert [a["status_code"] for a in await attempts(database, event_id)] == [500]

@@ -98,7 +98,8 @@ WHERE d.id = ANY($1::text[]) AND d.status = 'pending'
       SELECT 1 FROM webhook_deliveries p
       WHERE p.endpoint_id = d.endpoint_id AND p.subject_id = d.subject_id
         AND p.status = 'pending' AND p.event_seq < d.event_seq)
-RETURNING d.id, d.attempts, d.window_started_at, d.manual, d.endpoint_id, d.subject_id,
+RETURNING d.id, d.lease_until, d.attempts, d.window_started_at, d.manual, d.endpoint_id,
+          d.subject_id,
           e.id AS event_id, e.type, e.created_at, e.data::text AS data,
           w.url, w.secret_encrypted, w.previous_secret_encrypted, w.previous_secret_expires_at,
           now() AS now
@@ -115,6 +116,7 @@ WHERE id = ANY($1::text[]) AND status = 'pending' AND lease_until >= now()
 @dataclass(frozen=True, slots=True)
 class Claimed:
     id: str
+    lease_until: datetime  # also the claim's fencing token (see UPDATE_DELIVERIES)
     attempts: int
     window_started_at: datetime
     manual: bool
@@ -152,8 +154,9 @@ INSERT INTO webhook_attempts (delivery_id, manual, status_code, latency_ms, resp
 SELECT * FROM unnest($1::text[], $2::bool[], $3::int[], $4::int[], $5::text[], $6::text[])
 """
 
-# $5: seconds until the next attempt (NULL when the row is done). A row already done (a
-# duplicate attempt after a lease ran out) keeps its first outcome.
+# $5: seconds until the next attempt (NULL when the row is done). Only a row still held by this
+# claim moves: if its lease ran out and another worker took it, or a redelivery reset it
+# meanwhile, the row belongs to them (the attempt is recorded all the same).
 UPDATE_DELIVERIES = """
 UPDATE webhook_deliveries d SET
     status = v.status,
@@ -166,9 +169,9 @@ UPDATE webhook_deliveries d SET
     last_error = v.error,
     succeeded_at = CASE WHEN v.status = 'succeeded' THEN now() ELSE d.succeeded_at END,
     failed_at = CASE WHEN v.status = 'failed' THEN now() END
-FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::float8[])
-     AS v(id, status, code, error, delay_s)
-WHERE d.id = v.id AND d.status = 'pending'
+FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::float8[], $6::timestamptz[])
+     AS v(id, status, code, error, delay_s, lease)
+WHERE d.id = v.id AND d.status = 'pending' AND d.lease_until = v.lease
 """
 
 ENDPOINTS_HEALTHY = """
@@ -257,6 +260,7 @@ async def record(
             [o.status_code for o in outcomes],
             [o.error for o in outcomes],
             [o.delay_s for o in outcomes],
+            [o.delivery.lease_until for o in outcomes],
         )
         healthy = sorted({o.delivery.endpoint_id for o in outcomes if o.status == "succeeded"})
         failing = sorted({o.delivery.endpoint_id for o in outcomes if o.status != "succeeded"})

@@ -3,6 +3,7 @@ and the check that the schema is at the latest migration."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -94,6 +95,8 @@ class Database:
         self.engine = create_engine(settings)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self._side_engine: AsyncEngine | None = None
+        self._driver_pool: Any = None
+        self._driver_lock = asyncio.Lock()
 
     @property
     def side_engine(self) -> AsyncEngine:
@@ -127,10 +130,52 @@ class Database:
         finally:
             connection.close()
 
+    @asynccontextmanager
+    async def driver(self) -> AsyncIterator[Any]:
+        """An asyncpg connection outside any transaction (each statement commits by itself),
+        for hot paths whose work is one statement, where SQLAlchemy's per-statement cost and
+        BEGIN/COMMIT would dominate.
+
+        It comes from an asyncpg pool of its own, sized like the engine's (pool size +
+        overflow), that keeps its connections while they are in use at all: the engine's
+        pool closes every overflow connection it gets back, so under load each request would
+        pay for a new connection and its prepared statements. Release sends no reset query
+        (these paths change no session state)."""
+        pool = self._driver_pool or await self._open_driver_pool()
+        async with pool.acquire() as connection:
+            yield connection
+
+    async def _open_driver_pool(self) -> Any:
+        import asyncpg
+
+        async with self._driver_lock:
+            if self._driver_pool is None:
+                settings = self.settings
+                schema = settings.database_schema
+                self._driver_pool = await asyncpg.create_pool(
+                    plain_dsn(settings.database_url.get_secret_value()),
+                    min_size=0,
+                    max_size=settings.database_pool_size + settings.database_max_overflow,
+                    max_inactive_connection_lifetime=300.0,
+                    reset=_no_reset,
+                    server_settings={
+                        "search_path": schema if schema == "public" else f'"{schema}", public',
+                        "application_name": settings.service_name,
+                    },
+                )
+        return self._driver_pool
+
     async def dispose(self) -> None:
         await self.engine.dispose()
         if self._side_engine is not None:
             await self._side_engine.dispose()
+        if self._driver_pool is not None:
+            await self._driver_pool.close()
+            self._driver_pool = None
+
+
+async def _no_reset(connection: Any) -> None:
+    return None
 
 
 # --- migrations -------------------------------------------------------------------------------

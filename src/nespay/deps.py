@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nespay.auth.cache import CHANGED, GENERATION_KEY, PrincipalCache
 from nespay.config import Settings
 from nespay.runtime import Runtime
 
@@ -24,6 +25,15 @@ async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.runtime.settings
 
 
+def principal_cache(request: Request) -> PrincipalCache:
+    """This process's (app's) auth cache; see `nespay.auth.cache`."""
+    state = request.app.state
+    cache = getattr(state, "principals", None)
+    if cache is None:
+        cache = state.principals = PrincipalCache()
+    return cache
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     runtime: Runtime = request.app.state.runtime
     async with runtime.db.sessionmaker() as session:
@@ -33,8 +43,15 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         except BaseException:
             await session.rollback()
             raise
-        for hook in session.info.pop(AFTER_COMMIT, ()):
-            await hook()
+        changed = session.info.pop(CHANGED, False)
+        hooks = session.info.pop(AFTER_COMMIT, ())
+    for hook in hooks:
+        await hook()
+    if changed:
+        # Who a credential is changed (and is committed): every replica's auth cache must
+        # forget it before its next request; this one's at once.
+        principal_cache(request).clear()
+        await runtime.redis.bump(GENERATION_KEY)
 
 
 AFTER_COMMIT = "nespay.after_commit"
@@ -49,4 +66,6 @@ def after_commit(session: AsyncSession, hook: Callable[[], Awaitable[None]]) -> 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# Function scope: the commit (and what follows it) happens before the answer is sent, so a
+# client that got 2xx can rely on the write — a revoked key is refused on its next request.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -49,6 +49,7 @@ UNAVAILABLE = (
 )
 CACHE = "nespay:cache:"
 RATE = "nespay:rate:"
+VALUE = "nespay:value:"
 
 # One round trip per counter hit: the window starts with the first hit and its TTL is the reset.
 HIT_LUA = """
@@ -79,7 +80,31 @@ if value and string.match(value, '^%d+') == ARGV[1] then
 end
 return 0
 """
-SCRIPTS = {"hit": HIT_LUA, "acquire": ACQUIRE_LUA, "release": RELEASE_LUA, "extend": EXTEND_LUA}
+# Several counters and one plain value in one round trip (the request path's rate limits and
+# the auth cache's generation): KEYS = counters…, then the value's key; ARGV = their windows.
+# Not for a cluster, where the keys live in different slots.
+HITS_LUA = """
+local out = {}
+for i = 1, #ARGV do
+  local count = redis.call('INCR', KEYS[i])
+  local ttl = redis.call('PTTL', KEYS[i])
+  if ttl < 0 then
+    redis.call('PEXPIRE', KEYS[i], ARGV[i])
+    ttl = tonumber(ARGV[i])
+  end
+  out[#out + 1] = count
+  out[#out + 1] = ttl
+end
+out[#out + 1] = redis.call('GET', KEYS[#KEYS])
+return out
+"""
+SCRIPTS = {
+    "hit": HIT_LUA,
+    "hits": HITS_LUA,
+    "acquire": ACQUIRE_LUA,
+    "release": RELEASE_LUA,
+    "extend": EXTEND_LUA,
+}
 
 
 # --- client -----------------------------------------------------------------------------------
@@ -342,6 +367,7 @@ class RedisService:
         self._degraded = False
         self._last_error: str | None = None
         self._stale: set[str] = set()
+        self._pending_bumps: set[str] = set()
         self._probe_task: asyncio.Task[None] | None = None
 
     @property
@@ -411,6 +437,42 @@ class RedisService:
             return await self._fallback.hit(key, window_s)
         count, ttl_ms = result
         return int(count), max(1, math.ceil(int(ttl_ms) / 1000))
+
+    async def hits(
+        self, counters: list[tuple[str, int]], value_key: str
+    ) -> tuple[list[tuple[int, int]], bytes | None, bool]:
+        """Count a hit in each `(key, window_s)` and read the plain value `value_key`, in one
+        round trip where Redis serves: (per counter (hits, seconds until reset), the value,
+        whether Redis answered). From the fallback the value is None and the flag false: a
+        value that only Redis keeps (a cache generation) is unknown there."""
+        if self._client is not None and not isinstance(self._client, RedisCluster):
+            keys = [RATE + key for key, _ in counters] + [VALUE + value_key]
+            args = [window_s * 1000 for _, window_s in counters]
+            result = await self._try(
+                lambda r: self._scripts["hits"](keys=keys, args=args, client=r)
+            )
+            if result is not _SKIPPED:
+                pairs = [
+                    (int(result[i]), max(1, math.ceil(int(result[i + 1]) / 1000)))
+                    for i in range(0, 2 * len(counters), 2)
+                ]
+                return pairs, result[-1], True
+        else:
+            value = await self._try(lambda r: r.get(VALUE + value_key))
+            if value is not _SKIPPED:
+                pairs = [await self.hit(key, window_s) for key, window_s in counters]
+                return pairs, value, True
+        pairs = [await self._fallback.hit(key, window_s) for key, window_s in counters]
+        return pairs, None, False
+
+    async def bump(self, value_key: str) -> bool:
+        """Increment the plain counter `value_key` (a cache generation); false if Redis did not
+        take it, in which case it is bumped again as soon as Redis is back."""
+        if await self._try(lambda r: r.incr(VALUE + value_key)) is _SKIPPED:
+            if self._client is not None:
+                self._pending_bumps.add(value_key)
+            return False
+        return True
 
     async def acquire_lock(self, name: str, ttl_s: float, holder: str) -> int | None:
         """Take the lease `name` for `ttl_s` seconds: its fencing token, or None if it is held.
@@ -484,6 +546,9 @@ class RedisService:
             await client.delete(*(CACHE + key for key in batch))
             self._stale -= batch
         self._local.clear()
+        for key in list(self._pending_bumps):
+            await client.incr(VALUE + key)
+            self._pending_bumps.discard(key)
 
     def _describe(self, error: BaseException) -> str:
         """A short, log- and health-safe description: the password never appears in it."""

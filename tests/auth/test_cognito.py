@@ -311,6 +311,26 @@ async def test_local_issuer_tokens_verify(local_issuer: LocalIssuer, make_verifi
     ]
 
 
+async def test_a_verified_token_is_checked_once_until_it_expires(
+    local_issuer: LocalIssuer, make_verifier: MakeVerifier, monkeypatch: pytest.MonkeyPatch
+):
+    verifier = make_verifier(local_issuer.settings(), leeway=0)
+    decoded: list[str] = []
+    full_check = verifier._decode
+    monkeypatch.setattr(
+        verifier, "_decode", lambda token, *rest: decoded.append(token) or full_check(token, *rest)
+    )
+    token = local_issuer.mint()
+    first, second = await verifier.verify(token), await verifier.verify(token)
+    assert first == second and len(decoded) == 1
+    # A remembered token is still judged by its own expiry.
+    expires = int(time.time()) + 1
+    soon = local_issuer.mint(local_issuer.claims(exp=expires))
+    assert (await verifier.verify(soon)).sub
+    await asyncio.sleep(max(0.0, expires - time.time()) + 0.1)
+    assert (await refused(verifier, soon)).code == "token_expired"
+
+
 async def test_expiry_and_not_before_use_the_leeway(
     local_issuer: LocalIssuer, make_verifier: MakeVerifier
 ):

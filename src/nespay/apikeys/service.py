@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -20,7 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nespay.apikeys import repository
 from nespay.apikeys.schemas import ApiKeyCreate
 from nespay.audit.service import record
+from nespay.auth.cache import Entry, MerchantSettings, mark_changed
 from nespay.auth.principals import Actor, Principal
+from nespay.db import Database
 from nespay.errors import NespayError, NotFound
 from nespay.kit.ids import new_id
 from nespay.models import ApiKey
@@ -82,11 +85,18 @@ def _hash(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
-async def authenticate(session: AsyncSession, raw_key: str) -> Principal:
+def prefix_of(raw_key: str) -> str:
     match = KEY_PATTERN.match(raw_key)
     if match is None:
         raise ApiKeyMalformed()
-    found = await repository.find_by_prefix(session, match.group(1))
+    return match.group(1)
+
+
+async def authenticate(db: Database, raw_key: str, generation: bytes | None) -> Entry:
+    """Check a key against its row (one query with its merchant); the cache entry it makes is
+    tagged with `generation`, the auth cache's generation known before the read."""
+    async with db.driver() as conn:
+        found = await repository.find_by_prefix(conn, prefix_of(raw_key))
     stored = found.secret_hash if found else _DUMMY_HASH
     if not hmac.compare_digest(stored, _hash(raw_key)) or found is None:
         raise ApiKeyInvalid()
@@ -97,10 +107,33 @@ async def authenticate(session: AsyncSession, raw_key: str) -> Principal:
         raise ApiKeyExpired()
     if found.merchant_status != "active":
         raise MerchantSuspended()
-    # last_used_at is kept to the minute: one write a minute per key, not one per request.
-    if found.last_used_at is None or now - found.last_used_at > LAST_USED_RESOLUTION:
-        await repository.touch(session, found.id, now)
-    return Principal("api_key", found.id, found.merchant_id, found.scopes)
+    return Entry(
+        Principal("api_key", found.id, found.merchant_id, found.scopes),
+        MerchantSettings(found.default_expiry_s, found.underpayment_tolerance_bps),
+        generation,
+        time.monotonic(),
+        secret_hash=found.secret_hash,
+        expires_at=found.expires_at,
+        last_used_at=found.last_used_at,
+    )
+
+
+def check_cached(entry: Entry, raw_key: str) -> None:
+    """What a cached key still needs per request: its secret, and its expiry."""
+    if not hmac.compare_digest(entry.secret_hash, _hash(raw_key)):
+        raise ApiKeyInvalid()
+    if entry.expires_at is not None and entry.expires_at <= datetime.now(UTC):
+        raise ApiKeyExpired()
+
+
+async def touch_if_due(db: Database, entry: Entry) -> None:
+    """last_used_at is kept to the minute: one write a minute per key (and replica), committed
+    on its own."""
+    now = datetime.now(UTC)
+    if entry.last_used_at is None or now - entry.last_used_at > LAST_USED_RESOLUTION:
+        entry.last_used_at = now
+        async with db.driver() as conn:
+            await repository.touch(conn, entry.principal.id, now)
 
 
 async def create(
@@ -155,6 +188,7 @@ async def revoke(session: AsyncSession, merchant_id: str, key_id: str, actor: Ac
     if key.revoked_at is None:
         key.revoked_at = datetime.now(UTC)
         await session.flush()
+        mark_changed(session)
         await record(
             session,
             actor,

@@ -9,8 +9,10 @@ so a bad token is never a 500 and a caller can tell "sign in again" from "fix yo
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -29,6 +31,7 @@ TokenUse = Literal["id", "access"]
 
 ALGORITHM = "RS256"
 MAX_TOKEN_CHARS = 16_384  # Cognito tokens are a few KB; anything far larger is not one.
+VERIFIED_CACHE_SIZE = 10_000
 _REQUIRED_CLAIMS = ["exp", "iat", "iss", "sub"]
 
 
@@ -225,6 +228,12 @@ class CognitoVerifier:
     One instance per process: it owns the JWKS caches. Keys are fetched on first use and kept
     `jwks_ttl` seconds; an unknown `kid` (Cognito rotated keys) triggers a refetch at most once
     per `min_refresh_interval` per pool, so junk tokens cannot turn us into a JWKS flooder.
+
+    A token that verified is remembered by its SHA-256 until it expires (`exp` plus the
+    leeway, as the full check would judge it) and while its pool's keys are fresh, so a client
+    sending the same token on every request pays for RS256 once. The memory is dropped
+    whenever a pool's keys are refetched: a token signed by a key that Cognito no longer
+    publishes is then checked again.
     """
 
     def __init__(
@@ -249,6 +258,7 @@ class CognitoVerifier:
         self._fetch_timeout = fetch_timeout
         states = (_pool_state(settings, "user"), _pool_state(settings, "admin"))
         self._pools = [state for state in states if state is not None]
+        self._verified: OrderedDict[bytes, tuple[CognitoClaims, float, _PoolState]] = OrderedDict()
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -260,12 +270,28 @@ class CognitoVerifier:
 
     async def verify(self, token: str) -> CognitoClaims:
         """Claims of a valid token, else a `TokenInvalid` (401) or `CognitoUnavailable` (503)."""
+        digest = hashlib.sha256(token.encode()).digest() if isinstance(token, str) else b""
+        known = self._verified.get(digest)
+        if known is not None:
+            claims, valid_until, pool_state = known
+            if time.time() < valid_until and self._is_fresh(pool_state):
+                return claims
+            del self._verified[digest]  # expired, or keys due for a refetch: check it all
         header, unverified = _unverified(token)
         pool = self._pool_for(unverified.get("iss"))
         key = await self._signing_key(pool, header["kid"])
         payload = self._decode(token, key, pool)
         client_id = _check_use_and_client(payload, pool)
-        return CognitoClaims.from_payload(pool.name, payload, client_id)
+        claims = CognitoClaims.from_payload(pool.name, payload, client_id)
+        self._remember(digest, claims, payload["exp"], pool)
+        return claims
+
+    def _remember(self, digest: bytes, claims: CognitoClaims, exp: Any, pool: _PoolState) -> None:
+        if not isinstance(exp, (int, float)):
+            return
+        self._verified[digest] = (claims, float(exp) + self.leeway, pool)
+        while len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
 
     def _pool_for(self, issuer: Any) -> _PoolState:
         """The unverified `iss` only picks which pool's keys and rules apply; it proves nothing."""
@@ -335,6 +361,7 @@ class CognitoVerifier:
             )
             raise CognitoUnavailable() from None
         pool.keys, pool.fetched_at, pool.failed = keys, pool.attempted_at, False
+        self._verified.clear()
         log.info("cognito_jwks_fetched", pool=pool.name, url=pool.jwks_url, keys=len(keys))
 
 
@@ -347,11 +374,11 @@ def _unverified(token: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
         raise TokenMalformed()
-    try:
-        header = jwt.get_unverified_header(token)
-        claims = jwt.decode(token, options={"verify_signature": False})
+    try:  # one parse for both parts
+        complete = jwt.decode_complete(token, options={"verify_signature": False})
     except jwt.PyJWTError:
         raise TokenMalformed() from None
+    header, claims = complete["header"], complete["payload"]
     if header.get("alg") != ALGORITHM:
         raise TokenAlgorithmNotAllowed()
     if not isinstance(header.get("kid"), str) or not isinstance(claims, dict):

@@ -8,24 +8,25 @@ Every refused sign-in counts against the client IP, and the count reaches the au
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from nespay.apikeys import service as apikeys
 from nespay.apikeys.service import MerchantSuspended
 from nespay.audit.service import record_security_event
 from nespay.auth import ratelimit
+from nespay.auth.cache import GENERATION_KEY, Entry, MerchantSettings, PrincipalCache
 from nespay.auth.clientip import client_ip
 from nespay.auth.cognito import CognitoClaims, bearer_token
 from nespay.auth.principals import Actor, Principal
 from nespay.auth.scopes import ROLE_SCOPES
-from nespay.deps import SessionDep
+from nespay.deps import principal_cache
 from nespay.errors import NespayError
-from nespay.models import Merchant, MerchantUser
+from nespay.merchants import repository as merchants_repository
 from nespay.requestid import current_request_id
 from nespay.runtime import Runtime
 
@@ -72,11 +73,21 @@ def request_ip(request: Request) -> str:
     return client_ip(request, _runtime(request).settings.trusted_proxies)
 
 
-async def _refused(request: Request, error: NespayError) -> NespayError:
-    """Count a refused sign-in for the client IP; log the milestones to the audit log."""
+async def _refused(
+    request: Request, error: NespayError, *, ip_counted: bool = False
+) -> NespayError:
+    """Count a refused sign-in for the client IP (with the IP rate limit, when the route left
+    that to authentication); log the milestones to the audit log. Over the IP limit, the
+    refusal is a 429, as it would have been before looking at the credentials."""
     runtime = _runtime(request)
     ip = request_ip(request)
-    count, _ = await runtime.redis.hit(f"authfail:{ip}", FAILURE_WINDOW_S)
+    counters = [(f"authfail:{ip}", FAILURE_WINDOW_S)]
+    group = None if ip_counted else getattr(request.state, "ip_limit_group", None)
+    if group is not None:
+        key, window, limit = ratelimit.ip_counter(request, group)
+        counters.append((key, window))
+    counts, _, _ = await runtime.redis.hits(counters, GENERATION_KEY)
+    count = counts[0][0]
     if count in FAILURE_MILESTONES:
         actor = Actor("anonymous", None, None, ip, current_request_id())
         await record_security_event(
@@ -85,6 +96,8 @@ async def _refused(request: Request, error: NespayError) -> NespayError:
             "auth.sign_in_failed",
             detail={"code": error.code, "failures": count, "window_s": FAILURE_WINDOW_S},
         )
+    if group is not None:
+        ratelimit.check([limit], counts[1:])
     return error
 
 
@@ -97,36 +110,94 @@ async def _verify_token(request: Request, token: str) -> CognitoClaims:
         raise
 
 
-async def _merchant_user(session: AsyncSession, claims: CognitoClaims) -> Principal:
-    row = (
-        await session.execute(
-            select(MerchantUser.id, MerchantUser.merchant_id, MerchantUser.role, Merchant.status)
-            .join(Merchant, Merchant.id == MerchantUser.merchant_id)
-            .where(MerchantUser.cognito_sub == claims.sub)
+async def _merchant_user(
+    runtime: Runtime, claims: CognitoClaims, generation: bytes | None
+) -> Entry:
+    async with runtime.db.driver() as conn:
+        row = await merchants_repository.user_principal(conn, claims.sub)
+    if row is None:  # signed in, no merchant yet: not cached (creating one changes that)
+        return Entry(
+            Principal("user", claims.sub, None, frozenset(), email=claims.email), None, None, 0.0
         )
-    ).one_or_none()
-    if row is None:
-        return Principal("user", claims.sub, None, frozenset(), email=claims.email)
-    if row.status != "active":
+    if row["status"] != "active":
         raise MerchantSuspended()
-    return Principal(
+    principal = Principal(
         "merchant_user",
-        row.id,
-        row.merchant_id,
-        ROLE_SCOPES[row.role],
+        row["id"],
+        row["merchant_id"],
+        ROLE_SCOPES[row["role"]],
         email=claims.email,
-        role=row.role,
+        role=row["role"],
     )
+    settings = MerchantSettings(row["default_expiry_s"], row["underpayment_tolerance_bps"])
+    return Entry(principal, settings, generation, time.monotonic())
 
 
-async def authenticate_merchant_side(request: Request, session: SessionDep) -> Principal:
+async def _count(request: Request, principal: Principal, cache: PrincipalCache) -> None:
+    """The caller's rate-limit counters (its own, and the client IP's when the route left it to
+    us) and the auth cache's generation, in one round trip."""
+    counters = [ratelimit.key_counter(request, principal)]
+    group = getattr(request.state, "ip_limit_group", None)
+    if group is not None:
+        counters.append(ratelimit.ip_counter(request, group))
+    counts, generation, known = await _runtime(request).redis.hits(
+        [(key, window) for key, window, _ in counters], GENERATION_KEY
+    )
+    cache.observe(generation, known)
+    ratelimit.check([limit for _, _, limit in counters], counts)
+
+
+async def _resolve(
+    request: Request,
+    cache_key: str,
+    load: Callable[[bytes | None], Awaitable[Entry]],
+    check: Callable[[Entry], None] | None = None,
+) -> Entry:
+    """The caller's cache entry: from the cache when its generation is still Redis's, else
+    loaded from the database (and cached). Counts the rate limits on the way."""
+    cache = principal_cache(request)
+    entry = cache.get(cache_key)
+    cached = entry is not None
+    try:
+        if entry is not None and check is not None:
+            check(entry)
+        if entry is None:
+            entry = await load(cache.generation)
+    except NespayError as error:
+        raise await _refused(request, error) from None
+    await _count(request, entry.principal, cache)
+    if cache.valid(entry):
+        if not cached:
+            cache.put(cache_key, entry)
+        return entry
+    if not cached:
+        return entry  # read from the database: current, just not cacheable now
+    try:  # a credential changed somewhere since this entry was made: read it again
+        entry = await load(cache.generation)
+    except NespayError as error:
+        raise await _refused(request, error, ip_counted=True) from None
+    cache.put(cache_key, entry)
+    return entry
+
+
+async def authenticate_merchant_side(request: Request) -> Principal:
     """An API key or a user-pool token; returns who it is (possibly a user with no merchant)."""
+    runtime = _runtime(request)
     raw_key = request.headers.get("x-api-key")
     if raw_key is not None:
+        raw_key = raw_key.strip()
         try:
-            principal = await apikeys.authenticate(session, raw_key.strip())
+            cache_key = "key:" + apikeys.prefix_of(raw_key)
         except NespayError as error:
             raise await _refused(request, error) from None
+        entry = await _resolve(
+            request,
+            cache_key,
+            lambda generation: apikeys.authenticate(runtime.db, raw_key, generation),
+            lambda cached: apikeys.check_cached(cached, raw_key),
+        )
+        await apikeys.touch_if_due(runtime.db, entry)
+        principal = entry.principal
     else:
         token = bearer_token(request.headers.get("authorization"))
         if token is None:
@@ -134,10 +205,21 @@ async def authenticate_merchant_side(request: Request, session: SessionDep) -> P
         claims = await _verify_token(request, token)
         if claims.pool != "user":
             raise WrongPool()
-        principal = await _merchant_user(session, claims)
-    await ratelimit.enforce_key(request, principal)
+        entry = await _resolve(
+            request,
+            "sub:" + claims.sub,
+            lambda generation: _merchant_user(runtime, claims, generation),
+        )
+        principal = entry.principal
+        if principal.email != claims.email:
+            principal = replace(principal, email=claims.email)
     request.state.principal = principal
+    request.state.merchant_settings = entry.settings
     return principal
+
+
+# The IP rate limit of a route that authenticates is counted here, with the caller's own.
+setattr(authenticate_merchant_side, ratelimit.COUNTS_IP, True)
 
 
 SignedIn = Annotated[Principal, Depends(authenticate_merchant_side)]

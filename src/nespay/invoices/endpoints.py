@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, status
 
 from nespay.auth.deps import require_scopes
 from nespay.auth.principals import Principal
@@ -14,6 +14,7 @@ from nespay.deps import RuntimeDep, SessionDep
 from nespay.invoices import public, service
 from nespay.invoices.schemas import Invoice, InvoiceCreate, InvoiceList, PublicInvoice
 from nespay.kit.pagination import PageDep
+from nespay.kit.responses import JsonResponse
 
 router = APIRouter(tags=["invoices"])
 public_router = APIRouter(tags=["public"])
@@ -28,23 +29,21 @@ Status = Literal[
 async def create_invoice(
     body: InvoiceCreate,
     principal: Writer,
+    request: Request,
     runtime: RuntimeDep,
-    session: SessionDep,
-    response: Response,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-) -> Invoice:
+) -> JsonResponse:
     """Create an invoice. With `Idempotency-Key`, the same key and body return the same
     invoice (`Idempotent-Replayed: true`); the same key with another body is a 409."""
-    created = await service.create(
-        session,
+    created = await service.create_at_edge(
         runtime,
-        principal.merchant_id,
+        principal.merchant_id,  # type: ignore[arg-type]
         body,
-        idempotency_key,  # type: ignore[arg-type]
+        idempotency_key,
+        getattr(request.state, "merchant_settings", None),
     )
-    if created.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return created.invoice
+    headers = {"Idempotent-Replayed": "true"} if created.replayed else None
+    return JsonResponse(created.data, status_code=status.HTTP_201_CREATED, headers=headers)
 
 
 @router.get("/invoices", response_model=InvoiceList)

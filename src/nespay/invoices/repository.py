@@ -138,3 +138,97 @@ async def set_fields(session: AsyncSession, invoice_id: str, **values: Any) -> N
     await session.execute(
         update(Invoice).where(Invoice.id == invoice_id).values(updated_at=text("now()"), **values)
     )
+
+
+# Invoice creation in one statement, through the driver, outside any transaction (a statement
+# is atomic by itself): the idempotency claim, the invoice, its deposit addresses, its options
+# and its `invoice.created` event (the same columns `nespay.events.service.emit` writes). With a
+# key that is already taken the claim inserts nothing and neither does anything after it; a
+# concurrent request with the same key waits on the unique index until the owner commits.
+_CREATE = """
+WITH claim AS (
+    INSERT INTO idempotency_keys (merchant_id, key, request_hash, invoice_id)
+    SELECT $2::text, $12::text, $13::text, $1::text WHERE $12::text IS NOT NULL
+    ON CONFLICT (merchant_id, key) DO NOTHING
+    RETURNING invoice_id
+), proceed AS (
+    SELECT 1 WHERE $12::text IS NULL OR EXISTS (SELECT 1 FROM claim)
+), invoice AS (
+    INSERT INTO invoices (id, merchant_id, status, price_amount, price_currency, order_id,
+                          description, metadata, redirect_url, underpayment_tolerance_bps,
+                          expires_at, created_at, updated_at)
+    SELECT $1::text, $2::text, 'pending', $3::numeric, $4::text, $5::text, $6::text, $7::jsonb,
+           $8::text, $9::int, $10::timestamptz, $11::timestamptz, $11::timestamptz
+    FROM proceed
+    RETURNING id
+), addresses AS (
+    INSERT INTO deposit_addresses (id, chain_family, address, provider, derivation_index,
+                                   invoice_id, merchant_id)
+    SELECT a.id, a.family, a.address, 'hd', a.idx, invoice.id, $2::text
+    FROM invoice, unnest($14::text[], $15::text[], $16::text[], $17::bigint[])
+         AS a(id, family, address, idx)
+), options AS (
+    INSERT INTO invoice_options (id, invoice_id, network_code, currency_id, chain_family,
+                                 address, amount, rate, amount_paid)
+    SELECT o.id, invoice.id, o.network, o.currency_id, o.family, o.address, o.amount, o.rate, 0
+    FROM invoice, unnest($18::text[], $19::text[], $20::text[], $21::text[], $22::text[],
+                         $23::numeric[], $24::numeric[])
+         AS o(id, network, currency_id, family, address, amount, rate)
+), event AS (
+    INSERT INTO events (id, merchant_id, type, subject_id, data, request_id)
+    SELECT $25::text, $2::text, 'invoice.created', invoice.id, $26::jsonb, $27::text
+    FROM invoice
+)
+SELECT count(*) FROM invoice
+"""
+
+
+async def create_in_one_statement(
+    conn: Any,
+    invoice: dict[str, Any],
+    claim: tuple[str, str] | None,
+    addresses: list[dict[str, Any]],
+    options: list[dict[str, Any]],
+    event: tuple[str, str, str | None],
+) -> bool:
+    """Insert everything an HD-addressed invoice needs; false if the idempotency key was
+    already taken (nothing is written then). `event` is (id, data JSON, request id)."""
+    key, digest = claim if claim is not None else (None, None)
+    created = await conn.fetchval(
+        _CREATE,
+        invoice["id"],
+        invoice["merchant_id"],
+        invoice["price_amount"],
+        invoice["price_currency"],
+        invoice["order_id"],
+        invoice["description"],
+        invoice["metadata_json"],
+        invoice["redirect_url"],
+        invoice["underpayment_tolerance_bps"],
+        invoice["expires_at"],
+        invoice["created_at"],
+        key,
+        digest,
+        [a["id"] for a in addresses],
+        [a["chain_family"] for a in addresses],
+        [a["address"] for a in addresses],
+        [a["derivation_index"] for a in addresses],
+        [o["id"] for o in options],
+        [o["network_code"] for o in options],
+        [o["currency_id"] for o in options],
+        [o["chain_family"] for o in options],
+        [o["address"] for o in options],
+        [o["amount"] for o in options],
+        [o["rate"] for o in options],
+        *event,
+    )
+    return bool(created)
+
+
+_RESERVE = "SELECT nextval(CAST($1 AS regclass)) FROM generate_series(1, $2)"
+
+
+async def reserve_indexes(conn: Any, sequence: str, count: int) -> list[int]:
+    """`count` values of a derivation-index sequence, committed at once (unused ones are gaps,
+    never reuses)."""
+    return [row[0] for row in await conn.fetch(_RESERVE, sequence, count)]

@@ -4,19 +4,23 @@ in the same transaction."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nespay.auth.cache import MerchantSettings
 from nespay.chains.catalog import Catalog, CatalogCurrency
 from nespay.errors import Conflict, NespayError, NotFound
 from nespay.events.service import emit
 from nespay.invoices import repository
+from nespay.invoices.addresses import hd_addresses
 from nespay.invoices.schemas import Invoice, InvoiceCreate
 from nespay.invoices.views import PRICE_DECIMALS_CAP, invoice_view
 from nespay.kit.ids import new_id
@@ -27,10 +31,11 @@ from nespay.kit.money import (
     to_base_units,
 )
 from nespay.merchants import repository as merchants
-from nespay.models import Currency, InvoiceOption
 from nespay.models import Invoice as InvoiceRow
 from nespay.rates.service import convert, get_rate
+from nespay.requestid import current_request_id
 from nespay.runtime import Runtime
+from nespay.wallets.hd import HdWalletProvider
 
 STABLECOINS = ("USDT", "USDC")
 IDEMPOTENCY_KEY_CHARS = frozenset(
@@ -131,25 +136,6 @@ def resolve_options(catalog: Catalog, body: InvoiceCreate) -> list[CatalogCurren
     return found
 
 
-async def _price_option(
-    session: AsyncSession,
-    runtime: Runtime,
-    body: InvoiceCreate,
-    price: Decimal,
-    entry: CatalogCurrency,
-) -> tuple[int, Decimal]:
-    """(amount due in the option's base units, locked rate: 1 option unit in price currency)."""
-    if entry.code == body.currency:
-        try:
-            return to_base_units(price, entry.decimals), Decimal(1)
-        except ValueError:
-            raise AmountPrecision(
-                f"{body.currency} on {entry.network} has {entry.decimals} decimal places."
-            ) from None
-    rate = await get_rate(session, runtime.settings, entry.code, body.currency)
-    return max(1, convert(price, rate, entry.decimals)), rate
-
-
 async def create(
     session: AsyncSession,
     runtime: Runtime,
@@ -176,9 +162,16 @@ async def _replay(session: AsyncSession, merchant_id: str, key: str, digest: str
     return await get(session, record.invoice_id, merchant_id=merchant_id)
 
 
-async def _create(
-    session: AsyncSession, runtime: Runtime, merchant_id: str, body: InvoiceCreate, invoice_id: str
-) -> Invoice:
+@dataclass
+class _Plan:
+    """A creation request checked and priced, before any address exists."""
+
+    invoice: dict[str, Any]
+    entries: list[CatalogCurrency]
+    priced: list[tuple[int, Decimal]]
+
+
+def _check_body(runtime: Runtime, body: InvoiceCreate) -> Decimal:
     settings = runtime.settings
     metadata = body.metadata or {}
     if len(orjson.dumps(metadata)) > settings.invoice_metadata_max_bytes:
@@ -190,10 +183,52 @@ async def _create(
         raise AmountPrecision(f"{body.currency} has {FIAT_DECIMALS[body.currency]} decimal places.")
     if decimals_of(price) > PRICE_DECIMALS_CAP:
         raise AmountPrecision(f"A price has at most {PRICE_DECIMALS_CAP} decimal places.")
+    return price
+
+
+async def _price(
+    session: AsyncSession | None,
+    runtime: Runtime,
+    body: InvoiceCreate,
+    price: Decimal,
+    entries: list[CatalogCurrency],
+) -> list[tuple[int, Decimal]]:
+    """Per option: (amount due in its base units, locked rate: 1 option unit in the price
+    currency). Rates are read (in `session`, or a short one of its own) only for options in
+    another currency than the price."""
+    priced: list[tuple[int, Decimal] | None] = []
+    for entry in entries:
+        if entry.code != body.currency:
+            priced.append(None)
+            continue
+        try:
+            priced.append((to_base_units(price, entry.decimals), Decimal(1)))
+        except ValueError:
+            raise AmountPrecision(
+                f"{body.currency} on {entry.network} has {entry.decimals} decimal places."
+            ) from None
+    if None in priced:
+        async with contextlib.AsyncExitStack() as stack:
+            if session is None:
+                session = await stack.enter_async_context(runtime.db.sessionmaker())
+            for i, entry in enumerate(entries):
+                if priced[i] is None:
+                    rate = await get_rate(session, runtime.settings, entry.code, body.currency)
+                    priced[i] = (max(1, convert(price, rate, entry.decimals)), rate)
+    return priced  # type: ignore[return-value]
+
+
+async def _plan(
+    session: AsyncSession | None,
+    runtime: Runtime,
+    merchant_id: str,
+    body: InvoiceCreate,
+    invoice_id: str,
+    merchant: MerchantSettings,
+) -> _Plan:
+    price = _check_body(runtime, body)
     entries = resolve_options(await runtime.catalog.get(), body)
-    priced = [await _price_option(session, runtime, body, price, entry) for entry in entries]
-    merchant = await merchants.get(session, merchant_id)
-    assert merchant is not None
+    priced = await _price(session, runtime, body, price, entries)
     now = datetime.now(UTC)
     expires_at = now + timedelta(seconds=body.expires_in or merchant.default_expiry_s)
     invoice = dict(
@@ -204,27 +239,24 @@ async def _create(
         price_currency=body.currency,
         order_id=body.order_id,
         description=body.description,
-        metadata_=metadata,
+        metadata_=body.metadata or {},
         redirect_url=body.redirect_url,
         underpayment_tolerance_bps=merchant.underpayment_tolerance_bps,
         expires_at=expires_at,
         created_at=now,
         updated_at=now,
     )
-    await repository.insert_invoice(session, invoice)
-    addresses = {}
-    for family in dict.fromkeys(entry.chain_family for entry in entries):
-        deposit = await runtime.wallets.allocate(
-            session, chain_family=family, invoice_id=invoice_id, merchant_id=merchant_id
-        )
-        addresses[family] = deposit.address
+    return _Plan(invoice, entries, priced)
+
+
+def _options(plan: _Plan, addresses: dict[str, str]) -> list[dict[str, Any]]:
     # Reads list options by id: sorted ids keep the order the merchant asked for (ids made in
     # the same millisecond are otherwise in random order).
-    option_ids = sorted(new_id("opt") for _ in entries)
-    options = [
+    option_ids = sorted(new_id("opt") for _ in plan.entries)
+    return [
         dict(
             id=option_id,
-            invoice_id=invoice_id,
+            invoice_id=plan.invoice["id"],
             network_code=entry.network,
             currency_id=entry.id,
             chain_family=entry.chain_family,
@@ -233,14 +265,38 @@ async def _create(
             rate=rate,
             amount_paid=Decimal(0),
         )
-        for option_id, entry, (amount, rate) in zip(option_ids, entries, priced, strict=True)
+        for option_id, entry, (amount, rate) in zip(
+            option_ids, plan.entries, plan.priced, strict=True
+        )
     ]
-    await repository.insert_options(session, options)
-    view = invoice_view(
-        _row(invoice, now),
-        [(InvoiceOption(**o), _currency(e)) for o, e in zip(options, entries, strict=True)],
+
+
+def _view(plan: _Plan, options: list[dict[str, Any]]) -> Invoice:
+    return invoice_view(
+        _row(plan.invoice),
+        [(SimpleNamespace(**o), _currency(e)) for o, e in zip(options, plan.entries, strict=True)],
         [],
     )
+
+
+async def _create(
+    session: AsyncSession, runtime: Runtime, merchant_id: str, body: InvoiceCreate, invoice_id: str
+) -> Invoice:
+    """Creation inside the caller's transaction, with any wallet provider."""
+    merchant = await merchants.get(session, merchant_id)
+    assert merchant is not None
+    settings = MerchantSettings(merchant.default_expiry_s, merchant.underpayment_tolerance_bps)
+    plan = await _plan(session, runtime, merchant_id, body, invoice_id, settings)
+    await repository.insert_invoice(session, plan.invoice)
+    addresses = {}
+    for family in dict.fromkeys(entry.chain_family for entry in plan.entries):
+        deposit = await runtime.wallets.allocate(
+            session, chain_family=family, invoice_id=invoice_id, merchant_id=merchant_id
+        )
+        addresses[family] = deposit.address
+    options = _options(plan, addresses)
+    await repository.insert_options(session, options)
+    view = _view(plan, options)
     await emit(
         session,
         merchant_id=merchant_id,
@@ -251,8 +307,79 @@ async def _create(
     return view
 
 
-def _row(values: dict[str, Any], now: datetime) -> InvoiceRow:
-    return InvoiceRow(
+@dataclass(frozen=True)
+class CreatedJson:
+    """The endpoint's answer: the invoice as JSON (rendered once, for the event and the
+    response), and whether it is a replay."""
+
+    data: dict[str, Any]
+    replayed: bool
+
+
+async def create_at_edge(
+    runtime: Runtime,
+    merchant_id: str,
+    body: InvoiceCreate,
+    idempotency_key: str | None,
+    merchant: MerchantSettings | None,
+) -> CreatedJson:
+    """`create` for the API, which is its own edge here. With HD addresses (the default
+    provider) the whole creation is one statement through the driver, with no transaction
+    around it; with another provider, `create` in a unit of work of its own. The merchant's
+    settings come from the auth cache (`merchant`); without them, `create` reads them."""
+    if not isinstance(runtime.wallets, HdWalletProvider) or merchant is None:
+        async with runtime.db.session() as session:
+            created = await create(session, runtime, merchant_id, body, idempotency_key)
+        return CreatedJson(created.invoice.model_dump(mode="json"), created.replayed)
+    key = check_idempotency_key(idempotency_key)
+    digest = request_hash(body) if key is not None else None
+    invoice_id = new_id("inv")
+    try:
+        plan = await _plan(None, runtime, merchant_id, body, invoice_id, merchant)
+    except NespayError:
+        # As when the key is claimed first: a key that already names an invoice answers with
+        # it (or a 409), whatever the checks would say now.
+        if key is not None and digest is not None:
+            replayed = await _replay_json(runtime, merchant_id, key, digest, must_exist=False)
+            if replayed is not None:
+                return replayed
+        raise
+    families = list(dict.fromkeys(entry.chain_family for entry in plan.entries))
+    rows = await hd_addresses(runtime.db, runtime.wallets, families, merchant_id)
+    options = _options(plan, {row["chain_family"]: row["address"] for row in rows})
+    data = _view(plan, options).model_dump(mode="json")
+    invoice = {**plan.invoice, "metadata_json": orjson.dumps(plan.invoice["metadata_"]).decode()}
+    event = (new_id("evt"), orjson.dumps(data).decode(), current_request_id())
+    claim = (key, digest) if key is not None and digest is not None else None
+    async with runtime.db.driver() as conn:
+        created = await repository.create_in_one_statement(
+            conn, invoice, claim, rows, options, event
+        )
+    if created:
+        return CreatedJson(data, replayed=False)
+    assert key is not None and digest is not None
+    replayed = await _replay_json(runtime, merchant_id, key, digest, must_exist=True)
+    assert replayed is not None
+    return replayed
+
+
+async def _replay_json(
+    runtime: Runtime, merchant_id: str, key: str, digest: str, *, must_exist: bool
+) -> CreatedJson | None:
+    async with runtime.db.sessionmaker() as session:
+        if (
+            not must_exist
+            and await repository.idempotency_record(session, merchant_id, key) is None
+        ):
+            return None
+        view = await _replay(session, merchant_id, key, digest)
+    return CreatedJson(view.model_dump(mode="json"), replayed=True)
+
+
+def _row(values: dict[str, Any]) -> Any:
+    """The new invoice shaped as its row for `invoice_view` (a plain object: an ORM instance
+    costs more to build than the whole view)."""
+    return SimpleNamespace(
         **values,
         paid_ppm=0,
         overpaid=False,
@@ -266,8 +393,8 @@ def _row(values: dict[str, Any], now: datetime) -> InvoiceRow:
     )
 
 
-def _currency(entry: CatalogCurrency) -> Currency:
-    return Currency(
+def _currency(entry: CatalogCurrency) -> Any:
+    return SimpleNamespace(
         id=entry.id,
         network_code=entry.network,
         code=entry.code,

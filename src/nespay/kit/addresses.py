@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from Crypto.Hash import keccak
 
 HEX = frozenset("0123456789abcdef")
 
 
+@lru_cache(maxsize=4096)  # shown again and again: token contracts, an invoice's address
 def checksum_address(address: str) -> str:
     """EIP-55 mixed-case form of an EVM address (any case in, `0x` optional)."""
     hex_part = address.removeprefix("0x").removeprefix("0X").lower()

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Depends, status
 from nespay.auth.deps import MerchantActor, SignedIn, require_scopes
 from nespay.auth.principals import Principal
 from nespay.auth.scopes import MERCHANT_READ, MERCHANT_WRITE
-from nespay.deps import SessionDep
+from nespay.deps import RuntimeDep, SessionDep
 from nespay.kit.pagination import PageDep
+from nespay.kit.responses import JsonResponse
 from nespay.merchants import repository, service
 from nespay.merchants.schemas import (
     Merchant,
@@ -35,8 +36,10 @@ async def create_merchant(
 
 
 @router.get("/merchants/me", response_model=Merchant)
-async def get_my_merchant(principal: Reader, session: SessionDep) -> Merchant:
-    return Merchant.model_validate(await service.get(session, principal.merchant_id))  # type: ignore[arg-type]
+async def get_my_merchant(principal: Reader, runtime: RuntimeDep) -> JsonResponse:
+    """A read: one statement, no transaction; rendered without a second validation pass."""
+    merchant = Merchant.model_validate(await service.read(runtime.db, principal.merchant_id))  # type: ignore[arg-type]
+    return JsonResponse(merchant.model_dump(mode="json"))
 
 
 @router.patch("/merchants/me", response_model=Merchant)

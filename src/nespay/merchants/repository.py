@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +20,29 @@ async def get(
     if for_update:
         query = query.with_for_update()
     return await session.scalar(query)
+
+
+# Through the driver, outside a transaction: every request signed in with a Cognito token.
+_USER_PRINCIPAL = """
+SELECT u.id, u.merchant_id, u.role, m.status, m.default_expiry_s, m.underpayment_tolerance_bps
+FROM merchant_users u JOIN merchants m ON m.id = u.merchant_id
+WHERE u.cognito_sub = $1
+"""
+_READ = """
+SELECT id, name, email, country, status, underpayment_tolerance_bps, default_expiry_s,
+       withdrawal_approval_threshold_usd, created_at
+FROM merchants WHERE id = $1
+"""
+
+
+async def user_principal(conn: Any, sub: str) -> Any:
+    """The merchant user of a Cognito `sub` with its merchant's status and settings, or None."""
+    return await conn.fetchrow(_USER_PRINCIPAL, sub)
+
+
+async def read(conn: Any, merchant_id: str) -> Any:
+    """The merchant as the API shows it (a record), or None."""
+    return await conn.fetchrow(_READ, merchant_id)
 
 
 async def user_by_sub(session: AsyncSession, sub: str) -> MerchantUser | None:

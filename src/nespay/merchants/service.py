@@ -10,7 +10,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nespay.audit.service import record
+from nespay.auth.cache import mark_changed
 from nespay.auth.principals import Actor, Principal
+from nespay.db import Database
 from nespay.errors import Conflict, NotFound
 from nespay.kit.ids import new_id
 from nespay.merchants import repository
@@ -107,6 +109,15 @@ async def get(session: AsyncSession, merchant_id: str) -> Merchant:
     return merchant
 
 
+async def read(db: Database, merchant_id: str) -> dict[str, Any]:
+    """The merchant as the API shows it, in one statement outside any transaction."""
+    async with db.driver() as conn:
+        row = await repository.read(conn, merchant_id)
+    if row is None:
+        raise MerchantNotFound()
+    return dict(row)
+
+
 async def update_settings(
     session: AsyncSession, merchant_id: str, actor: Actor, body: MerchantSettingsUpdate
 ) -> Merchant:
@@ -118,6 +129,7 @@ async def update_settings(
     for field, value in changes.items():
         setattr(merchant, field, value)
     await session.flush()
+    mark_changed(session)  # invoice creation reads cached settings
     if changes:
         await record(
             session,
@@ -142,6 +154,7 @@ async def set_status(
     merchant.status = status
     merchant.suspended_reason = reason if status == "suspended" else None
     await session.flush()
+    mark_changed(session)
     action = "merchant.suspended" if status == "suspended" else "merchant.reactivated"
     await record(
         session,
@@ -193,6 +206,7 @@ async def remove_user(session: AsyncSession, merchant_id: str, actor: Actor, use
     if user.role == "owner":
         raise OwnerCannotBeRemoved()
     await session.delete(user)
+    mark_changed(session)
     await record(
         session,
         actor,

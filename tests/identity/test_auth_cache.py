@@ -1,0 +1,92 @@
+"""The in-process auth cache (API key or Cognito sub → principal and merchant settings): with
+Redis, replicas serve keys from memory and still see a revocation, a suspension or a settings
+change on their very next request; without Redis nothing is cached."""
+
+from datetime import datetime
+
+import pytest
+
+from nespay.apps import api
+from nespay.auth.scopes import API_KEYS_READ
+from tests.fixtures.app import app_client
+from tests.fixtures.factories import key_for, merchant_with_key, register_network
+
+
+@pytest.fixture
+def redis_settings(settings, redis_server):
+    return settings.model_copy(
+        update={"redis_enabled": True, "redis_host": "127.0.0.1", "redis_port": redis_server.port}
+    )
+
+
+def cached(app) -> int:
+    principals = getattr(app.state, "principals", None)
+    return 0 if principals is None else len(principals._entries)
+
+
+async def test_a_replica_serving_a_key_from_memory_refuses_it_once_revoked(
+    redis_settings, database
+):
+    owner = await merchant_with_key(database)
+    victim = await key_for(database, owner.merchant_id, scopes={API_KEYS_READ})
+    async with (
+        app_client(api.create_app, redis_settings) as (_, one),
+        app_client(api.create_app, redis_settings) as (app_two, two),
+    ):
+        for _ in range(3):
+            assert (await two.get("/api/v1/api-keys", headers=victim.headers)).status_code == 200
+        assert cached(app_two) >= 1  # the key is served from memory now
+        revoked = await one.delete(f"/api/v1/api-keys/{victim.key_id}", headers=owner.headers)
+        after = await two.get("/api/v1/api-keys", headers=victim.headers)
+        still = await two.get("/api/v1/api-keys", headers=owner.headers)
+    assert revoked.status_code == 200
+    assert after.status_code == 401
+    assert after.json()["error"]["code"] == "api_key_revoked"
+    assert still.status_code == 200  # the other keys keep working (read again, then cached)
+
+
+async def test_a_cached_key_still_needs_its_whole_secret(redis_settings, database):
+    owner = await merchant_with_key(database)
+    async with app_client(api.create_app, redis_settings) as (app, client):
+        assert (await client.get("/api/v1/merchants/me", headers=owner.headers)).status_code == 200
+        assert (await client.get("/api/v1/merchants/me", headers=owner.headers)).status_code == 200
+        assert cached(app) >= 1
+        wrong = owner.key[:-1] + ("A" if owner.key[-1] != "A" else "B")
+        response = await client.get("/api/v1/merchants/me", headers={"x-api-key": wrong})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "api_key_invalid"
+
+
+async def test_a_settings_change_reaches_invoice_creation_on_every_replica(
+    redis_settings, database
+):
+    owner = await merchant_with_key(database)
+    network = await register_network(database, ["http://127.0.0.1:9"], "0x" + "22" * 20)
+    body = {"amount": "5", "currency": "USDT", "network": network}
+
+    def lifetime(response) -> float:
+        invoice = response.json()
+        expires = datetime.fromisoformat(invoice["expires_at"])
+        return (expires - datetime.fromisoformat(invoice["created_at"])).total_seconds()
+
+    async with (
+        app_client(api.create_app, redis_settings) as (_, one),
+        app_client(api.create_app, redis_settings) as (_, two),
+    ):
+        first = await two.post("/api/v1/invoices", json=body, headers=owner.headers)
+        changed = await one.patch(
+            "/api/v1/merchants/me", json={"default_expiry_s": 3600}, headers=owner.headers
+        )
+        second = await two.post("/api/v1/invoices", json=body, headers=owner.headers)
+    assert first.status_code == 201 and changed.status_code == 200, changed.text
+    assert lifetime(first) == 900
+    assert second.status_code == 201 and lifetime(second) == 3600
+
+
+async def test_without_redis_every_request_reads_the_database(settings, database):
+    owner = await merchant_with_key(database)
+    async with app_client(api.create_app, settings) as (app, client):
+        for _ in range(2):
+            response = await client.get("/api/v1/merchants/me", headers=owner.headers)
+            assert response.status_code == 200
+        assert cached(app) == 0

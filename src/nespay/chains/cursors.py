@@ -58,16 +58,6 @@ _RELEASE = text(
     """
 )
 
-_STORE_BLOCKS = text(
-    """
-    INSERT INTO chain_blocks (network_code, number, hash, parent_hash, timestamp)
-    VALUES (:network, :number, :hash, :parent_hash, :timestamp)
-    ON CONFLICT (network_code, number) DO UPDATE
-        SET hash = excluded.hash, parent_hash = excluded.parent_hash,
-            timestamp = excluded.timestamp
-    """
-)
-
 _ENDPOINTS = text(
     """
     SELECT id, url, priority FROM rpc_endpoints
@@ -133,16 +123,6 @@ async def release(conn: AsyncConnection, cursor: Cursor) -> None:
     await conn.execute(_RELEASE, {"network": cursor.network, "token": cursor.token})
 
 
-async def store_blocks(conn: AsyncConnection, network: str, blocks: list[dict[str, Any]]) -> None:
-    if not blocks:
-        return
-    await conn.execute(_STORE_BLOCKS, [{"network": network, **block} for block in blocks])
-    await conn.execute(
-        text("DELETE FROM chain_blocks WHERE network_code = :n AND number < :floor"),
-        {"n": network, "floor": blocks[-1]["number"] - KEEP_BLOCKS},
-    )
-
-
 async def stored_hashes(conn: AsyncConnection, network: str, numbers: list[int]) -> dict[int, str]:
     rows = await conn.execute(
         text(
@@ -151,13 +131,6 @@ async def stored_hashes(conn: AsyncConnection, network: str, numbers: list[int])
         {"n": network, "nums": numbers},
     )
     return {row[0]: row[1] for row in rows}
-
-
-async def forget_blocks_after(conn: AsyncConnection, network: str, ancestor: int) -> None:
-    await conn.execute(
-        text("DELETE FROM chain_blocks WHERE network_code = :n AND number > :a"),
-        {"n": network, "a": ancestor},
-    )
 
 
 async def endpoints(conn: AsyncConnection, network: str) -> list[Endpoint]:
@@ -170,3 +143,60 @@ async def enabled_evm_networks(conn: AsyncConnection) -> list[str]:
         text("SELECT code FROM networks WHERE enabled AND chain_family = 'evm' ORDER BY code")
     )
     return [row[0] for row in rows]
+
+
+# The scanner's commit runs on its transaction's driver (asyncpg) connection: these are the
+# statements above, for that connection, all of a batch's blocks in one.
+_FENCE_DRIVER = """
+UPDATE chain_cursors
+SET lease_expires_at = now() + make_interval(secs => $3::float8),
+    block_number = COALESCE($4::bigint, block_number), block_hash = COALESCE($5::text, block_hash),
+    head_number = COALESCE($6::bigint, head_number), updated_at = now()
+WHERE network_code = $1 AND lease_token = $2
+"""
+
+_STORE_BLOCKS = """
+INSERT INTO chain_blocks (network_code, number, hash, parent_hash, timestamp)
+SELECT $1, b.number, b.hash, b.parent_hash, b.timestamp
+FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[]) AS b(number, hash, parent_hash,
+                                                                      timestamp)
+ON CONFLICT (network_code, number) DO UPDATE
+    SET hash = excluded.hash, parent_hash = excluded.parent_hash, timestamp = excluded.timestamp
+"""
+
+
+async def fence_driver(
+    db: Any, cursor: Cursor, lease_s: float, *, number: int, hash: str, head: int
+) -> None:
+    """`fence` on a driver connection: raises LeaseLost if the token is no longer ours."""
+    status = await db.execute(
+        _FENCE_DRIVER, cursor.network, cursor.token, float(lease_s), number, hash, head
+    )
+    if status != "UPDATE 1":
+        raise LeaseLost(cursor.network)
+
+
+async def store_blocks(db: Any, network: str, blocks: list[dict[str, Any]]) -> None:
+    """Remember the blocks' hashes (for finding a reorg's common ancestor) and forget those
+    more than KEEP_BLOCKS behind: two statements whatever the batch size."""
+    if not blocks:
+        return
+    await db.execute(
+        _STORE_BLOCKS,
+        network,
+        [b["number"] for b in blocks],
+        [b["hash"] for b in blocks],
+        [b["parent_hash"] for b in blocks],
+        [b["timestamp"] for b in blocks],
+    )
+    await db.execute(
+        "DELETE FROM chain_blocks WHERE network_code = $1 AND number < $2",
+        network,
+        blocks[-1]["number"] - KEEP_BLOCKS,
+    )
+
+
+async def forget_blocks_after(db: Any, network: str, ancestor: int) -> None:
+    await db.execute(
+        "DELETE FROM chain_blocks WHERE network_code = $1 AND number > $2", network, ancestor
+    )

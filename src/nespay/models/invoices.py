@@ -162,6 +162,8 @@ class Payment(Base):
             unique=True,
         ),
         Index("ix_payments_invoice_id", "invoice_id"),
+        # Settling sums each touched option's payments: an index lookup, not a table scan.
+        Index("ix_payments_option_id", "option_id"),
         Index(
             "ix_payments_unconfirmed",
             "network_code",

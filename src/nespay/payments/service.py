@@ -7,6 +7,10 @@ reorged blocks; then `settle` re-derives each touched invoice's status in the sa
 transaction and writes one event per change. Recomputing from the payments (rather than
 adding and subtracting) keeps every path idempotent: a re-scan after a crash, a payment
 re-mined after a reorg, a job replayed — each gives the same state.
+
+The scanner's commit runs these on the transaction's driver (asyncpg) connection, set-wise:
+one statement for all of a batch's payments, one for their events, one for the invoices whose
+status changed and one for theirs, whatever the number of blocks and transfers in the batch.
 """
 
 from __future__ import annotations
@@ -16,11 +20,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from nespay.events.service import emit
 from nespay.kit.ids import new_id
+from nespay.requestid import current_request_id
 
 TERMINAL = frozenset({"cancelled", "invalid"})
 
@@ -63,76 +67,108 @@ def derive_status(facts: InvoiceFacts) -> str:
     return "partially_paid" if facts.fraction > 0 else "pending"
 
 
-_MATCH = text(
-    """
-    SELECT o.id AS option_id, o.invoice_id, o.address, i.merchant_id, i.expires_at < now() AS late
-    FROM invoice_options o JOIN invoices i ON i.id = o.invoice_id
-    WHERE o.chain_family = 'evm' AND o.network_code = :network AND o.currency_id = :currency_id
-      AND o.address = ANY(:addresses)
-    """
-)
-
-_INSERT_PAYMENT = text(
-    """
-    INSERT INTO payments (id, invoice_id, option_id, merchant_id, network_code, currency_id,
-                          tx_hash, log_index, block_number, block_hash, from_address, to_address,
-                          amount, status, confirmations, late)
-    VALUES (:id, :invoice_id, :option_id, :merchant_id, :network, :currency_id, :tx_hash,
-            :log_index, :block_number, :block_hash, :from_address, :to_address, :amount,
-            'pending', 0, :late)
-    ON CONFLICT (network_code, tx_hash, log_index) DO UPDATE
-        SET status = 'pending', block_number = excluded.block_number,
-            block_hash = excluded.block_hash, orphaned_at = NULL, confirmations = 0
-        WHERE payments.status = 'orphaned'
-    RETURNING id, invoice_id, merchant_id
-    """
-)
+_MATCH = """
+SELECT o.id AS option_id, o.invoice_id, o.address, o.currency_id, i.merchant_id,
+       i.expires_at < now() AS late
+FROM invoice_options o JOIN invoices i ON i.id = o.invoice_id
+WHERE o.chain_family = 'evm' AND o.network_code = $1 AND o.address = ANY($2::text[])
+"""
 
 
 async def match_options(
-    conn: AsyncConnection, network: str, currency_id: str, addresses: Iterable[str]
-) -> dict[str, dict[str, Any]]:
-    """Deposit address → its option on this network and currency (an indexed lookup per
-    address: the cost follows the transfers seen, not the number of open invoices)."""
-    rows = await conn.execute(
-        _MATCH, {"network": network, "currency_id": currency_id, "addresses": list(addresses)}
-    )
-    return {row.address: dict(row._mapping) for row in rows}
+    db: Any, network: str, transfers: Iterable[Transfer]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """(currency id, deposit address) → its option on this network, for every transfer in
+    one query (an indexed lookup per address: the cost follows the transfers seen, not the
+    number of open invoices)."""
+    addresses = list({t.to_address for t in transfers})
+    if not addresses:
+        return {}
+    rows = await db.fetch(_MATCH, network, addresses)
+    return {(row["currency_id"], row["address"]): dict(row) for row in rows}
 
 
-async def record(conn: AsyncConnection, transfer: Transfer, option: dict[str, Any]) -> str | None:
-    """Insert the payment (or revive it if a reorg had orphaned it); None if already counted."""
-    row = (
-        await conn.execute(
-            _INSERT_PAYMENT,
-            {
-                "id": new_id("pay"),
-                "invoice_id": option["invoice_id"],
-                "option_id": option["option_id"],
-                "merchant_id": option["merchant_id"],
-                "network": transfer.network,
-                "currency_id": transfer.currency_id,
-                "tx_hash": transfer.tx_hash,
-                "log_index": transfer.log_index,
-                "block_number": transfer.block_number,
-                "block_hash": transfer.block_hash,
-                "from_address": transfer.from_address,
-                "to_address": transfer.to_address,
-                "amount": Decimal(transfer.amount),
-                "late": bool(option["late"]),
-            },
-        )
-    ).one_or_none()
-    if row is None:
-        return None
-    await emit(
-        conn,
-        merchant_id=row.merchant_id,
-        type="payment.detected",
-        subject_id=row.invoice_id,
-        data=_payment_data(row.id, transfer),
+_INSERT_PAYMENTS = """
+INSERT INTO payments AS p (id, invoice_id, option_id, merchant_id, network_code, currency_id,
+                           tx_hash, log_index, block_number, block_hash, from_address,
+                           to_address, amount, status, confirmations, late)
+SELECT t.id, t.invoice_id, t.option_id, t.merchant_id, $1, t.currency_id, t.tx_hash,
+       t.log_index, t.block_number, t.block_hash, t.from_address, t.to_address, t.amount,
+       'pending', 0, t.late
+FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+            $8::int[], $9::bigint[], $10::text[], $11::text[], $12::text[], $13::numeric[],
+            $14::bool[])
+     WITH ORDINALITY AS t(id, invoice_id, option_id, merchant_id, currency_id, tx_hash,
+                          log_index, block_number, block_hash, from_address, to_address,
+                          amount, late, n)
+ORDER BY t.n
+ON CONFLICT (network_code, tx_hash, log_index) DO UPDATE
+    SET status = 'pending', block_number = excluded.block_number,
+        block_hash = excluded.block_hash, orphaned_at = NULL, confirmations = 0
+    WHERE p.status = 'orphaned'
+RETURNING p.id, p.invoice_id, p.merchant_id, p.tx_hash, p.log_index
+"""
+
+
+async def record_all(
+    db: Any, network: str, matched: list[tuple[Transfer, dict[str, Any]]]
+) -> set[str]:
+    """Insert the payments (or revive those a reorg had orphaned), each with its
+    `payment.detected` event; those already counted are left alone. Returns their invoices."""
+    unique = {(t.tx_hash, t.log_index): (t, option) for t, option in matched}
+    if not unique:
+        return set()
+    items = list(unique.values())
+    rows = await db.fetch(
+        _INSERT_PAYMENTS,
+        network,
+        [new_id("pay") for _ in items],
+        [o["invoice_id"] for _, o in items],
+        [o["option_id"] for _, o in items],
+        [o["merchant_id"] for _, o in items],
+        [t.currency_id for t, _ in items],
+        [t.tx_hash for t, _ in items],
+        [t.log_index for t, _ in items],
+        [t.block_number for t, _ in items],
+        [t.block_hash for t, _ in items],
+        [t.from_address for t, _ in items],
+        [t.to_address for t, _ in items],
+        [Decimal(t.amount) for t, _ in items],
+        [bool(o["late"]) for _, o in items],
     )
-    return row.invoice_id
+    counted = {(row["tx_hash"], row["log_index"]): row for row in rows}
+    events = [
+        (row["merchant_id"], "payment.detected", row["invoice_id"], _payment_data(row["id"], t))
+        for t, _ in items
+        if (row := counted.get((t.tx_hash, t.log_index))) is not None
+    ]
+    await emit_all(db, events)
+    return {row["invoice_id"] for row in rows}
+
+
+_INSERT_EVENTS = """
+INSERT INTO events (id, merchant_id, type, subject_id, data, request_id)
+SELECT e.id, e.merchant_id, e.type, e.subject_id, e.data::jsonb, $6
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+     WITH ORDINALITY AS e(id, merchant_id, type, subject_id, data, n)
+ORDER BY e.n
+"""
+
+
+async def emit_all(db: Any, events: list[tuple[str, str, str, dict[str, Any]]]) -> None:
+    """Write (merchant id, type, subject id, data) events in one statement, in list order
+    (their `seq` follows it): the columns `nespay.events.service.emit` writes, for many."""
+    if not events:
+        return
+    await db.execute(
+        _INSERT_EVENTS,
+        [new_id("evt") for _ in events],
+        [e[0] for e in events],
+        [e[1] for e in events],
+        [e[2] for e in events],
+        [orjson.dumps(e[3]).decode() for e in events],
+        current_request_id(),
+    )
 
 
 def _payment_data(payment_id: str, transfer: Transfer) -> dict[str, Any]:
@@ -149,93 +185,94 @@ def _payment_data(payment_id: str, transfer: Transfer) -> dict[str, Any]:
     }
 
 
-_CONFIRM = text(
-    """
-    UPDATE payments SET confirmations = :tip - block_number + 1,
-        status = CASE WHEN :tip - block_number + 1 >= :needed THEN 'confirmed' ELSE status END,
-        confirmed_at = CASE WHEN :tip - block_number + 1 >= :needed THEN now() END
-    WHERE network_code = :network AND status = 'pending' AND block_number <= :tip
-    RETURNING id, invoice_id, merchant_id, status, tx_hash, log_index, block_number, amount
-    """
-)
+_CONFIRM = """
+UPDATE payments SET confirmations = $2 - block_number + 1,
+    status = CASE WHEN $2 - block_number + 1 >= $3 THEN 'confirmed' ELSE status END,
+    confirmed_at = CASE WHEN $2 - block_number + 1 >= $3 THEN now() END
+WHERE network_code = $1 AND status = 'pending' AND block_number <= $2
+RETURNING id, invoice_id, merchant_id, status, tx_hash, log_index, block_number, amount
+"""
 
 
-async def count_confirmations(
-    conn: AsyncConnection, network: str, tip: int, needed: int
-) -> set[str]:
+async def count_confirmations(db: Any, network: str, tip: int, needed: int) -> set[str]:
     """Bring pending payments' confirmations up to `tip`; returns invoices with a payment
-    that just became confirmed."""
-    touched = set()
-    for row in await conn.execute(_CONFIRM, {"network": network, "tip": tip, "needed": needed}):
-        if row.status == "confirmed":
-            touched.add(row.invoice_id)
-            await _payment_event(conn, "payment.confirmed", network, row)
-    return touched
-
-
-async def _payment_event(
-    conn: AsyncConnection, type: str, network: str, row: Any, **extra: str
-) -> None:
-    await emit(
-        conn,
-        merchant_id=row.merchant_id,
-        type=type,
-        subject_id=row.invoice_id,
-        data={
-            "id": row.id,
-            "network": network,
-            "tx_hash": row.tx_hash,
-            "log_index": row.log_index,
-            "block_number": row.block_number,
-            "amount_base_units": str(row.amount),
-            **extra,
-        },
+    that just became confirmed (each with its `payment.confirmed` event)."""
+    confirmed = [
+        row
+        for row in await db.fetch(_CONFIRM, network, tip, needed)
+        if row["status"] == "confirmed"
+    ]
+    await emit_all(
+        db,
+        [
+            (row["merchant_id"], "payment.confirmed", row["invoice_id"], _row_data(network, row))
+            for row in confirmed
+        ],
     )
+    return {row["invoice_id"] for row in confirmed}
 
 
-_ORPHAN = text(
-    """
-    UPDATE payments SET status = 'orphaned', orphaned_at = now(), confirmations = 0
-    WHERE network_code = :network AND block_number > :ancestor AND status <> 'orphaned'
-    RETURNING id, invoice_id, merchant_id, tx_hash, log_index, block_number, amount
-    """
-)
+def _row_data(network: str, row: Any, **extra: str) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "network": network,
+        "tx_hash": row["tx_hash"],
+        "log_index": row["log_index"],
+        "block_number": row["block_number"],
+        "amount_base_units": str(row["amount"]),
+        **extra,
+    }
 
 
-async def orphan_after(conn: AsyncConnection, network: str, ancestor: int) -> set[str]:
-    """Payments in blocks a reorg removed stop counting; returns their invoices."""
-    touched = set()
-    for row in await conn.execute(_ORPHAN, {"network": network, "ancestor": ancestor}):
-        touched.add(row.invoice_id)
-        await _payment_event(conn, "payment.reversed", network, row, reason="reorg")
-    return touched
+_ORPHAN = """
+UPDATE payments SET status = 'orphaned', orphaned_at = now(), confirmations = 0
+WHERE network_code = $1 AND block_number > $2 AND status <> 'orphaned'
+RETURNING id, invoice_id, merchant_id, tx_hash, log_index, block_number, amount
+"""
 
 
-_REFRESH_OPTIONS = text(
-    """
-    UPDATE invoice_options o SET amount_paid = COALESCE(
-        (SELECT sum(p.amount) FROM payments p WHERE p.option_id = o.id AND p.status <> 'orphaned'),
-        0)
-    WHERE o.invoice_id = ANY(:ids)
-    """
-)
+async def orphan_after(db: Any, network: str, ancestor: int) -> set[str]:
+    """Payments in blocks a reorg removed stop counting (each with its `payment.reversed`
+    event); returns their invoices."""
+    rows = await db.fetch(_ORPHAN, network, ancestor)
+    await emit_all(
+        db,
+        [
+            (
+                row["merchant_id"],
+                "payment.reversed",
+                row["invoice_id"],
+                _row_data(network, row, reason="reorg"),
+            )
+            for row in rows
+        ],
+    )
+    return {row["invoice_id"] for row in rows}
 
-_FACTS = text(
-    """
-    SELECT i.id, i.merchant_id, i.status, i.underpayment_tolerance_bps, i.expired_at,
-           i.overpaid, i.paid_late,
-           COALESCE((SELECT sum(o.amount_paid / o.amount) FROM invoice_options o
-                     WHERE o.invoice_id = i.id), 0) AS fraction,
-           NOT EXISTS (SELECT 1 FROM payments p WHERE p.invoice_id = i.id
-                       AND p.status = 'pending') AS all_confirmed,
-           EXISTS (SELECT 1 FROM payments p WHERE p.invoice_id = i.id AND p.late
-                   AND p.status <> 'orphaned') AS any_late
-    FROM invoices i WHERE i.id = ANY(:ids)
-    ORDER BY i.id
-    FOR UPDATE OF i
-    """
-)
 
+# `ix_payments_option_id` makes each option's sum an index lookup, not a scan of every payment.
+_REFRESH_OPTIONS = """
+UPDATE invoice_options o SET amount_paid = COALESCE(
+    (SELECT sum(p.amount) FROM payments p WHERE p.option_id = o.id AND p.status <> 'orphaned'),
+    0)
+WHERE o.invoice_id = ANY($1::text[])
+"""
+
+_FACTS = """
+SELECT i.id, i.merchant_id, i.status, i.underpayment_tolerance_bps, i.expired_at,
+       i.overpaid, i.paid_late,
+       COALESCE((SELECT sum(o.amount_paid / o.amount) FROM invoice_options o
+                 WHERE o.invoice_id = i.id), 0) AS fraction,
+       NOT EXISTS (SELECT 1 FROM payments p WHERE p.invoice_id = i.id
+                   AND p.status = 'pending') AS all_confirmed,
+       EXISTS (SELECT 1 FROM payments p WHERE p.invoice_id = i.id AND p.late
+               AND p.status <> 'orphaned') AS any_late
+FROM invoices i WHERE i.id = ANY($1::text[])
+ORDER BY i.id
+FOR UPDATE OF i
+"""
+
+# One invoice's status change (kept for callers that move a single invoice).
 _SET_STATUS = text(
     """
     UPDATE invoices SET status = CAST(:status AS varchar), paid_ppm = :ppm,
@@ -250,6 +287,19 @@ _SET_STATUS = text(
     """
 )
 
+_SET_STATUSES = """
+UPDATE invoices i SET status = c.status, paid_ppm = c.ppm,
+    overpaid = c.overpaid, paid_late = c.paid_late, updated_at = now(),
+    paid_at = CASE WHEN c.status IN ('paid', 'confirmed')
+                   THEN COALESCE(i.paid_at, now()) ELSE i.paid_at END,
+    confirmed_at = CASE WHEN c.status = 'confirmed'
+                        THEN COALESCE(i.confirmed_at, now()) ELSE i.confirmed_at END,
+    invalid_at = CASE WHEN c.status = 'invalid' THEN now() ELSE i.invalid_at END
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bool[], $5::bool[])
+     AS c(id, status, ppm, overpaid, paid_late)
+WHERE i.id = c.id
+"""
+
 STATUS_EVENTS = {
     "partially_paid": "invoice.partially_paid",
     "paid": "invoice.paid",
@@ -260,51 +310,49 @@ STATUS_EVENTS = {
 }
 
 
-async def settle(conn: AsyncConnection, invoice_ids: set[str]) -> dict[str, str]:
+async def settle(db: Any, invoice_ids: set[str]) -> dict[str, str]:
     """Re-derive the touched invoices' statuses (rows locked in id order, so concurrent
     settlers cannot deadlock); write one event per change. Returns id → new status."""
     if not invoice_ids:
         return {}
     ids = sorted(invoice_ids)
-    await conn.execute(_REFRESH_OPTIONS, {"ids": ids})
-    changed = {}
-    for row in (await conn.execute(_FACTS, {"ids": ids})).all():
-        fraction = Decimal(row.fraction)
+    await db.execute(_REFRESH_OPTIONS, ids)
+    changed: dict[str, str] = {}
+    updates: list[tuple[str, str, int, bool, bool]] = []
+    events: list[tuple[str, str, str, dict[str, Any]]] = []
+    for row in await db.fetch(_FACTS, ids):
+        fraction = Decimal(row["fraction"])
         facts = InvoiceFacts(
-            row.status,
+            row["status"],
             fraction,
-            row.all_confirmed,
-            row.expired_at is not None,
-            row.underpayment_tolerance_bps,
+            row["all_confirmed"],
+            row["expired_at"] is not None,
+            row["underpayment_tolerance_bps"],
         )
         status = derive_status(facts)
-        overpaid, late = fraction > 1, bool(row.any_late)
-        if (status, overpaid, late) == (row.status, row.overpaid, row.paid_late):
+        overpaid, late = fraction > 1, bool(row["any_late"])
+        if (status, overpaid, late) == (row["status"], row["overpaid"], row["paid_late"]):
             continue
         ppm = int(min(fraction, Decimal(1000)) * 1_000_000)
-        await conn.execute(
-            _SET_STATUS,
-            {"id": row.id, "status": status, "ppm": ppm, "overpaid": overpaid, "paid_late": late},
-        )
-        if status != row.status:
-            changed[row.id] = status
-            # Straight to confirmed (a payment first seen already deep): paid comes first, so
-            # the merchant always receives invoice.paid before invoice.confirmed.
-            steps = ["paid", status] if status == "confirmed" and row.status != "paid" else [status]
-            previous = row.status
-            for step in steps:
-                await emit(
-                    conn,
-                    merchant_id=row.merchant_id,
-                    type=STATUS_EVENTS[step],
-                    subject_id=row.id,
-                    data={
-                        "id": row.id,
-                        "status": step,
-                        "previous_status": previous,
-                        "paid_share": str(fraction),
-                        "flags": {"overpaid": overpaid, "paid_late": late},
-                    },
-                )
-                previous = step
+        updates.append((row["id"], status, ppm, overpaid, late))
+        if status == row["status"]:
+            continue
+        changed[row["id"]] = status
+        # Straight to confirmed (a payment first seen already deep): paid comes first, so
+        # the merchant always receives invoice.paid before invoice.confirmed.
+        steps = ["paid", status] if status == "confirmed" and row["status"] != "paid" else [status]
+        previous = row["status"]
+        for step in steps:
+            data = {
+                "id": row["id"],
+                "status": step,
+                "previous_status": previous,
+                "paid_share": str(fraction),
+                "flags": {"overpaid": overpaid, "paid_late": late},
+            }
+            events.append((row["merchant_id"], STATUS_EVENTS[step], row["id"], data))
+            previous = step
+    if updates:
+        await db.execute(_SET_STATUSES, *(list(column) for column in zip(*updates, strict=True)))
+    await emit_all(db, events)
     return changed

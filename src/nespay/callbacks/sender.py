@@ -1,18 +1,28 @@
 """One POST of a callback: 10 s for the whole exchange, no redirects, the first 2 KB of the
-answer kept and the rest never read, and the SSRF guard applied to the address actually
-connected to (so a name that resolves somewhere harmless at registration and to 127.0.0.1 or
-169.254.169.254 at delivery, DNS rebinding, is still refused before a byte is sent)."""
+answer kept and the rest never read, and the SSRF guard applied to the addresses the request
+can actually connect to.
+
+aiohttp, not httpx, on this path: a callback POST is the jobs process's main cost, and
+aiohttp's C parser and connection pool cost a fraction of httpx's per request
+(docs/benchmarks.md, finding C1). The SSRF guard sits in the resolver: the connector only
+ever connects to addresses the resolver returned, and the resolver returns nothing forbidden,
+so a name that resolved somewhere harmless at registration and to 127.0.0.1 or
+169.254.169.254 at delivery (DNS rebinding) is refused before anything is sent. A URL whose
+host is an IP literal never reaches a resolver and is checked directly.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 import structlog
+from aiohttp.resolver import ThreadedResolver
 
 from nespay.callbacks.ssrf import CallbackUrlRefused, forbidden_address
 from nespay.config import Settings
@@ -22,6 +32,10 @@ log = structlog.get_logger("nespay.callbacks")
 TIMEOUT_S = 10.0
 EXCERPT_BYTES = 2048
 USER_AGENT = "Nespay-Webhooks/1 (+https://www.standardwebhooks.com/)"
+REFUSED = (
+    "The callback URL resolved to a private, loopback, link-local or reserved address at "
+    "delivery; refused."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,22 +50,49 @@ class AttemptResult:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
+class GuardedResolver(ThreadedResolver):
+    """The system resolver, refusing any name that leads to a forbidden address."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[Any]:
+        results = await super().resolve(host, port, family)
+        if any(forbidden_address(_ip(result["host"])) for result in results):
+            log.warning("callback_address_refused", host=host)
+            raise CallbackUrlRefused(REFUSED)
+        return results
+
+
 class CallbackSender:
     """Holds the process's HTTP client for callbacks (keep-alive across deliveries)."""
 
     def __init__(self, settings: Settings, *, timeout_s: float = TIMEOUT_S) -> None:
         self.settings = settings
         self.timeout_s = timeout_s
-        self.client = httpx.AsyncClient(
-            follow_redirects=False,
-            timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=256),
-            headers={"user-agent": USER_AGENT},
-            trust_env=False,
-        )
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Made on first use, inside the running loop (aiohttp binds its session to it).
+        if self._session is None:
+            guarded = not self.settings.callback_allow_private_urls
+            connector = aiohttp.TCPConnector(
+                limit=0,  # CALLBACK_CONCURRENCY bounds requests in flight
+                limit_per_host=64,
+                resolver=GuardedResolver() if guarded else None,
+                ttl_dns_cache=30,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers={"user-agent": USER_AGENT},
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                auto_decompress=False,  # the excerpt is raw bytes; no decompression bombs
+                trust_env=False,
+            )
+        return self._session
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> AttemptResult:
         started = time.perf_counter()
@@ -60,69 +101,54 @@ class CallbackSender:
         error: str | None = None
         try:
             static_check(url, self.settings)
-            async with self.client.stream(
-                "POST",
-                url,
-                content=body,
-                headers=headers,
-                timeout=self.timeout_s,
-                extensions=self._extensions(),
+            async with self._client().post(
+                url, data=body, headers=headers, allow_redirects=False
             ) as response:
-                status = response.status_code
+                status = response.status
                 excerpt = await _excerpt(response)
-                if response.is_redirect:
+                if 300 <= status < 400:
                     error = "redirect not followed (callbacks must answer 2xx themselves)"
         except CallbackUrlRefused as refused:
             error = refused.message
-        except httpx.TimeoutException:
+        except TimeoutError:
             error = f"no answer within {self.timeout_s:g} s"
-        except httpx.HTTPError as failure:
-            error = f"{type(failure).__name__}: {failure}"[:500]
-        except OSError as failure:  # raised below httpx by some connection failures
+        except (aiohttp.ClientError, OSError) as failure:
             error = f"{type(failure).__name__}: {failure}"[:500]
         latency_ms = int((time.perf_counter() - started) * 1000)
         return AttemptResult(status, latency_ms, excerpt, error)
 
-    def _extensions(self) -> dict[str, Any]:
-        if self.settings.callback_allow_private_urls:
-            return {}
-        return {"trace": _guard_connected_address}
-
 
 def static_check(url: str, settings: Settings) -> None:
-    """What can be checked without DNS (the address check happens on connect)."""
+    """What is checked without DNS: the form, https in production, and an IP-literal host
+    (which no resolver sees)."""
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise CallbackUrlRefused("The callback URL must be an absolute http(s) URL.")
     if settings.app_env == "production" and parts.scheme != "https":
         raise CallbackUrlRefused("Callback URLs must use https.")
-
-
-async def _guard_connected_address(event: str, info: dict[str, Any]) -> None:
-    """httpcore trace hook: refuse a connection whose peer is private, loopback, link-local,
-    metadata or reserved, after it is made and before the request is written."""
-    if event != "connection.connect_tcp.complete":
+    if settings.callback_allow_private_urls:
         return
-    stream = info.get("return_value")
-    if stream is None:
-        return
-    peer = stream.get_extra_info("server_addr")
-    address = ipaddress.ip_address(str(peer[0]).split("%")[0]) if peer else None
-    if address is None or forbidden_address(address):
-        await stream.aclose()
-        log.warning("callback_address_refused", address=str(address))
-        raise CallbackUrlRefused(
-            "The callback URL resolved to a private, loopback, link-local or reserved address "
-            "at delivery; refused."
-        )
+    try:
+        literal = _ip(parts.hostname)
+    except ValueError:
+        return  # a name: the resolver checks what it leads to
+    if forbidden_address(literal):
+        raise CallbackUrlRefused(REFUSED)
 
 
-async def _excerpt(response: httpx.Response) -> str:
-    """The first 2 KB of the raw body; the rest is never read (closing the stream drops the
-    connection, so a 100 MB answer costs 2 KB)."""
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(text.split("%")[0])
+
+
+async def _excerpt(response: aiohttp.ClientResponse) -> str:
+    """The first 2 KB of the raw body; the rest is never read. A body longer than that closes
+    the connection (a 100 MB answer costs 2 KB); a short one leaves it for the next POST."""
     kept = bytearray()
-    async for chunk in response.aiter_raw():
-        kept += chunk
-        if len(kept) >= EXCERPT_BYTES:
+    while len(kept) < EXCERPT_BYTES:
+        chunk = await response.content.read(EXCERPT_BYTES - len(kept))
+        if not chunk:
             break
-    return bytes(kept[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
+        kept += chunk
+    if not response.content.at_eof():
+        response.close()
+    return bytes(kept).decode("utf-8", errors="replace")

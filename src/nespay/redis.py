@@ -448,9 +448,7 @@ class RedisService:
         if self._client is not None and not isinstance(self._client, RedisCluster):
             keys = [RATE + key for key, _ in counters] + [VALUE + value_key]
             args = [window_s * 1000 for _, window_s in counters]
-            result = await self._try(
-                lambda r: self._scripts["hits"](keys=keys, args=args, client=r)
-            )
+            result = await self._try(lambda r: self._evalsha(r, "hits", keys, args))
             if result is not _SKIPPED:
                 pairs = [
                     (int(result[i]), max(1, math.ceil(int(result[i + 1]) / 1000)))
@@ -464,6 +462,15 @@ class RedisService:
                 return pairs, value, True
         pairs = [await self._fallback.hit(key, window_s) for key, window_s in counters]
         return pairs, None, False
+
+    async def _evalsha(self, client: Client, name: str, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA straight on the client (redis-py's Script wrapper costs more than the round
+        trip on a hot path); the script is loaded when the server does not know it yet."""
+        script = self._scripts[name]
+        try:
+            return await client.evalsha(script.sha, len(keys), *keys, *args)
+        except redis_errors.NoScriptError:
+            return await script(keys=keys, args=args, client=client)
 
     async def bump(self, value_key: str) -> bool:
         """Increment the plain counter `value_key` (a cache generation); false if Redis did not

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -32,6 +33,7 @@ TokenUse = Literal["id", "access"]
 ALGORITHM = "RS256"
 MAX_TOKEN_CHARS = 16_384  # Cognito tokens are a few KB; anything far larger is not one.
 VERIFIED_CACHE_SIZE = 10_000
+_WHITESPACE = re.compile(r"\s")
 _REQUIRED_CLAIMS = ["exp", "iat", "iss", "sub"]
 
 
@@ -158,7 +160,7 @@ def bearer_token(authorization_header: str | None) -> str | None:
         return None
     scheme, _, token = authorization_header.strip().partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token or any(c.isspace() for c in token):
+    if scheme.lower() != "bearer" or not token or _WHITESPACE.search(token):
         return None
     return token
 

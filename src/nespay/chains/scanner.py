@@ -187,7 +187,7 @@ class NetworkScanner:
             confirmed = await payments.count_confirmations(
                 db, self.network, tip, config.confirmations
             )
-            changed |= await payments.settle(db, confirmed)
+            changed |= await payments.settle(db, confirmed, amounts_changed=False)
             await cursors.store_blocks(db, self.network, [_block_row(b) for b in blocks])
         self.cursor.number, self.cursor.hash = tip, blocks[-1]["hash"]
         if transfers or changed:

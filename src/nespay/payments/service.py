@@ -310,13 +310,17 @@ STATUS_EVENTS = {
 }
 
 
-async def settle(db: Any, invoice_ids: set[str]) -> dict[str, str]:
+async def settle(db: Any, invoice_ids: set[str], *, amounts_changed: bool = True) -> dict[str, str]:
     """Re-derive the touched invoices' statuses (rows locked in id order, so concurrent
-    settlers cannot deadlock); write one event per change. Returns id → new status."""
+    settlers cannot deadlock); write one event per change. Returns id → new status.
+
+    `amounts_changed=False` (only confirmations moved since their options' sums were last
+    refreshed) skips refreshing the sums: confirming a payment does not change what it paid."""
     if not invoice_ids:
         return {}
     ids = sorted(invoice_ids)
-    await db.execute(_REFRESH_OPTIONS, ids)
+    if amounts_changed:
+        await db.execute(_REFRESH_OPTIONS, ids)
     changed: dict[str, str] = {}
     updates: list[tuple[str, str, int, bool, bool]] = []
     events: list[tuple[str, str, str, dict[str, Any]]] = []

@@ -17,9 +17,7 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel
 
 from nespay.broker import CALLBACKS_QUEUE
-from nespay.callbacks import store
 from nespay.callbacks.messages import DELIVERIES, EVENT, KIND, publish_deliveries
-from nespay.callbacks.store import raw_connection
 from nespay.callbacks.worker import DeliveryWorker
 from nespay.runtime import Runtime
 
@@ -70,11 +68,7 @@ class CallbackConsumer:
     async def _handle(self, batch: Sequence[AbstractIncomingMessage]) -> None:
         try:
             event_ids, delivery_ids = _parse(batch)
-            if event_ids:
-                async with raw_connection(self.runtime.db.engine) as conn:
-                    rows = await conn.fetch(store.PENDING_OF_EVENTS, event_ids)
-                delivery_ids += [row["id"] for row in rows]
-            leased = await self.worker.run(list(dict.fromkeys(delivery_ids)))
+            leased = await self.worker.run(list(dict.fromkeys(delivery_ids)), event_ids)
             if leased and self._channel is not None:
                 await publish_deliveries(self._channel, leased, delay_s=LEASED_RETRY_S)
         except Exception:

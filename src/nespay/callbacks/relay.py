@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import aio_pika
 import asyncpg
 import structlog
+from pamqp.commands import Basic
 
 from nespay.broker import EVENTS_EXCHANGE
 from nespay.callbacks import store
@@ -109,23 +110,31 @@ class OutboxRelay:
         channel = broker.channel if broker is not None else None
         if channel is None or channel.is_closed:
             raise ConnectionError("RabbitMQ is unavailable; events stay unpublished")
-        exchange = await channel.get_exchange(EVENTS_EXCHANGE, ensure=False)
-        # Publishes go out in order on one channel; confirms are awaited together.
-        await asyncio.gather(
+        # Straight on aiormq's channel with wait=False: the frames are queued in order under
+        # the channel's lock without waiting for each to be written (aio-pika's publish waits,
+        # which sends a batch one message per event-loop turn); the publisher confirms are
+        # still awaited, all together, before the events are marked published.
+        underlay = await channel.get_underlay_channel()
+        results = await asyncio.gather(
             *(
-                exchange.publish(
-                    aio_pika.Message(
-                        envelope(row["id"], row["type"], row["created_at"], row["data"]),
+                underlay.basic_publish(
+                    envelope(row["id"], row["type"], row["created_at"], row["data"]),
+                    exchange=EVENTS_EXCHANGE,
+                    routing_key=row["type"],
+                    properties=aio_pika.Message(
+                        b"",
                         message_id=row["id"],
                         content_type="application/json",
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                         headers={KIND: EVENT, "merchant_id": row["merchant_id"]},
-                    ),
-                    routing_key=row["type"],
+                    ).properties,
+                    wait=False,
                 )
                 for row in rows
             )
         )
+        if not all(isinstance(result, Basic.Ack) for result in results):
+            raise ConnectionError("RabbitMQ did not confirm every event; they stay unpublished")
 
     async def _close(self) -> None:
         if self._conn is not None:

@@ -84,13 +84,14 @@ async def dispatch(conn: asyncpg.Connection, event_ids: Sequence[str]) -> None:
 
 # --- claim -----------------------------------------------------------------------------------
 
-# Due, not held by a live lease, endpoint enabled, and no earlier pending delivery of the same
-# subject (invoice) to the same endpoint: that one goes first and wakes this one when it ends.
+# The named deliveries ($1) and those of the named events ($3) that are due, not held by a
+# live lease, to an enabled endpoint, and with no earlier pending delivery of the same subject
+# (invoice) to the same endpoint: that one goes first and wakes this one when it ends.
 CLAIM = """
 UPDATE webhook_deliveries d
 SET lease_until = now() + make_interval(secs => $2), attempts = d.attempts + 1
 FROM events e, webhook_endpoints w
-WHERE d.id = ANY($1::text[]) AND d.status = 'pending'
+WHERE (d.id = ANY($1::text[]) OR d.event_id = ANY($3::text[])) AND d.status = 'pending'
   AND d.next_attempt_at <= now() + interval '1 second'
   AND (d.lease_until IS NULL OR d.lease_until < now())
   AND e.id = d.event_id AND w.id = d.endpoint_id AND w.enabled
@@ -109,14 +110,15 @@ RETURNING d.id, d.lease_until, d.attempts, d.window_started_at, d.manual, d.endp
 # needs a later look; done, blocked, not due or disabled rows are woken by what changes them.
 LEASED = """
 SELECT id FROM webhook_deliveries
-WHERE id = ANY($1::text[]) AND status = 'pending' AND lease_until >= now()
+WHERE (id = ANY($1::text[]) OR event_id = ANY($2::text[])) AND status = 'pending'
+  AND lease_until >= now() AND NOT id = ANY($3::text[])
 """
 
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
     id: str
-    lease_until: datetime  # also the claim's fencing token (see UPDATE_DELIVERIES)
+    lease_until: datetime  # also the claim's fencing token (see RECORD)
     attempts: int
     window_started_at: datetime
     manual: bool
@@ -134,65 +136,88 @@ class Claimed:
 
 
 async def claim(
-    conn: asyncpg.Connection, delivery_ids: Sequence[str], lease_s: int
+    conn: asyncpg.Connection,
+    delivery_ids: Sequence[str],
+    lease_s: int,
+    event_ids: Sequence[str] = (),
 ) -> tuple[list[Claimed], list[str]]:
-    """(claimed rows, ids held by a live lease)."""
-    rows = await conn.fetch(CLAIM, delivery_ids, float(lease_s))
+    """Claim what of `delivery_ids` and of `event_ids`' deliveries can go now, in one
+    statement. Returns (claimed rows, ids another claim holds a live lease on)."""
+    rows = await conn.fetch(CLAIM, list(delivery_ids), float(lease_s), list(event_ids))
     claimed = [Claimed(**dict(row)) for row in rows]
     leased: list[str] = []
-    if len(claimed) < len(set(delivery_ids)):
-        taken = {c.id for c in claimed}
-        rest = [i for i in delivery_ids if i not in taken]
-        leased = [r["id"] for r in await conn.fetch(LEASED, rest)]
+    if event_ids or len(claimed) < len(set(delivery_ids)):
+        taken = [c.id for c in claimed]
+        found = await conn.fetch(LEASED, list(delivery_ids), list(event_ids), taken)
+        leased = [r["id"] for r in found]
     return claimed, leased
 
 
 # --- record ----------------------------------------------------------------------------------
 
-INSERT_ATTEMPTS = """
-INSERT INTO webhook_attempts (delivery_id, manual, status_code, latency_ms, response_excerpt, error)
-SELECT * FROM unnest($1::text[], $2::bool[], $3::int[], $4::int[], $5::text[], $6::text[])
+# One statement records a batch: its attempts, each row's next step (only a row still held by
+# this claim moves: if its lease ran out and another worker took it, or a redelivery reset it
+# meanwhile, the row belongs to them; the attempt is recorded all the same), the endpoints
+# that answered cleared of `failing_since`, and the result: the earliest pending delivery per
+# (endpoint, subject) of each row that just ended, which may go now.
+# v.delay_s: seconds until the next attempt (NULL when the row is done).
+RECORD = """
+WITH attempt AS (
+    INSERT INTO webhook_attempts
+        (delivery_id, manual, status_code, latency_ms, response_excerpt, error)
+    SELECT * FROM unnest($1::text[], $2::bool[], $3::int[], $4::int[], $5::text[], $6::text[])
+), moved AS (
+    UPDATE webhook_deliveries d SET
+        status = v.status,
+        next_attempt_at = CASE WHEN v.status = 'pending'
+                               THEN now() + make_interval(secs => v.delay_s) END,
+        lease_until = NULL,
+        manual = false,
+        last_attempt_at = now(),
+        last_status_code = v.code,
+        last_error = v.error,
+        succeeded_at = CASE WHEN v.status = 'succeeded' THEN now() ELSE d.succeeded_at END,
+        failed_at = CASE WHEN v.status = 'failed' THEN now() END
+    FROM unnest($1::text[], $7::text[], $3::int[], $6::text[], $8::float8[], $9::timestamptz[])
+         AS v(id, status, code, error, delay_s, lease)
+    WHERE d.id = v.id AND d.status = 'pending' AND d.lease_until = v.lease
+    RETURNING d.id, d.endpoint_id, d.subject_id, d.status
+), healthy AS (
+    UPDATE webhook_endpoints SET failing_since = NULL
+    WHERE id = ANY($10::text[]) AND failing_since IS NOT NULL
+)
+SELECT DISTINCT ON (n.endpoint_id, n.subject_id) n.id
+FROM webhook_deliveries n
+JOIN moved m ON m.status <> 'pending'
+            AND n.endpoint_id = m.endpoint_id AND n.subject_id = m.subject_id
+WHERE n.status = 'pending' AND n.id NOT IN (SELECT id FROM moved)
+ORDER BY n.endpoint_id, n.subject_id, n.event_seq
 """
 
-# $5: seconds until the next attempt (NULL when the row is done). Only a row still held by this
-# claim moves: if its lease ran out and another worker took it, or a redelivery reset it
-# meanwhile, the row belongs to them (the attempt is recorded all the same).
-UPDATE_DELIVERIES = """
-UPDATE webhook_deliveries d SET
-    status = v.status,
-    next_attempt_at = CASE WHEN v.status = 'pending'
-                           THEN now() + make_interval(secs => v.delay_s) END,
-    lease_until = NULL,
-    manual = false,
-    last_attempt_at = now(),
-    last_status_code = v.code,
-    last_error = v.error,
-    succeeded_at = CASE WHEN v.status = 'succeeded' THEN now() ELSE d.succeeded_at END,
-    failed_at = CASE WHEN v.status = 'failed' THEN now() END
-FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::float8[], $6::timestamptz[])
-     AS v(id, status, code, error, delay_s, lease)
-WHERE d.id = v.id AND d.status = 'pending' AND d.lease_until = v.lease
-"""
-
-ENDPOINTS_HEALTHY = """
-UPDATE webhook_endpoints SET failing_since = NULL
-WHERE id = ANY($1::text[]) AND failing_since IS NOT NULL
-"""
-ENDPOINTS_FAILING = """
-UPDATE webhook_endpoints SET failing_since = now()
-WHERE id = ANY($1::text[]) AND failing_since IS NULL
-"""
-# Failing without a single success for the whole period: disabled (the merchant is emailed).
-DISABLE_ENDPOINTS = """
-UPDATE webhook_endpoints w
-SET enabled = false, disabled_at = now(), updated_at = now(),
-    disabled_notice_tried_at = now(), disabled_notice_sent_at = NULL,
-    disabled_reason = 'every delivery failed since ' || to_char(w.failing_since AT TIME ZONE 'UTC',
-                      'YYYY-MM-DD"T"HH24:MI:SS"Z"')
-FROM merchants m
-WHERE w.id = ANY($1::text[]) AND w.enabled AND m.id = w.merchant_id
-  AND w.failing_since <= now() - make_interval(hours => $2)
-RETURNING w.id, w.merchant_id, w.url, w.failing_since, m.email, m.name
+# Endpoints that just failed: when the first failure happened, and those failing without a
+# single success for the whole period are disabled (audit-logged; the merchant is emailed).
+FAILED_ENDPOINTS = """
+WITH failing AS (
+    UPDATE webhook_endpoints SET failing_since = now()
+    WHERE id = ANY($1::text[]) AND failing_since IS NULL
+), disabled AS (
+    UPDATE webhook_endpoints w
+    SET enabled = false, disabled_at = now(), updated_at = now(),
+        disabled_notice_tried_at = now(), disabled_notice_sent_at = NULL,
+        disabled_reason = 'every delivery failed since '
+            || to_char(w.failing_since AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+    FROM merchants m
+    WHERE w.id = ANY($1::text[]) AND w.enabled AND m.id = w.merchant_id
+      AND w.failing_since <= now() - make_interval(hours => $2)
+    RETURNING w.id, w.merchant_id, w.url, w.failing_since, m.email, m.name
+), audit AS (
+    INSERT INTO audit_logs
+        (actor_type, actor_id, merchant_id, action, target_type, target_id, after)
+    SELECT 'system', 'callbacks', merchant_id, 'webhook_endpoint.disabled', 'webhook_endpoint',
+           id, jsonb_build_object('enabled', false, 'failing_since', failing_since)
+    FROM disabled
+)
+SELECT * FROM disabled
 """
 
 # Disabled endpoints whose email did not go out (SMTP was down): one replica at a time
@@ -206,23 +231,6 @@ WHERE m.id = w.merchant_id AND NOT w.enabled AND w.disabled_at IS NOT NULL
 RETURNING w.id, w.merchant_id, w.url, w.failing_since, m.email, m.name
 """
 NOTICE_SENT = "UPDATE webhook_endpoints SET disabled_notice_sent_at = now() WHERE id = $1"
-
-# The earliest pending delivery per (endpoint, subject) whose predecessor just ended.
-NEXT_IN_LINE = """
-SELECT DISTINCT ON (n.endpoint_id, n.subject_id) n.id
-FROM webhook_deliveries n
-JOIN unnest($1::text[], $2::text[]) AS v(endpoint_id, subject_id)
-  ON n.endpoint_id = v.endpoint_id AND n.subject_id = v.subject_id
-WHERE n.status = 'pending'
-ORDER BY n.endpoint_id, n.subject_id, n.event_seq
-"""
-
-AUDIT_DISABLED = """
-INSERT INTO audit_logs (actor_type, actor_id, merchant_id, action, target_type, target_id, after)
-SELECT 'system', 'callbacks', merchant_id, 'webhook_endpoint.disabled', 'webhook_endpoint', id,
-       jsonb_build_object('enabled', false, 'failing_since', failing_since)
-FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS v(id, merchant_id, failing_since)
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,53 +249,28 @@ class Outcome:
 async def record(
     conn: asyncpg.Connection, outcomes: Sequence[Outcome], disable_after_h: int
 ) -> tuple[list[str], list[asyncpg.Record]]:
-    """Store the attempts and move the rows, in one transaction.
-    Returns (deliveries now next in line, endpoints just disabled)."""
-    async with conn.transaction():
-        await conn.execute(
-            INSERT_ATTEMPTS,
-            [o.delivery.id for o in outcomes],
-            [o.delivery.manual for o in outcomes],
-            [o.status_code for o in outcomes],
-            [o.latency_ms for o in outcomes],
-            [o.excerpt for o in outcomes],
-            [o.error for o in outcomes],
-        )
-        await conn.execute(
-            UPDATE_DELIVERIES,
-            [o.delivery.id for o in outcomes],
-            [o.status for o in outcomes],
-            [o.status_code for o in outcomes],
-            [o.error for o in outcomes],
-            [o.delay_s for o in outcomes],
-            [o.delivery.lease_until for o in outcomes],
-        )
-        healthy = sorted({o.delivery.endpoint_id for o in outcomes if o.status == "succeeded"})
-        failing = sorted({o.delivery.endpoint_id for o in outcomes if o.status != "succeeded"})
-        failing = [e for e in failing if e not in healthy]
-        disabled: list[asyncpg.Record] = []
-        if healthy:
-            await conn.execute(ENDPOINTS_HEALTHY, healthy)
-        if failing:
-            await conn.execute(ENDPOINTS_FAILING, failing)
-            disabled = await conn.fetch(DISABLE_ENDPOINTS, failing, disable_after_h)
-            if disabled:
-                await conn.execute(
-                    AUDIT_DISABLED,
-                    [r["id"] for r in disabled],
-                    [r["merchant_id"] for r in disabled],
-                    [r["failing_since"] for r in disabled],
-                )
-        ended = [o.delivery for o in outcomes if o.status != "pending"]
-        following: list[str] = []
-        if ended:
-            following = [
-                r["id"]
-                for r in await conn.fetch(
-                    NEXT_IN_LINE, [d.endpoint_id for d in ended], [d.subject_id for d in ended]
-                )
-            ]
-    return following, disabled
+    """Store the attempts and move the rows: one statement, and a second only when some
+    endpoint failed. Returns (deliveries now next in line, endpoints just disabled)."""
+    healthy = sorted({o.delivery.endpoint_id for o in outcomes if o.status == "succeeded"})
+    failing = sorted({o.delivery.endpoint_id for o in outcomes if o.status != "succeeded"})
+    following = await conn.fetch(
+        RECORD,
+        [o.delivery.id for o in outcomes],
+        [o.delivery.manual for o in outcomes],
+        [o.status_code for o in outcomes],
+        [o.latency_ms for o in outcomes],
+        [o.excerpt for o in outcomes],
+        [o.error for o in outcomes],
+        [o.status for o in outcomes],
+        [o.delay_s for o in outcomes],
+        [o.delivery.lease_until for o in outcomes],
+        healthy,
+    )
+    disabled: list[asyncpg.Record] = []
+    failing = [endpoint for endpoint in failing if endpoint not in healthy]
+    if failing:
+        disabled = await conn.fetch(FAILED_ENDPOINTS, failing, disable_after_h)
+    return [row["id"] for row in following], disabled
 
 
 # --- sweep -----------------------------------------------------------------------------------

@@ -50,13 +50,16 @@ class DeliveryWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self.window = timedelta(hours=self.settings.callback_retry_window_h)
 
-    async def run(self, delivery_ids: Sequence[str]) -> list[str]:
-        """Deliver what of `delivery_ids` is due and first in line. Returns the ids another
-        worker holds a live lease on (the caller looks again later)."""
-        if not delivery_ids:
+    async def run(self, delivery_ids: Sequence[str], event_ids: Sequence[str] = ()) -> list[str]:
+        """Deliver what of `delivery_ids` (and of the deliveries of `event_ids`) is due and
+        first in line. Returns the ids another worker holds a live lease on (the caller looks
+        again later)."""
+        if not delivery_ids and not event_ids:
             return []
         async with raw_connection(self.runtime.db.engine) as conn:
-            claimed, leased = await store.claim(conn, delivery_ids, self.settings.callback_lease_s)
+            claimed, leased = await store.claim(
+                conn, delivery_ids, self.settings.callback_lease_s, event_ids
+            )
         if claimed:
             await self._deliver(claimed)
         return leased

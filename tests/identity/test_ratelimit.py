@@ -64,3 +64,16 @@ async def test_forwarded_header_from_an_untrusted_peer_is_ignored(settings, data
         ]
     # Spoofed X-Forwarded-For values did not buy fresh buckets: all three counted as one peer.
     assert codes[-1] == 429
+
+
+async def test_requests_without_credentials_still_count_against_the_ip(settings, database):
+    limited = settings.model_copy(
+        update={"rate_limit_ip": "default=2/60", "trusted_proxies": ["127.0.0.1/32"]}
+    )
+    alone = {"x-forwarded-for": "198.51.100.77"}  # a bucket no other test uses
+    async with app_client(api.create_app, limited) as (_, client):
+        codes = [
+            (await client.get("/api/v1/merchants/me", headers=alone)).status_code
+            for _ in range(3)
+        ]
+    assert codes == [401, 401, 429]

@@ -101,6 +101,17 @@ async def _refused(
     return error
 
 
+async def _not_signed_in(
+    request: Request, error: NespayError, *, ip_counted: bool = False
+) -> NespayError:
+    """A refusal that is not a failed sign-in (no credentials, another pool, a suspended
+    merchant): it still counts against the client IP's rate limit the route left to us."""
+    group = getattr(request.state, "ip_limit_group", None)
+    if group is not None and not ip_counted:
+        await ratelimit.enforce_ip(request, group)
+    return error
+
+
 async def _verify_token(request: Request, token: str) -> CognitoClaims:
     try:
         return await _runtime(request).cognito.verify(token)
@@ -152,6 +163,7 @@ async def _resolve(
     cache_key: str,
     load: Callable[[bytes | None], Awaitable[Entry]],
     check: Callable[[Entry], None] | None = None,
+    refused: Callable[..., Awaitable[NespayError]] = _refused,
 ) -> Entry:
     """The caller's cache entry: from the cache when its generation is still Redis's, else
     loaded from the database (and cached). Counts the rate limits on the way."""
@@ -164,7 +176,7 @@ async def _resolve(
         if entry is None:
             entry = await load(cache.generation)
     except NespayError as error:
-        raise await _refused(request, error) from None
+        raise await refused(request, error) from None
     await _count(request, entry.principal, cache)
     if cache.valid(entry):
         if not cached:
@@ -175,7 +187,7 @@ async def _resolve(
     try:  # a credential changed somewhere since this entry was made: read it again
         entry = await load(cache.generation)
     except NespayError as error:
-        raise await _refused(request, error, ip_counted=True) from None
+        raise await refused(request, error, ip_counted=True) from None
     cache.put(cache_key, entry)
     return entry
 
@@ -205,14 +217,15 @@ async def authenticate_merchant_side(request: Request) -> Principal:
     else:
         token = bearer_token(request.headers.get("authorization"))
         if token is None:
-            raise AuthenticationRequired()
+            raise await _not_signed_in(request, AuthenticationRequired())
         claims = await _verify_token(request, token)
         if claims.pool != "user":
-            raise WrongPool()
+            raise await _not_signed_in(request, WrongPool())
         entry = await _resolve(
             request,
             "sub:" + claims.sub,
             lambda generation: _merchant_user(runtime, claims, generation),
+            refused=_not_signed_in,
         )
         principal = entry.principal
         if principal.email != claims.email:

@@ -88,8 +88,13 @@ def limit_ip(group: str = "default") -> Callable[[Request], Awaitable[None]]:
         if _defers(request.scope.get("route")):
             request.state.ip_limit_group = group
             return
-        key, window, limit = ip_counter(request, group)
-        count, reset_in = await request.app.state.runtime.redis.hit(key, window)
-        check([limit], [(count, reset_in)])
+        await enforce_ip(request, group)
 
     return dependency
+
+
+async def enforce_ip(request: Request, group: str) -> None:
+    """Count this request against its client IP's limit in `group`; 429 when over."""
+    key, window, limit = ip_counter(request, group)
+    count, reset_in = await request.app.state.runtime.redis.hit(key, window)
+    check([limit], [(count, reset_in)])

@@ -88,30 +88,33 @@ async def dispatch(conn: asyncpg.Connection, event_ids: Sequence[str]) -> None:
 # live lease, to an enabled endpoint, and with no earlier pending delivery of the same subject
 # (invoice) to the same endpoint: that one goes first and wakes this one when it ends.
 CLAIM = """
-UPDATE webhook_deliveries d
-SET lease_until = now() + make_interval(secs => $2), attempts = d.attempts + 1
-FROM events e, webhook_endpoints w
-WHERE (d.id = ANY($1::text[]) OR d.event_id = ANY($3::text[])) AND d.status = 'pending'
-  AND d.next_attempt_at <= now() + interval '1 second'
-  AND (d.lease_until IS NULL OR d.lease_until < now())
-  AND e.id = d.event_id AND w.id = d.endpoint_id AND w.enabled
-  AND NOT EXISTS (
-      SELECT 1 FROM webhook_deliveries p
-      WHERE p.endpoint_id = d.endpoint_id AND p.subject_id = d.subject_id
-        AND p.status = 'pending' AND p.event_seq < d.event_seq)
-RETURNING d.id, d.lease_until, d.attempts, d.window_started_at, d.manual, d.endpoint_id,
-          d.subject_id,
-          e.id AS event_id, e.type, e.created_at, e.data::text AS data,
-          w.url, w.secret_encrypted, w.previous_secret_encrypted, w.previous_secret_expires_at,
-          now() AS now
-"""
-
-# Why the others were not claimed: only a live lease (another worker on it, or a crashed one)
-# needs a later look; done, blocked, not due or disabled rows are woken by what changes them.
-LEASED = """
-SELECT id FROM webhook_deliveries
-WHERE (id = ANY($1::text[]) OR event_id = ANY($2::text[])) AND status = 'pending'
-  AND lease_until >= now() AND NOT id = ANY($3::text[])
+WITH named AS (
+    SELECT id, lease_until FROM webhook_deliveries
+    WHERE (id = ANY($1::text[]) OR event_id = ANY($3::text[])) AND status = 'pending'
+), claimed AS (
+    UPDATE webhook_deliveries d
+    SET lease_until = now() + make_interval(secs => $2), attempts = d.attempts + 1
+    FROM named, events e, webhook_endpoints w
+    WHERE d.id = named.id AND d.status = 'pending'
+      AND d.next_attempt_at <= now() + interval '1 second'
+      AND (d.lease_until IS NULL OR d.lease_until < now())
+      AND e.id = d.event_id AND w.id = d.endpoint_id AND w.enabled
+      AND NOT EXISTS (
+          SELECT 1 FROM webhook_deliveries p
+          WHERE p.endpoint_id = d.endpoint_id AND p.subject_id = d.subject_id
+            AND p.status = 'pending' AND p.event_seq < d.event_seq)
+    RETURNING d.id, d.lease_until, d.attempts, d.window_started_at, d.manual, d.endpoint_id,
+              d.subject_id, e.id AS event_id, e.type, e.created_at, e.data::text AS data,
+              w.url, w.secret_encrypted, w.previous_secret_encrypted,
+              w.previous_secret_expires_at, now() AS now
+)
+SELECT false AS leased, * FROM claimed
+UNION ALL
+-- Why the others were not claimed: only a live lease (another worker on it, or a crashed one)
+-- needs a later look; done, blocked, not due or disabled rows are woken by what changes them.
+SELECT true, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL
+FROM named WHERE lease_until >= now() AND id NOT IN (SELECT id FROM claimed)
 """
 
 
@@ -144,12 +147,13 @@ async def claim(
     """Claim what of `delivery_ids` and of `event_ids`' deliveries can go now, in one
     statement. Returns (claimed rows, ids another claim holds a live lease on)."""
     rows = await conn.fetch(CLAIM, list(delivery_ids), float(lease_s), list(event_ids))
-    claimed = [Claimed(**dict(row)) for row in rows]
+    claimed: list[Claimed] = []
     leased: list[str] = []
-    if event_ids or len(claimed) < len(set(delivery_ids)):
-        taken = [c.id for c in claimed]
-        found = await conn.fetch(LEASED, list(delivery_ids), list(event_ids), taken)
-        leased = [r["id"] for r in found]
+    for row in rows:
+        if row["leased"]:
+            leased.append(row["id"])
+        else:
+            claimed.append(Claimed(*tuple(row)[1:]))
     return claimed, leased
 
 

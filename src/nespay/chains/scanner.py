@@ -178,14 +178,16 @@ class NetworkScanner:
             if ancestor is not None:
                 touched |= await payments.orphan_after(db, self.network, ancestor)
                 await cursors.forget_blocks_after(db, self.network, ancestor)
-            touched |= await self._record(db, transfers)
+            recorded = await self._record(db, transfers, tip, config.confirmations)
+            touched |= recorded.invoices
             # Settle the new payments before counting confirmations: a payment first read
             # already deep (catching up, a lagging scanner) then still takes its invoice
             # paid → confirmed with both events, as at the head, not straight to confirmed
-            # without `invoice.paid`.
-            changed = await payments.settle(db, touched)
+            # without `invoice.paid` (it was written confirmed, but counts as pending here).
+            early = sorted({row["invoice_id"] for row in recorded.confirmed})
+            changed = await payments.settle(db, touched, not_yet_confirmed=early)
             confirmed = await payments.count_confirmations(
-                db, self.network, tip, config.confirmations
+                db, self.network, tip, config.confirmations, recorded=recorded.confirmed
             )
             changed |= await payments.settle(db, confirmed, amounts_changed=False)
             await cursors.store_blocks(db, self.network, [_block_row(b) for b in blocks])
@@ -196,7 +198,9 @@ class NetworkScanner:
             )
         return len(blocks)
 
-    async def _record(self, db: Any, transfers: list[Transfer]) -> set[str]:
+    async def _record(
+        self, db: Any, transfers: list[Transfer], tip: int, needed: int
+    ) -> payments.Recorded:
         """The batch's transfers to our deposit addresses, recorded in one statement."""
         options = await payments.match_options(db, self.network, transfers)
         matched = [
@@ -204,7 +208,7 @@ class NetworkScanner:
             for transfer in transfers
             if (option := options.get((transfer.currency_id, transfer.to_address))) is not None
         ]
-        return await payments.record_all(db, self.network, matched)
+        return await payments.record_all(db, self.network, matched, tip=tip, needed=needed)
 
     async def _reorg(self, config: NetworkConfig, head: int) -> int:
         assert self.cursor is not None

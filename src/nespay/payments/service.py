@@ -15,7 +15,7 @@ status changed and one for theirs, whatever the number of blocks and transfers i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -88,13 +88,17 @@ async def match_options(
     return {(row["currency_id"], row["address"]): dict(row) for row in rows}
 
 
+# A payment read already deep enough (catching up) is inserted confirmed: updating it again
+# in the same transaction would rewrite the row and every index of it (payments has six).
 _INSERT_PAYMENTS = """
 INSERT INTO payments AS p (id, invoice_id, option_id, merchant_id, network_code, currency_id,
                            tx_hash, log_index, block_number, block_hash, from_address,
-                           to_address, amount, status, confirmations, late)
+                           to_address, amount, status, confirmations, late, confirmed_at)
 SELECT t.id, t.invoice_id, t.option_id, t.merchant_id, $1, t.currency_id, t.tx_hash,
        t.log_index, t.block_number, t.block_hash, t.from_address, t.to_address, t.amount,
-       'pending', 0, t.late
+       CASE WHEN $15 - t.block_number + 1 >= $16 THEN 'confirmed' ELSE 'pending' END,
+       GREATEST(0, $15 - t.block_number + 1), t.late,
+       CASE WHEN $15 - t.block_number + 1 >= $16 THEN now() END
 FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
             $8::int[], $9::bigint[], $10::text[], $11::text[], $12::text[], $13::numeric[],
             $14::bool[])
@@ -103,21 +107,37 @@ FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text
                           amount, late, n)
 ORDER BY t.n
 ON CONFLICT (network_code, tx_hash, log_index) DO UPDATE
-    SET status = 'pending', block_number = excluded.block_number,
-        block_hash = excluded.block_hash, orphaned_at = NULL, confirmations = 0
+    SET status = excluded.status, block_number = excluded.block_number,
+        block_hash = excluded.block_hash, orphaned_at = NULL,
+        confirmations = excluded.confirmations, confirmed_at = excluded.confirmed_at
     WHERE p.status = 'orphaned'
-RETURNING p.id, p.invoice_id, p.merchant_id, p.tx_hash, p.log_index
+RETURNING p.id, p.invoice_id, p.merchant_id, p.status, p.tx_hash, p.log_index, p.block_number,
+          p.amount
 """
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """What `record_all` counted: the invoices it touched, and the payments it wrote already
+    confirmed (their `payment.confirmed` events come after the invoices' first settle)."""
+
+    invoices: set[str]
+    confirmed: list[Any]
+
+
 async def record_all(
-    db: Any, network: str, matched: list[tuple[Transfer, dict[str, Any]]]
-) -> set[str]:
-    """Insert the payments (or revive those a reorg had orphaned), each with its
-    `payment.detected` event; those already counted are left alone. Returns their invoices."""
+    db: Any,
+    network: str,
+    matched: list[tuple[Transfer, dict[str, Any]]],
+    *,
+    tip: int,
+    needed: int,
+) -> Recorded:
+    """Insert the payments (or revive those a reorg had orphaned) with their confirmations at
+    `tip`, each with its `payment.detected` event; those already counted are left alone."""
     unique = {(t.tx_hash, t.log_index): (t, option) for t, option in matched}
     if not unique:
-        return set()
+        return Recorded(set(), [])
     items = list(unique.values())
     rows = await db.fetch(
         _INSERT_PAYMENTS,
@@ -135,6 +155,8 @@ async def record_all(
         [t.to_address for t, _ in items],
         [Decimal(t.amount) for t, _ in items],
         [bool(o["late"]) for _, o in items],
+        tip,
+        needed,
     )
     counted = {(row["tx_hash"], row["log_index"]): row for row in rows}
     events = [
@@ -143,7 +165,9 @@ async def record_all(
         if (row := counted.get((t.tx_hash, t.log_index))) is not None
     ]
     await emit_all(db, events)
-    return {row["invoice_id"] for row in rows}
+    return Recorded(
+        {row["invoice_id"] for row in rows}, [row for row in rows if row["status"] == "confirmed"]
+    )
 
 
 _INSERT_EVENTS = """
@@ -194,10 +218,18 @@ RETURNING id, invoice_id, merchant_id, status, tx_hash, log_index, block_number,
 """
 
 
-async def count_confirmations(db: Any, network: str, tip: int, needed: int) -> set[str]:
+async def count_confirmations(
+    db: Any,
+    network: str,
+    tip: int,
+    needed: int,
+    *,
+    recorded: list[Any] = (),  # type: ignore[assignment]
+) -> set[str]:
     """Bring pending payments' confirmations up to `tip`; returns invoices with a payment
-    that just became confirmed (each with its `payment.confirmed` event)."""
-    confirmed = [
+    that just became confirmed (each with its `payment.confirmed` event), including the
+    `recorded` ones that `record_all` wrote confirmed."""
+    confirmed = list(recorded) + [
         row
         for row in await db.fetch(_CONFIRM, network, tip, needed)
         if row["status"] == "confirmed"
@@ -263,11 +295,12 @@ SELECT i.id, i.merchant_id, i.status, i.underpayment_tolerance_bps, i.expired_at
        i.overpaid, i.paid_late,
        COALESCE((SELECT sum(o.amount_paid / o.amount) FROM invoice_options o
                  WHERE o.invoice_id = i.id), 0) AS fraction,
-       NOT EXISTS (SELECT 1 FROM payments p WHERE p.invoice_id = i.id
-                   AND p.status = 'pending') AS all_confirmed,
+       early.id IS NULL AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.invoice_id = i.id
+                                        AND p.status = 'pending') AS all_confirmed,
        EXISTS (SELECT 1 FROM payments p WHERE p.invoice_id = i.id AND p.late
                AND p.status <> 'orphaned') AS any_late
-FROM invoices i WHERE i.id = ANY($1::text[])
+FROM invoices i LEFT JOIN (SELECT DISTINCT unnest($2::text[]) AS id) early ON early.id = i.id
+WHERE i.id = ANY($1::text[])
 ORDER BY i.id
 FOR UPDATE OF i
 """
@@ -310,12 +343,20 @@ STATUS_EVENTS = {
 }
 
 
-async def settle(db: Any, invoice_ids: set[str], *, amounts_changed: bool = True) -> dict[str, str]:
+async def settle(
+    db: Any,
+    invoice_ids: set[str],
+    *,
+    amounts_changed: bool = True,
+    not_yet_confirmed: Sequence[str] = (),
+) -> dict[str, str]:
     """Re-derive the touched invoices' statuses (rows locked in id order, so concurrent
     settlers cannot deadlock); write one event per change. Returns id → new status.
 
     `amounts_changed=False` (only confirmations moved since their options' sums were last
-    refreshed) skips refreshing the sums: confirming a payment does not change what it paid."""
+    refreshed) skips refreshing the sums: confirming a payment does not change what it paid.
+    Invoices in `not_yet_confirmed` count as having a pending payment here (one was written
+    confirmed, and its `payment.confirmed` is still to come)."""
     if not invoice_ids:
         return {}
     ids = sorted(invoice_ids)
@@ -324,7 +365,7 @@ async def settle(db: Any, invoice_ids: set[str], *, amounts_changed: bool = True
     changed: dict[str, str] = {}
     updates: list[tuple[str, str, int, bool, bool]] = []
     events: list[tuple[str, str, str, dict[str, Any]]] = []
-    for row in await db.fetch(_FACTS, ids):
+    for row in await db.fetch(_FACTS, ids, list(not_yet_confirmed)):
         fraction = Decimal(row["fraction"])
         facts = InvoiceFacts(
             row["status"],

@@ -4,9 +4,10 @@ One relay at a time across jobs replicas (a session-level advisory lock on the r
 connection, which it also does all its work on: a relay that loses its connection loses the
 lock and can no longer write). For each batch of unpublished events, in commit order:
 
-1. dispatch: make the delivery rows of events not yet dispatched and mark them, one
-   transaction. Doing this here, in order, is what keeps an invoice's callbacks in order
-   however many consumers run (a delivery waits for earlier pending ones of its subject).
+1. dispatch: make the delivery rows of the events (idempotent). Doing this here, one relay,
+   in commit order, before anything is published, is what keeps an invoice's callbacks in
+   order however many consumers run (a delivery waits for earlier pending ones of its
+   subject).
 2. publish each event to `nespay.events` with publisher confirms (without a broker: hand
    the pending deliveries to the worker directly);
 3. mark them published.
@@ -92,10 +93,7 @@ class OutboxRelay:
         if not rows:
             return 0
         ids = [row["id"] for row in rows]
-        fresh = [row["id"] for row in rows if row["dispatched_at"] is None]
-        if fresh:
-            async with conn.transaction():
-                await store.dispatch(conn, fresh)
+        await store.dispatch(conn, ids)
         if self.runtime.broker is not None:
             await self._publish(rows)
         elif self.handoff is not None:

@@ -38,7 +38,7 @@ async def raw_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connectio
 # --- relay -----------------------------------------------------------------------------------
 
 UNPUBLISHED = """
-SELECT id, seq, merchant_id, type, subject_id, created_at, data::text AS data, dispatched_at
+SELECT id, seq, merchant_id, type, subject_id, created_at, data::text AS data
 FROM events WHERE published_at IS NULL ORDER BY seq LIMIT $1
 """
 
@@ -57,7 +57,6 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
 ON CONFLICT (event_id, endpoint_id) DO NOTHING
 """
 
-MARK_DISPATCHED = "UPDATE events SET dispatched_at = now() WHERE id = ANY($1::text[])"
 MARK_PUBLISHED = "UPDATE events SET published_at = now() WHERE id = ANY($1::text[])"
 
 PENDING_OF_EVENTS = """
@@ -67,7 +66,8 @@ WHERE event_id = ANY($1::text[]) AND status = 'pending' ORDER BY event_seq
 
 
 async def dispatch(conn: asyncpg.Connection, event_ids: Sequence[str]) -> None:
-    """Make the delivery rows of `event_ids` (idempotent) and mark them dispatched."""
+    """Make the delivery rows of `event_ids`. Idempotent: after a crash between this and the
+    publish, the next relay dispatches the same (still unpublished) events again."""
     rows = await conn.fetch(SUBSCRIBERS, event_ids)
     if rows:
         await conn.execute(
@@ -79,7 +79,6 @@ async def dispatch(conn: asyncpg.Connection, event_ids: Sequence[str]) -> None:
             [r["subject_id"] for r in rows],
             [r["seq"] for r in rows],
         )
-    await conn.execute(MARK_DISPATCHED, event_ids)
 
 
 # --- claim -----------------------------------------------------------------------------------

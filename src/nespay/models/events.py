@@ -30,7 +30,5 @@ class Event(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSONB)
     request_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
-    # The relay made its delivery rows (in commit order, so an invoice's callbacks keep theirs).
-    dispatched_at: Mapped[datetime | None]
     # RabbitMQ confirmed it (or, without a broker, its deliveries were handed to the worker).
     published_at: Mapped[datetime | None]

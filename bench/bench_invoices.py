@@ -11,10 +11,10 @@
 
 Goals: at least 0.6x the baseline's requests/s; p99 at most 100 ms at 64 connections.
 Both are measured at the load's connections (64) and again at 16, below the api process's
-database pool (10 + 10 overflow): at 64 concurrent creations Nespay's pool runs dry while the
-requests holding its connections wait for one more (the catalog reload, every 5 s; the
-`last_used_at` row lock of the API key, once a minute), and the process stalls until
-SQLAlchemy's 30 s pool timeout (see docs/benchmarks.md). Nespay gets a redis-server of its own
+database pool (10 + 10 overflow): before `fd74670` (the side pool) 64 concurrent creations
+ran the pool dry while the requests holding its connections waited for one more, and the
+process stalled until SQLAlchemy's 30 s pool timeout (docs/benchmarks.md, finding 1); the two
+sizes are kept so that such a stall shows. Nespay gets a redis-server of its own
 for its rate-limit counters (`--no-redis`: counters in PostgreSQL, degraded mode).
 The scratch database gets the seeded `local` network enabled with a USDT currency (no node is
 needed to create invoices; its RPC endpoints are disabled).

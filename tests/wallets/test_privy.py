@@ -202,3 +202,29 @@ def test_configuration_check(database_url):
     )
     problem = check_configuration(staging)
     assert problem is not None and "https" in problem and APP_SECRET not in problem
+
+
+async def test_the_api_creates_an_invoice_with_a_privy_address_and_replays_it(
+    database_url, database, fake_privy
+):
+    from nespay.apps import api
+    from tests.fixtures.app import app_client
+    from tests.fixtures.factories import register_network
+
+    owner = await merchant_with_key(database)
+    network = await register_network(database, ["http://127.0.0.1:9"], "0x" + "33" * 20)
+    body = {"amount": "3", "currency": "USDT", "network": network}
+    headers = {**owner.headers, "Idempotency-Key": "privy-1"}
+    async with app_client(api.create_app, privy_settings(database_url, fake_privy.url)) as (
+        _,
+        client,
+    ):
+        first = await client.post("/api/v1/invoices", json=body, headers=headers)
+        again = await client.post("/api/v1/invoices", json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    assert again.headers["Idempotent-Replayed"] == "true" and again.json() == first.json()
+    async with database.engine.connect() as conn:
+        provider = await conn.scalar(
+            select(DepositAddress.provider).where(DepositAddress.invoice_id == first.json()["id"])
+        )
+    assert provider == "privy"

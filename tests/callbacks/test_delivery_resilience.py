@@ -120,6 +120,15 @@ async def test_two_jobs_processes_share_the_work_and_send_each_callback_once(
         ]
         await eventually(lambda: _all_succeeded(database, sent), timeout_s=60, what="delivered")
         logs = one.log() + two.log()
+        one.stop()
+        two.stop()
+    # Every message was acknowledged (none went back to the queue when the consumers left).
+    queues = dict(
+        line.split("\t")
+        for line in rabbit_node.ctl("list_queues", "-q", "name", "messages").splitlines()
+        if "\t" in line
+    )
+    assert queues["nespay.callbacks"] == "0", queues
     got = [r.webhook_id for r in receiver.at("/hook")]
     assert sorted(got) == sorted(sent)  # each exactly once: no crash, so no duplicate
     assert logs.count('"relay_leading"') == 1  # one relay; the other replica stands by

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import deque
 from collections.abc import Sequence
+from typing import Any
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel
@@ -30,10 +32,42 @@ MAX_BATCHES_IN_FLIGHT = 8
 LEASED_RETRY_S = 5.0
 
 
+class Acknowledger:
+    """Acknowledges finished messages with few frames: one `multiple` ack up to the highest
+    delivery tag below which every message is finished. A batch that finishes before an
+    earlier one stays unacknowledged until that one is done too, so a crash still hands every
+    unfinished message back to RabbitMQ. Tags count up per channel; after a reconnect the old
+    channel's messages come back anyway, so its bookkeeping is dropped."""
+
+    def __init__(self) -> None:
+        self._channel: Any = None
+        self._order: deque[int] = deque()
+        self._done: set[int] = set()
+
+    def received(self, message: AbstractIncomingMessage) -> None:
+        if message.channel is not self._channel:
+            self._channel = message.channel
+            self._order.clear()
+            self._done.clear()
+        self._order.append(message.delivery_tag)  # type: ignore[arg-type]
+
+    async def finished(self, batch: Sequence[AbstractIncomingMessage]) -> None:
+        channel = self._channel
+        self._done.update(m.delivery_tag for m in batch if m.channel is channel)  # type: ignore[misc]
+        last = None
+        while self._order and self._order[0] in self._done:
+            last = self._order.popleft()
+            self._done.discard(last)
+        if last is not None:
+            with contextlib.suppress(Exception):  # a closed channel redelivers them: harmless
+                await channel.basic_ack(delivery_tag=last, multiple=True)
+
+
 class CallbackConsumer:
     def __init__(self, runtime: Runtime, worker: DeliveryWorker) -> None:
         self.runtime = runtime
         self.worker = worker
+        self._acks = Acknowledger()
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._batches = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -50,7 +84,7 @@ class CallbackConsumer:
         # restored by the robust channel after RabbitMQ comes back.
         queue = await channel.declare_queue(CALLBACKS_QUEUE, passive=True)
         self._channel = channel  # type: ignore[assignment]
-        await queue.consume(self._inbox.put)  # robust: re-consumes after a reconnect
+        await queue.consume(self._receive)  # robust: re-consumes after a reconnect
         log.info("callback_consumer_started")
         while True:
             batch = [await self._inbox.get()]
@@ -60,6 +94,10 @@ class CallbackConsumer:
             task = asyncio.create_task(self._handle(batch))
             self._tasks.add(task)
             task.add_done_callback(self._done)
+
+    async def _receive(self, message: AbstractIncomingMessage) -> None:
+        self._acks.received(message)
+        self._inbox.put_nowait(message)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -74,9 +112,7 @@ class CallbackConsumer:
         except Exception:
             # The rows are the truth: the sweep finds whatever this batch left due.
             log.exception("callback_batch_failed", messages=len(batch))
-        for message in batch:
-            with contextlib.suppress(Exception):  # a closed channel redelivers it: harmless
-                await message.ack()
+        await self._acks.finished(batch)
 
     async def schedule_retry(self, delivery_id: str, delay_s: float) -> None:
         """The worker's retry hook: a wake-up through the TTL queue of that delay."""

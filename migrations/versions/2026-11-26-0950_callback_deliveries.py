@@ -1,5 +1,5 @@
-"""Callback deliveries and attempts, endpoint rotation/disable columns, and a NOTIFY on new
-events so the outbox relay wakes at once instead of polling
+"""Callback deliveries and attempts, endpoint rotation/disable columns and the disabled-endpoint
+email's bookkeeping
 
 Revision ID: 0004
 Revises: 0003
@@ -97,26 +97,9 @@ def upgrade() -> None:
         sa.Column("error", sa.String(length=500)),
     )
     op.create_index("ix_webhook_attempts_delivery_id_id", "webhook_attempts", ["delivery_id", "id"])
-    # One notification per inserting statement (PostgreSQL also folds duplicates within a
-    # transaction); delivered at commit, so the relay never wakes for uncommitted rows.
-    op.execute(
-        """
-        CREATE FUNCTION nespay_events_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            PERFORM pg_notify('nespay_events', '');
-            RETURN NULL;
-        END $$
-        """
-    )
-    op.execute(
-        "CREATE TRIGGER events_notify AFTER INSERT ON events "
-        "FOR EACH STATEMENT EXECUTE FUNCTION nespay_events_notify()"
-    )
 
 
 def downgrade() -> None:
-    op.execute("DROP TRIGGER events_notify ON events")
-    op.execute("DROP FUNCTION nespay_events_notify()")
     op.drop_table("webhook_attempts")
     op.drop_table("webhook_deliveries")
     for column in (

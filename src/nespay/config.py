@@ -181,6 +181,7 @@ class Settings(BaseSettings):
     callback_concurrency: int = Field(256, ge=1, le=4096)  # POSTs in flight per jobs process
     callback_lease_s: int = Field(60, ge=15, le=3600)  # a claimed delivery's hold (> 10 s POST)
     callback_sweep_interval_s: int = Field(10, ge=1, le=3600)
+    callback_relay_poll_ms: int = Field(50, ge=5, le=10_000)  # the outbox relay's idle poll
     callback_retry_window_h: int = Field(72, ge=1, le=24 * 30)  # retry for this long, then failed
     # Seconds between attempts; the last step repeats until the window ends (docs/callbacks.md).
     callback_retry_schedule_s: CommaList = [

@@ -13,9 +13,10 @@ lock and can no longer write). For each batch of unpublished events, in commit o
 3. mark them published.
 
 A crash between steps repeats the later ones (dispatch is idempotent, a republished event
-finds its deliveries done or leased). New events wake the relay at once through
-LISTEN/NOTIFY (a trigger on `events`); it also polls every second in case a notification
-is missed.
+finds its deliveries done or leased). The relay polls (`CALLBACK_RELAY_POLL_MS`, 50 ms; back to
+back while batches come full): one index-only probe of the unpublished events' partial index.
+Not LISTEN/NOTIFY: a NOTIFY takes a cluster-wide lock at commit, which would serialise the
+commits of every transaction that writes an event (invoice creation, the scanner, expiry).
 """
 
 from __future__ import annotations
@@ -39,8 +40,6 @@ from nespay.runtime import Runtime
 log = structlog.get_logger("nespay.callbacks")
 
 BATCH = 500
-POLL_S = 1.0
-CHANNEL = "nespay_events"
 
 Handoff = Callable[[Sequence[str]], Awaitable[None]]
 
@@ -50,7 +49,6 @@ class OutboxRelay:
         """Without a broker, `handoff(delivery_ids)` receives the pending deliveries."""
         self.runtime = runtime
         self.handoff = handoff
-        self._wake = asyncio.Event()
         self._conn: asyncpg.Connection | None = None
         self.leader = False
 
@@ -76,14 +74,12 @@ class OutboxRelay:
         while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", store.RELAY_LOCK_KEY):  # noqa: ASYNC110
             await asyncio.sleep(2.0)
         self.leader = True
-        await conn.add_listener(CHANNEL, lambda *_: self._wake.set())
         log.info("relay_leading")
+        poll_s = self.runtime.settings.callback_relay_poll_ms / 1000
         while True:
             while await self.relay_once() == BATCH:
                 pass
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), POLL_S)
-            self._wake.clear()
+            await asyncio.sleep(poll_s)
 
     async def relay_once(self) -> int:
         """One batch; returns how many events it handled."""

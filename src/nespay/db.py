@@ -120,15 +120,11 @@ class Database:
                 raise
 
     async def ping(self) -> None:
-        """One round trip on a pooled connection, without SQLAlchemy's BEGIN/ROLLBACK."""
-        connection = await self.engine.raw_connection()
-        try:
-            await connection.driver_connection.fetchval("SELECT 1")  # type: ignore[union-attr]
-        except BaseException:
-            connection.invalidate()  # a broken connection must not go back to the pool
-            raise
-        finally:
-            connection.close()
+        """One round trip on the driver pool, without SQLAlchemy's BEGIN/ROLLBACK (and without
+        handing an overflow connection back to SQLAlchemy's pool outside its greenlet, which
+        closed it with a traceback)."""
+        async with self.driver() as connection:
+            await connection.fetchval("SELECT 1")
 
     @asynccontextmanager
     async def driver(self) -> AsyncIterator[Any]:

@@ -8,7 +8,6 @@ import pytest
 from nespay.apps import api, jobs
 from nespay.callbacks import store
 from nespay.callbacks.events import EVENT_TYPES
-from nespay.callbacks.store import raw_connection
 from nespay.payments.service import STATUS_EVENTS
 from tests.callbacks.delivery_rig import (
     attempts,
@@ -168,7 +167,7 @@ async def test_a_redelivery_during_an_attempt_is_not_undone_by_that_attempt_s_ou
     settings = make_settings(database_url)
     merchant = await hook(database, settings, receiver.plan("/hook"))
     event_id = await event(database, merchant.merchant_id)
-    async with raw_connection(database.engine) as conn:
+    async with database.driver() as conn:
         await store.dispatch(conn, [event_id])
         (claimed,), _ = await store.claim(conn, [(await delivery(database, event_id))["id"]], 60)
     # While that attempt is out, the merchant asks for a redelivery ...
@@ -178,7 +177,7 @@ async def test_a_redelivery_during_an_attempt_is_not_undone_by_that_attempt_s_ou
         )
     assert asked.status_code == 202
     # ... and then the attempt comes back failed under the old retry window.
-    async with raw_connection(database.engine) as conn:
+    async with database.driver() as conn:
         await store.record(conn, [store.Outcome(claimed, "failed", 500, 12, "no", None, None)], 72)
     row = await delivery(database, event_id)
     assert row["status"] == "pending" and row["manual"] is True  # the redelivery stands

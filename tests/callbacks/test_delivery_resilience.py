@@ -3,7 +3,9 @@ during a burst, a merchant down for three days — and never sent where they mus
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import subprocess
 from contextlib import contextmanager
 from email import message_from_bytes
 from typing import Any
@@ -12,6 +14,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from nespay.apps import api
+from nespay.broker import CALLBACKS_QUEUE, RETRY_DELAYS_S, retry_queue_name
 from nespay.callbacks.ssrf import CallbackUrlRefused, check_callback_url
 from tests.callbacks.delivery_rig import (
     attempts,
@@ -114,6 +117,10 @@ async def test_two_jobs_processes_share_the_work_and_send_each_callback_once(
 ):
     merchant = await hook(database, settings, receiver.plan("/hook"))
     env = jobs_env(database_url, rabbit_node.url)
+    # Earlier tests' wake-ups may still sit in the node's queues: start from empty ones.
+    for queue in [CALLBACKS_QUEUE] + [retry_queue_name(d) for d in RETRY_DELAYS_S]:
+        with contextlib.suppress(subprocess.CalledProcessError):  # not declared yet: empty
+            rabbit_node.ctl("purge_queue", queue)
     with nespay_process("jobs", env, tmp_path) as one, nespay_process("jobs", env, tmp_path) as two:
         sent = [
             await event(database, merchant.merchant_id, subject=f"inv_{i % 10}") for i in range(100)

@@ -15,7 +15,6 @@ import structlog
 from nespay.callbacks import store
 from nespay.callbacks.consumer import CallbackConsumer
 from nespay.callbacks.relay import OutboxRelay
-from nespay.callbacks.store import raw_connection
 from nespay.callbacks.worker import DeliveryWorker
 from nespay.runtime import Runtime
 
@@ -90,7 +89,7 @@ class CallbackPipeline:
 
     async def sweep_once(self) -> int:
         """Deliver what has been due for longer than the grace; returns how many were found."""
-        async with raw_connection(self.runtime.db.engine) as conn:
+        async with self.runtime.db.driver() as conn:
             ids = await store.due(conn, self.grace_s, SWEEP_BATCH)
         if ids:
             if self.grace_s:
@@ -102,7 +101,7 @@ class CallbackPipeline:
         """Try again the emails about disabled endpoints that did not go out."""
         if self.runtime.settings.smtp_url is None:
             return 0  # nothing could send them; logged when each endpoint was disabled
-        async with raw_connection(self.runtime.db.engine) as conn:
+        async with self.runtime.db.driver() as conn:
             endpoints = await conn.fetch(store.CLAIM_NOTICES, retry_after_s)
         for endpoint in endpoints:
             await self.worker.notify_disabled(dict(endpoint))

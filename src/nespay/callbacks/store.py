@@ -8,31 +8,16 @@ then *records* every attempt and moves the row on, in one transaction per batch.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from nespay.kit.ids import new_id
 
 # The relay is one at a time across replicas (it makes delivery rows in commit order).
 RELAY_LOCK_KEY = 0x6E65_7370_6179_0001  # "nespay" 1
-
-
-@asynccontextmanager
-async def raw_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
-    """A pooled connection's asyncpg driver connection, without SQLAlchemy around statements."""
-    pooled = await engine.raw_connection()
-    try:
-        yield pooled.driver_connection  # type: ignore[misc]
-    except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.InterfaceError):
-        pooled.invalidate()  # a broken connection must not go back to the pool
-        raise
-    finally:
-        pooled.close()
 
 
 # --- relay -----------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from nespay.callbacks import store
 from nespay.callbacks.keys import signing_keys
 from nespay.callbacks.messages import backoff_s, envelope
 from nespay.callbacks.notify import endpoint_disabled
-from nespay.callbacks.store import Claimed, Outcome, raw_connection
+from nespay.callbacks.store import Claimed, Outcome
 from nespay.kit import signing
 from nespay.metrics import (
     CALLBACK_ATTEMPT_DURATION,
@@ -56,7 +56,7 @@ class DeliveryWorker:
         again later)."""
         if not delivery_ids and not event_ids:
             return []
-        async with raw_connection(self.runtime.db.engine) as conn:
+        async with self.runtime.db.driver() as conn:
             claimed, leased = await store.claim(
                 conn, delivery_ids, self.settings.callback_lease_s, event_ids
             )
@@ -118,7 +118,7 @@ class DeliveryWorker:
 
     async def _record(self, outcomes: list[Outcome]) -> None:
         try:
-            async with raw_connection(self.runtime.db.engine) as conn:
+            async with self.runtime.db.driver() as conn:
                 following, disabled = await store.record(
                     conn, outcomes, self.settings.callback_disable_after_h
                 )
@@ -152,7 +152,7 @@ class DeliveryWorker:
         then the pipeline's sweep tries again)."""
         if await endpoint_disabled(self.settings, endpoint):
             try:
-                async with raw_connection(self.runtime.db.engine) as conn:
+                async with self.runtime.db.driver() as conn:
                     await conn.execute(store.NOTICE_SENT, endpoint["id"])
             except Exception:  # noqa: BLE001 - at worst the merchant gets it twice
                 log.exception("callback_notice_not_marked", endpoint_id=endpoint["id"])

@@ -206,6 +206,7 @@ def run_dev(console: Console) -> None:
                 raise SystemExit(1) from None
         env["DATABASE_URL"] = cluster.url
         console.print(f"PostgreSQL: {cluster.url}")
+    _callbacks_for_development(console, env)
     chain = None
     try:
         _migrate_and_seed(env)
@@ -216,6 +217,19 @@ def run_dev(console: Console) -> None:
             chain.stop()
         if cluster is not None:
             cluster.stop()
+
+
+def _callbacks_for_development(console: Console, env: dict[str, str]) -> None:
+    """On one machine a merchant's test receiver is on localhost: let callbacks reach it,
+    unless the developer said otherwise (`.env` or the environment)."""
+    configured = "CALLBACK_ALLOW_PRIVATE_URLS" in env or (
+        Path(".env").exists()
+        and "CALLBACK_ALLOW_PRIVATE_URLS=" in Path(".env").read_text(errors="replace")
+    )
+    if not configured:
+        env["CALLBACK_ALLOW_PRIVATE_URLS"] = "true"
+    mode = "through RabbitMQ" if env.get("RABBITMQ_URL") else "straight from the outbox"
+    console.print(f"Callbacks: delivered {mode}; see docs/callbacks.md")
 
 
 def _nespay(*args: str) -> list[str]:

@@ -90,3 +90,22 @@ def test_dev_without_postgresql_binaries_says_how_to_get_them(tmp_path):
     assert result.returncode != 0
     assert "apt-get install postgresql" in result.stdout + result.stderr
     assert "DATABASE_URL" in result.stdout + result.stderr
+
+
+def test_dev_lets_callbacks_reach_localhost_unless_configured(tmp_path, monkeypatch):
+    from rich.console import Console
+
+    from nespay.devstack import _callbacks_for_development
+
+    monkeypatch.chdir(tmp_path)  # no .env here
+    quiet = Console(file=open(os.devnull, "w"))  # noqa: SIM115 - closed with the process
+    unset: dict[str, str] = {}
+    _callbacks_for_development(quiet, unset)
+    assert unset["CALLBACK_ALLOW_PRIVATE_URLS"] == "true"
+    chosen = {"CALLBACK_ALLOW_PRIVATE_URLS": "false"}
+    _callbacks_for_development(quiet, chosen)
+    assert chosen["CALLBACK_ALLOW_PRIVATE_URLS"] == "false"
+    (tmp_path / ".env").write_text("CALLBACK_ALLOW_PRIVATE_URLS=false\n")
+    from_file: dict[str, str] = {}
+    _callbacks_for_development(quiet, from_file)
+    assert "CALLBACK_ALLOW_PRIVATE_URLS" not in from_file  # the process reads .env itself

@@ -14,7 +14,12 @@ from tests.fixtures.factories import key_for, merchant_user, merchant_with_key, 
 
 PREFIX = "/api/v1"
 # Merchant-side routes that need no scope: creating the merchant itself, liveness.
-UNSCOPED = {("POST", "/api/v1/merchants"), ("GET", "/api/v1/health")}
+# Any signed-in caller: create its merchant; see its own credential (names no object).
+UNSCOPED = {
+    ("POST", "/api/v1/merchants"),
+    ("GET", "/api/v1/whoami"),
+    ("GET", "/api/v1/health"),
+}
 # Routes open to anyone by design (none may be merchant-owned objects).
 PUBLIC = re.compile(r"^/api/v1/(health|public/)")
 # Bodies for routes whose body must validate before the object lookup can answer.

@@ -7,9 +7,10 @@ import pytest
 from sqlalchemy import text
 
 from nespay.apps import api
+from nespay.auth.scopes import INVOICES_READ
 from tests.fixtures.app import app_client
 from tests.fixtures.database import make_settings
-from tests.fixtures.factories import merchant_with_key
+from tests.fixtures.factories import key_for, merchant_with_key
 
 _n = itertools.count()
 
@@ -183,3 +184,24 @@ async def test_a_viewer_reads_but_cannot_change_the_merchant(client, cognito):
     assert read.status_code == 200
     assert write.status_code == 403 and write.json()["error"]["code"] == "scope_missing"
     assert owner_write.json()["underpayment_tolerance_bps"] == 50
+
+
+async def test_whoami_tells_a_user_and_a_key_what_they_are_and_may_do(client, cognito, database):
+    sub, token = new_user_token(cognito)
+    before = (await client.get("/api/v1/whoami", headers=bearer(token))).json()
+    merchant = (await create_merchant(client, token)).json()
+    after = (await client.get("/api/v1/whoami", headers=bearer(token))).json()
+    narrow = await key_for(database, merchant["id"], scopes={INVOICES_READ})
+    by_key = (await client.get("/api/v1/whoami", headers=narrow.headers)).json()
+    anonymous = await client.get("/api/v1/whoami")
+    assert before["kind"] == "user" and before["id"] == sub and before["merchant_id"] is None
+    assert after["kind"] == "merchant_user" and after["merchant_id"] == merchant["id"]
+    assert after["role"] == "owner" and INVOICES_READ in after["scopes"]
+    assert by_key == {
+        "kind": "api_key",
+        "id": narrow.key_id,
+        "merchant_id": merchant["id"],
+        "role": None,
+        "scopes": [INVOICES_READ],
+    }
+    assert anonymous.status_code == 401

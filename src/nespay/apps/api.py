@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from nespay.apikeys.endpoints import router as apikeys_router
 from nespay.apps.common import build_app
+from nespay.auth.endpoints import router as auth_router
 from nespay.auth.ratelimit import limit_ip
 from nespay.backoffice.endpoints import router as backoffice_router
 from nespay.backoffice.events import router as backoffice_events_router
@@ -24,6 +25,7 @@ from nespay.rates.endpoints import rates_router
 def merchant_api() -> APIRouter:
     router = APIRouter(dependencies=[Depends(limit_ip("default"))])
     for domain in (
+        auth_router,
         merchants_router,
         apikeys_router,
         callbacks_router,

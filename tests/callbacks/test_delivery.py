@@ -182,3 +182,26 @@ async def test_a_redelivery_during_an_attempt_is_not_undone_by_that_attempt_s_ou
     row = await delivery(database, event_id)
     assert row["status"] == "pending" and row["manual"] is True  # the redelivery stands
     assert [a["status_code"] for a in await attempts(database, event_id)] == [500]
+
+
+async def test_a_delivery_that_cannot_be_signed_is_recorded_and_does_not_sink_its_batch(
+    database, database_url, receiver
+):
+    settings = make_settings(database_url, callback_delivery_enabled=True)
+    broken = await hook(database, settings, receiver.plan("/broken"))
+    healthy = await hook(database, settings, receiver.plan("/ok"))
+    async with database.engine.begin() as conn:  # a secret copied from another row: no AAD match
+        await conn.exec_driver_sql(
+            "UPDATE webhook_endpoints SET secret_encrypted = "
+            "(SELECT secret_encrypted FROM webhook_endpoints WHERE id = $1) WHERE id = $2",
+            (healthy.endpoint_id, broken.endpoint_id),
+        )
+    async with pipeline(settings):
+        unsigned = await event(database, broken.merchant_id)
+        signed = await event(database, healthy.merchant_id)
+        recorded = await eventually(lambda: attempts(database, unsigned), what="recorded")
+        await eventually(lambda: _status(database, signed, "succeeded"), what="other sent")
+    assert not receiver.at("/broken")
+    assert recorded[0]["status_code"] is None
+    assert recorded[0]["error"] == "not sent: DecryptionError"
+    assert (await delivery(database, unsigned))["status"] == "pending"  # retried on schedule

@@ -21,6 +21,7 @@ from nespay.callbacks import store
 from nespay.callbacks.keys import signing_keys
 from nespay.callbacks.messages import backoff_s, envelope
 from nespay.callbacks.notify import endpoint_disabled
+from nespay.callbacks.sender import AttemptResult
 from nespay.callbacks.store import Claimed, Outcome
 from nespay.kit import signing
 from nespay.metrics import (
@@ -74,18 +75,14 @@ class DeliveryWorker:
                 await self._record([task.result() for task in done])
 
     async def _attempt(self, delivery: Claimed) -> Outcome:
-        body = envelope(delivery.event_id, delivery.type, delivery.created_at, delivery.data)
-        keys = signing_keys(
-            self.settings,
-            delivery.endpoint_id,
-            delivery.secret_encrypted,
-            delivery.previous_secret_encrypted,
-            delivery.previous_secret_expires_at,
-            delivery.now,
-        )
-        headers = signing.headers(keys, delivery.event_id, int(time.time()), body)
-        async with self._slots:
-            result = await self.runtime.callback_sender.post(delivery.url, body, headers)
+        try:
+            result = await self._send(delivery)
+        except Exception as error:
+            # Never lose the outcome of one delivery to an error of its own (a secret that no
+            # longer decrypts, say): it is recorded as a failed attempt and retried on the
+            # schedule, and the rest of the batch is recorded as usual.
+            log.exception("callback_attempt_error", delivery_id=delivery.id)
+            result = AttemptResult(None, 0, None, f"not sent: {type(error).__name__}")
         CALLBACK_ATTEMPT_DURATION.observe(result.latency_ms / 1000)
         if result.ok:
             status, delay = "succeeded", None
@@ -115,6 +112,20 @@ class DeliveryWorker:
             result.error,
             delay,
         )
+
+    async def _send(self, delivery: Claimed) -> AttemptResult:
+        body = envelope(delivery.event_id, delivery.type, delivery.created_at, delivery.data)
+        keys = signing_keys(
+            self.settings,
+            delivery.endpoint_id,
+            delivery.secret_encrypted,
+            delivery.previous_secret_encrypted,
+            delivery.previous_secret_expires_at,
+            delivery.now,
+        )
+        headers = signing.headers(keys, delivery.event_id, int(time.time()), body)
+        async with self._slots:
+            return await self.runtime.callback_sender.post(delivery.url, body, headers)
 
     async def _record(self, outcomes: list[Outcome]) -> None:
         try:

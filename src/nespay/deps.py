@@ -45,13 +45,14 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
         changed = session.info.pop(CHANGED, False)
         hooks = session.info.pop(AFTER_COMMIT, ())
-    for hook in hooks:
-        await hook()
     if changed:
         # Who a credential is changed (and is committed): every replica's auth cache must
-        # forget it before its next request; this one's at once.
+        # forget it before its next request; this one's at once. First, so that no hook can
+        # keep a revoked key or a suspended merchant served from memory.
         principal_cache(request).clear()
         await runtime.redis.bump(GENERATION_KEY)
+    for hook in hooks:
+        await hook()
 
 
 AFTER_COMMIT = "nespay.after_commit"

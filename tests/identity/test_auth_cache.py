@@ -2,12 +2,16 @@
 Redis, replicas serve keys from memory and still see a revocation, a suspension or a settings
 change on their very next request; without Redis nothing is cached."""
 
+from contextlib import asynccontextmanager
 from datetime import datetime
+from types import SimpleNamespace
 
 import pytest
 
 from nespay.apps import api
+from nespay.auth.cache import GENERATION_KEY, mark_changed
 from nespay.auth.scopes import API_KEYS_READ
+from nespay.deps import after_commit, get_session
 from tests.fixtures.app import app_client
 from tests.fixtures.factories import key_for, merchant_with_key, register_network
 
@@ -90,3 +94,37 @@ async def test_without_redis_every_request_reads_the_database(settings, database
             response = await client.get("/api/v1/merchants/me", headers=owner.headers)
             assert response.status_code == 200
         assert cached(app) == 0
+
+
+async def test_a_credential_change_reaches_redis_even_when_an_after_commit_hook_fails():
+    bumped: list[str] = []
+
+    class Session:
+        info: dict = {}
+
+        async def commit(self) -> None: ...
+
+        async def rollback(self) -> None: ...
+
+    @asynccontextmanager
+    async def sessionmaker():
+        yield Session()
+
+    async def bump(key: str) -> bool:
+        bumped.append(key)
+        return True
+
+    async def failing_hook() -> None:
+        raise RuntimeError("wake-up not published")
+
+    runtime = SimpleNamespace(
+        db=SimpleNamespace(sessionmaker=sessionmaker), redis=SimpleNamespace(bump=bump)
+    )
+    request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(runtime=runtime)))
+    dependency = get_session(request)  # type: ignore[arg-type]
+    session = await anext(dependency)
+    mark_changed(session)
+    after_commit(session, failing_hook)
+    with pytest.raises(RuntimeError):
+        await anext(dependency)
+    assert bumped == [GENERATION_KEY]

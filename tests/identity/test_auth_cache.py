@@ -128,3 +128,23 @@ async def test_a_credential_change_reaches_redis_even_when_an_after_commit_hook_
     with pytest.raises(RuntimeError):
         await anext(dependency)
     assert bumped == [GENERATION_KEY]
+
+
+async def test_renaming_the_merchant_keeps_the_auth_cache(redis_settings, database):
+    owner = await merchant_with_key(database)
+    async with app_client(api.create_app, redis_settings) as (app, client):
+        for _ in range(2):
+            assert (
+                await client.get("/api/v1/merchants/me", headers=owner.headers)
+            ).status_code == 200
+        renamed = await client.patch(
+            "/api/v1/merchants/me", json={"name": "Renamed"}, headers=owner.headers
+        )
+        kept = cached(app)
+        await client.patch(
+            "/api/v1/merchants/me", json={"default_expiry_s": 1800}, headers=owner.headers
+        )
+        after_expiry_change = cached(app)
+    assert renamed.status_code == 200, renamed.text
+    assert kept >= 1  # a name is not something a credential's cache entry holds
+    assert after_expiry_change == 0

@@ -3,6 +3,7 @@ suspension by admins. Every change is audit-logged in the same transaction."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nespay.audit.service import record
-from nespay.auth.cache import mark_changed
+from nespay.auth.cache import MerchantSettings, mark_changed
 from nespay.auth.principals import Actor, Principal
 from nespay.db import Database
 from nespay.errors import Conflict, NotFound
@@ -26,6 +27,8 @@ SETTINGS_FIELDS = (
     "default_expiry_s",
     "withdrawal_approval_threshold_usd",
 )
+# The settings the auth cache keeps beside a credential: changing one invalidates it.
+CACHED_SETTINGS = frozenset(field.name for field in dataclasses.fields(MerchantSettings))
 
 
 class MerchantExists(Conflict):
@@ -129,7 +132,8 @@ async def update_settings(
     for field, value in changes.items():
         setattr(merchant, field, value)
     await session.flush()
-    mark_changed(session)  # invoice creation reads cached settings
+    if changes.keys() & CACHED_SETTINGS:
+        mark_changed(session)  # invoice creation reads them from the auth cache
     if changes:
         await record(
             session,

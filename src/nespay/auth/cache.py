@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -49,7 +49,7 @@ class Entry:
     # API keys only: what the per-request checks need without the database.
     secret_hash: bytes = b""
     expires_at: datetime | None = None
-    last_used_at: datetime | None = field(default=None)
+    last_used_at: datetime | None = None
 
 
 class PrincipalCache:
@@ -63,7 +63,7 @@ class PrincipalCache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if time.monotonic() - entry.made_at >= self.ttl_s or entry.generation is None:
+        if time.monotonic() - entry.made_at >= self.ttl_s:
             del self._entries[key]
             return None
         return entry

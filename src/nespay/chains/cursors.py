@@ -41,16 +41,6 @@ _ACQUIRE = text(
     """
 )
 
-_FENCE = text(
-    """
-    UPDATE chain_cursors
-    SET lease_expires_at = now() + make_interval(secs => CAST(:lease_s AS float8)),
-        block_number = COALESCE(:number, block_number), block_hash = COALESCE(:hash, block_hash),
-        head_number = COALESCE(:head, head_number), updated_at = now()
-    WHERE network_code = :network AND lease_token = :token
-    """
-)
-
 _RELEASE = text(
     """
     UPDATE chain_cursors SET lease_owner = NULL, lease_expires_at = NULL
@@ -93,32 +83,6 @@ async def acquire(
     return None if row is None else Cursor(network, row[0], row[1], row[2])
 
 
-async def fence(
-    conn: AsyncConnection,
-    cursor: Cursor,
-    lease_s: float,
-    *,
-    number: int | None = None,
-    hash: str | None = None,
-    head: int | None = None,
-) -> None:
-    """Renew the lease and move the cursor, in the caller's transaction; raises LeaseLost
-    (rolling the whole transaction back) if the token is no longer ours."""
-    result = await conn.execute(
-        _FENCE,
-        {
-            "network": cursor.network,
-            "token": cursor.token,
-            "lease_s": float(lease_s),
-            "number": number,
-            "hash": hash,
-            "head": head,
-        },
-    )
-    if result.rowcount != 1:
-        raise LeaseLost(cursor.network)
-
-
 async def release(conn: AsyncConnection, cursor: Cursor) -> None:
     await conn.execute(_RELEASE, {"network": cursor.network, "token": cursor.token})
 
@@ -145,9 +109,9 @@ async def enabled_evm_networks(conn: AsyncConnection) -> list[str]:
     return [row[0] for row in rows]
 
 
-# The scanner's commit runs on its transaction's driver (asyncpg) connection: these are the
-# statements above, for that connection, all of a batch's blocks in one.
-_FENCE_DRIVER = """
+# The scanner's writes run on a driver (asyncpg) connection: its commit in one transaction
+# (all of a batch's blocks in one statement), renewing the lease at the head alone.
+_FENCE = """
 UPDATE chain_cursors
 SET lease_expires_at = now() + make_interval(secs => $3::float8),
     block_number = COALESCE($4::bigint, block_number), block_hash = COALESCE($5::text, block_hash),
@@ -165,12 +129,20 @@ ON CONFLICT (network_code, number) DO UPDATE
 """
 
 
-async def fence_driver(
-    db: Any, cursor: Cursor, lease_s: float, *, number: int, hash: str, head: int
+async def fence(
+    db: Any,
+    cursor: Cursor,
+    lease_s: float,
+    *,
+    number: int | None = None,
+    hash: str | None = None,
+    head: int | None = None,
 ) -> None:
-    """`fence` on a driver connection: raises LeaseLost if the token is no longer ours."""
+    """Renew the lease and move the cursor, in the caller's transaction on a driver
+    connection; raises LeaseLost (rolling the whole transaction back) if the token is no
+    longer ours."""
     status = await db.execute(
-        _FENCE_DRIVER, cursor.network, cursor.token, float(lease_s), number, hash, head
+        _FENCE, cursor.network, cursor.token, float(lease_s), number, hash, head
     )
     if status != "UPDATE 1":
         raise LeaseLost(cursor.network)

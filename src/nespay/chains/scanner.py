@@ -166,7 +166,7 @@ class NetworkScanner:
         # One transaction on a driver (asyncpg) connection: a batch costs a dozen statements
         # whatever its size, each without SQLAlchemy's per-statement overhead.
         async with self.runtime.db.driver() as db, db.transaction():
-            await cursors.fence_driver(
+            await cursors.fence(
                 db,
                 self.cursor,
                 self.settings.scanner_lease_s,
@@ -245,8 +245,8 @@ class NetworkScanner:
 
     async def _keep_lease(self, head: int) -> None:
         assert self.cursor is not None
-        async with self.runtime.db.engine.begin() as conn:
-            await cursors.fence(conn, self.cursor, self.settings.scanner_lease_s, head=head)
+        async with self.runtime.db.driver() as db:
+            await cursors.fence(db, self.cursor, self.settings.scanner_lease_s, head=head)
 
     # --- configuration -------------------------------------------------------------------
 

@@ -114,16 +114,6 @@ class CallbackConsumer:
             log.exception("callback_batch_failed", messages=len(batch))
         await self._acks.finished(batch)
 
-    async def schedule_retry(self, delivery_id: str, delay_s: float) -> None:
-        """The worker's retry hook: a wake-up through the TTL queue of that delay."""
-        broker = self.runtime.broker
-        if broker is None or broker.channel is None:
-            return  # the sweep finds it when due
-        try:
-            await publish_deliveries(broker.channel, [delivery_id], delay_s=delay_s)
-        except Exception as error:  # noqa: BLE001 - the sweep covers a lost wake-up
-            log.warning("callback_retry_not_published", error=type(error).__name__)
-
     async def close(self) -> None:
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=15.0)

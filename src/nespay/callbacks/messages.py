@@ -84,13 +84,16 @@ async def publish_deliveries(
         await channel.default_exchange.publish(message, routing_key=CALLBACKS_QUEUE)
 
 
-async def wake(runtime: Runtime, delivery_ids: Sequence[str]) -> None:
-    """Best effort, after the commit that made `delivery_ids` due: without a broker (or with
-    it down) the jobs process finds them by polling / sweeping the delivery table."""
+async def wake(
+    runtime: Runtime, delivery_ids: Sequence[str], *, delay_s: float | None = None
+) -> None:
+    """Best effort, after the commit that made `delivery_ids` due (or, with `delay_s`, that
+    scheduled their retry): without a broker (or with it down) the jobs process finds them by
+    polling / sweeping the delivery table."""
     broker = runtime.broker
     if not delivery_ids or broker is None or broker.channel is None:
         return
     try:
-        await publish_deliveries(broker.channel, delivery_ids)
+        await publish_deliveries(broker.channel, delivery_ids, delay_s=delay_s)
     except Exception as error:  # noqa: BLE001 - recoverable by the sweep, never fatal here
         log.warning("callback_wakeup_not_published", error=type(error).__name__)

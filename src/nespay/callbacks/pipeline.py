@@ -30,21 +30,19 @@ NOTICE_RETRY_S = 300.0  # an email about a disabled endpoint that failed is trie
 class CallbackPipeline:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self.worker = DeliveryWorker(runtime)
         self.consumer: CallbackConsumer | None = None
         if runtime.broker is not None:
-            self.worker = DeliveryWorker(runtime)
             self.consumer = CallbackConsumer(runtime, self.worker)
-            self.worker.schedule_retry = self.consumer.schedule_retry
             self.relay = OutboxRelay(runtime)
             self.sweep_interval_s = float(runtime.settings.callback_sweep_interval_s)
             self.grace_s = SWEEP_GRACE_S
         else:
-            self.worker = DeliveryWorker(runtime)
+            # The relay goes on with its next batch while the worker sends these.
             self.relay = OutboxRelay(runtime, handoff=self._handoff)
             self.sweep_interval_s = min(POLL_INTERVAL_S, runtime.settings.callback_sweep_interval_s)
             self.grace_s = 0.0
         self._tasks: list[asyncio.Task[None]] = []
-        self._handoffs: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._tasks = [
@@ -69,23 +67,12 @@ class CallbackPipeline:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self._handoffs:
-            await asyncio.wait(set(self._handoffs), timeout=15.0)
         if self.consumer is not None:
             await self.consumer.close()
         await self.worker.drain()
 
     async def _handoff(self, delivery_ids: Sequence[str]) -> None:
-        # The relay goes on with the next batch while these are sent.
-        task = asyncio.create_task(self._run(delivery_ids))
-        self._handoffs.add(task)
-        task.add_done_callback(self._handoffs.discard)
-
-    async def _run(self, delivery_ids: Sequence[str]) -> None:
-        try:
-            await self.worker.run(delivery_ids)
-        except Exception:
-            log.exception("callback_run_failed", deliveries=len(delivery_ids))
+        self.worker.start(delivery_ids)
 
     async def sweep_once(self) -> int:
         """Deliver what has been due for longer than the grace; returns how many were found."""
@@ -94,7 +81,7 @@ class CallbackPipeline:
         if ids:
             if self.grace_s:
                 log.info("callback_sweep_found", deliveries=len(ids))
-            await self._run(ids)
+            await self.worker.run_quietly(ids)
         return len(ids)
 
     async def notices_once(self, retry_after_s: float = NOTICE_RETRY_S) -> int:

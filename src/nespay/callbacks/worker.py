@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +19,7 @@ import structlog
 
 from nespay.callbacks import store
 from nespay.callbacks.keys import signing_keys
-from nespay.callbacks.messages import backoff_s, envelope
+from nespay.callbacks.messages import backoff_s, envelope, wake
 from nespay.callbacks.notify import endpoint_disabled
 from nespay.callbacks.sender import AttemptResult
 from nespay.callbacks.store import Claimed, Outcome
@@ -37,16 +37,11 @@ log = structlog.get_logger("nespay.callbacks")
 # receiver) are recorded when they end, so they never hold up the rest of their batch.
 FIRST_WAVE_S = 0.5
 
-Retry = Callable[[str, float], Awaitable[None]]
-
 
 class DeliveryWorker:
-    def __init__(self, runtime: Runtime, *, schedule_retry: Retry | None = None) -> None:
-        """`schedule_retry(delivery_id, delay_s)` arranges a wake-up (a TTL queue); without it
-        the poller finds retries when they fall due."""
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
-        self.schedule_retry = schedule_retry
         self._slots = asyncio.Semaphore(self.settings.callback_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self.window = timedelta(hours=self.settings.callback_retry_window_h)
@@ -143,12 +138,11 @@ class DeliveryWorker:
                 "retry" if outcome.status == "pending" else outcome.status
             ).inc()
         CALLBACK_ENDPOINTS_DISABLED.inc(len(disabled))
-        if self.schedule_retry is not None:
-            for outcome in outcomes:
-                if outcome.status == "pending" and outcome.delay_s is not None:
-                    await self.schedule_retry(outcome.delivery.id, outcome.delay_s)
+        for outcome in outcomes:  # a wake-up through the TTL queue of that delay
+            if outcome.status == "pending" and outcome.delay_s is not None:
+                await wake(self.runtime, [outcome.delivery.id], delay_s=outcome.delay_s)
         if following:
-            self._spawn(self._run_quietly(following))
+            self.start(following)
         for row in disabled:
             log.warning(
                 "webhook_endpoint_disabled",
@@ -168,11 +162,16 @@ class DeliveryWorker:
             except Exception:  # noqa: BLE001 - at worst the merchant gets it twice
                 log.exception("callback_notice_not_marked", endpoint_id=endpoint["id"])
 
-    async def _run_quietly(self, delivery_ids: Sequence[str]) -> None:
+    async def run_quietly(self, delivery_ids: Sequence[str]) -> None:
+        """`run`, for callers that have no one to report a failure to."""
         try:
             await self.run(delivery_ids)
         except Exception:  # the sweep picks them up
-            log.exception("callback_followup_failed", deliveries=len(delivery_ids))
+            log.exception("callback_run_failed", deliveries=len(delivery_ids))
+
+    def start(self, delivery_ids: Sequence[str]) -> None:
+        """`run` in the background (tracked, so `drain` waits for it on shutdown)."""
+        self._spawn(self.run_quietly(delivery_ids))
 
     def _spawn(self, coroutine: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coroutine)

@@ -18,13 +18,12 @@ import socket
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
 from aiohttp.resolver import ThreadedResolver
 
-from nespay.callbacks.ssrf import CallbackUrlRefused, forbidden_address
+from nespay.callbacks.ssrf import CallbackUrlRefused, any_forbidden, check_form
 from nespay.config import Settings
 
 log = structlog.get_logger("nespay.callbacks")
@@ -57,7 +56,7 @@ class GuardedResolver(ThreadedResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[Any]:
         results = await super().resolve(host, port, family)
-        if any(forbidden_address(_ip(result["host"])) for result in results):
+        if any_forbidden(result["host"] for result in results):
             log.warning("callback_address_refused", host=host)
             raise CallbackUrlRefused(REFUSED)
         return results
@@ -119,25 +118,17 @@ class CallbackSender:
 
 
 def static_check(url: str, settings: Settings) -> None:
-    """What is checked without DNS: the form, https in production, and an IP-literal host
-    (which no resolver sees)."""
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise CallbackUrlRefused("The callback URL must be an absolute http(s) URL.")
-    if settings.app_env == "production" and parts.scheme != "https":
-        raise CallbackUrlRefused("Callback URLs must use https.")
+    """What is checked before connecting: the URL's form (as at registration), and an
+    IP-literal host, which no resolver sees."""
+    parts = check_form(url, settings)
     if settings.callback_allow_private_urls:
         return
     try:
-        literal = _ip(parts.hostname)
+        ipaddress.ip_address((parts.hostname or "").split("%")[0])
     except ValueError:
         return  # a name: the resolver checks what it leads to
-    if forbidden_address(literal):
+    if any_forbidden([parts.hostname or ""]):
         raise CallbackUrlRefused(REFUSED)
-
-
-def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    return ipaddress.ip_address(text.split("%")[0])
 
 
 async def _excerpt(response: aiohttp.ClientResponse) -> str:

@@ -148,3 +148,48 @@ async def test_renaming_the_merchant_keeps_the_auth_cache(redis_settings, databa
     assert renamed.status_code == 200, renamed.text
     assert kept >= 1  # a name is not something a credential's cache entry holds
     assert after_expiry_change == 0
+
+
+def bearer_of(cognito, pool: str, name: str, groups=()) -> dict[str, str]:
+    username = f"{name}-{id(cognito)}@example.com"
+    cognito.new_user(pool, username, groups)
+    return {"authorization": f"Bearer {cognito.tokens(pool, username)['IdToken']}"}
+
+
+async def test_a_suspension_refuses_the_merchants_cached_keys_and_people_on_every_replica(
+    redis_settings, cognito, database
+):
+    pools = cognito.settings().model_dump(
+        include={
+            "cognito_user_pool_id",
+            "cognito_user_client_id",
+            "cognito_admin_pool_id",
+            "cognito_admin_client_id",
+            "cognito_endpoint_url",
+            "aws_region",
+        }
+    )
+    settings = redis_settings.model_copy(update=pools)
+    owner = bearer_of(cognito, "user", "cached-owner")
+    admin = bearer_of(cognito, "admin", "suspender", ("admin",))
+    body = {"name": "Cached Batik", "email": "owner@batik.example", "country": "ID"}
+    async with (
+        app_client(api.create_app, settings) as (_, one),
+        app_client(api.create_app, settings) as (app_two, two),
+    ):
+        merchant_id = (await two.post("/api/v1/merchants", headers=owner, json=body)).json()["id"]
+        key = await key_for(database, merchant_id)
+        for _ in range(2):
+            assert (await two.get("/api/v1/whoami", headers=key.headers)).status_code == 200
+            assert (await two.get("/api/v1/whoami", headers=owner)).status_code == 200
+        assert cached(app_two) == 2  # the key and the owner's sub
+        suspended = await one.patch(
+            f"/api/backoffice/v1/merchants/{merchant_id}",
+            headers=admin,
+            json={"status": "suspended", "reason": "chargeback fraud"},
+        )
+        by_key = await two.get("/api/v1/whoami", headers=key.headers)
+        by_user = await two.get("/api/v1/whoami", headers=owner)
+    assert suspended.status_code == 200, suspended.text
+    assert by_key.status_code == 403 and by_key.json()["error"]["code"] == "merchant_suspended"
+    assert by_user.status_code == 403 and by_user.json()["error"]["code"] == "merchant_suspended"

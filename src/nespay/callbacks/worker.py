@@ -138,9 +138,14 @@ class DeliveryWorker:
                 "retry" if outcome.status == "pending" else outcome.status
             ).inc()
         CALLBACK_ENDPOINTS_DISABLED.inc(len(disabled))
-        for outcome in outcomes:  # a wake-up through the TTL queue of that delay
-            if outcome.status == "pending" and outcome.delay_s is not None:
-                await wake(self.runtime, [outcome.delivery.id], delay_s=outcome.delay_s)
+        # A wake-up per retry through the TTL queue of its delay, confirmed together.
+        await asyncio.gather(
+            *(
+                wake(self.runtime, [outcome.delivery.id], delay_s=outcome.delay_s)
+                for outcome in outcomes
+                if outcome.status == "pending" and outcome.delay_s is not None
+            )
+        )
         if following:
             self.start(following)
         for row in disabled:

@@ -15,7 +15,7 @@ from weakref import WeakKeyDictionary
 from nespay.db import Database
 from nespay.invoices import repository
 from nespay.kit.ids import new_id
-from nespay.wallets.hd import HdWalletProvider
+from nespay.wallets.hd import FAMILIES, HdWalletProvider
 from nespay.wallets.provider import require_chain_family
 
 BLOCK = 32
@@ -34,7 +34,7 @@ class IndexPool:
             async with self._lock:
                 if not free:
                     async with db.driver() as conn:
-                        sequence = f"deposit_index_{chain_family}"
+                        sequence = FAMILIES[chain_family].sequence  # the one `allocate` uses
                         free.extend(await repository.reserve_indexes(conn, sequence, BLOCK))
         return free.popleft()
 

@@ -68,7 +68,11 @@ class _Family:
     env: str
     path: str
     dev_xpub: str
-    next_index: TextClause
+    sequence: str  # where `i` comes from, for `allocate` and invoice creation's index pool
+
+    @property
+    def next_index(self) -> TextClause:
+        return text(f"SELECT nextval('{self.sequence}')")
 
 
 FAMILIES = {
@@ -78,7 +82,7 @@ FAMILIES = {
         "HD_WALLET_XPUB",
         "m/44'/60'/0'",
         DEV_EVM_XPUB,
-        text("SELECT nextval('deposit_index_evm')"),
+        "deposit_index_evm",
     ),
     "tron": _Family(
         "tron",
@@ -86,7 +90,7 @@ FAMILIES = {
         "TRON_HD_WALLET_XPUB",
         "m/44'/195'/0'",
         DEV_TRON_XPUB,
-        text("SELECT nextval('deposit_index_tron')"),
+        "deposit_index_tron",
     ),
 }
 

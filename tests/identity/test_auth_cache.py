@@ -159,17 +159,7 @@ def bearer_of(cognito, pool: str, name: str, groups=()) -> dict[str, str]:
 async def test_a_suspension_refuses_the_merchants_cached_keys_and_people_on_every_replica(
     redis_settings, cognito, database
 ):
-    pools = cognito.settings().model_dump(
-        include={
-            "cognito_user_pool_id",
-            "cognito_user_client_id",
-            "cognito_admin_pool_id",
-            "cognito_admin_client_id",
-            "cognito_endpoint_url",
-            "aws_region",
-        }
-    )
-    settings = redis_settings.model_copy(update=pools)
+    settings = redis_settings.model_copy(update=cognito.setting_values())
     owner = bearer_of(cognito, "user", "cached-owner")
     admin = bearer_of(cognito, "admin", "suspender", ("admin",))
     body = {"name": "Cached Batik", "email": "owner@batik.example", "country": "ID"}

@@ -17,17 +17,8 @@ _n = itertools.count()
 
 @pytest.fixture
 async def client(cognito, database_url):
-    values = cognito.settings().model_dump(
-        include={
-            "cognito_user_pool_id",
-            "cognito_user_client_id",
-            "cognito_admin_pool_id",
-            "cognito_admin_client_id",
-            "cognito_endpoint_url",
-            "aws_region",
-        }
-    )
-    async with app_client(api.create_app, make_settings(database_url, **values)) as (_, client):
+    settings = make_settings(database_url, **cognito.setting_values())
+    async with app_client(api.create_app, settings) as (_, client):
         yield client
 
 

@@ -43,21 +43,36 @@ def plain_dsn(url: str) -> str:
     return sa_url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
+def server_settings(settings: Settings, application_name: str | None = None) -> dict[str, str]:
+    """What every connection of ours starts with: the `schema` of DATABASE_URL as its
+    search_path (`public` stays visible so pg_trgm's operators resolve from another schema)."""
+    schema = settings.database_schema
+    return {
+        "search_path": schema if schema == "public" else f'"{schema}", public',
+        "application_name": application_name or settings.service_name,
+    }
+
+
+async def connect(settings: Settings, application_name: str) -> Any:
+    """A dedicated asyncpg connection (outside every pool), set up like the pools' ones: for
+    a long-lived holder such as the outbox relay, whose advisory lock lives on it."""
+    import asyncpg
+
+    return await asyncpg.connect(
+        plain_dsn(settings.database_url.get_secret_value()),
+        server_settings=server_settings(settings, application_name),
+    )
+
+
 def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
-    url, schema = split_database_url(settings.database_url.get_secret_value())
+    url, _ = split_database_url(settings.database_url.get_secret_value())
     engine = create_async_engine(
         url,
         pool_size=pool_size or settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
         pool_pre_ping=False,
         pool_recycle=1800,
-        connect_args={
-            "server_settings": {
-                # `public` stays visible so pg_trgm's operators resolve from another schema.
-                "search_path": schema if schema == "public" else f'"{schema}", public',
-                "application_name": settings.service_name,
-            }
-        },
+        connect_args={"server_settings": server_settings(settings)},
     )
     if settings.db_monitoring_enabled:
         _watch_slow_statements(engine, settings)
@@ -147,17 +162,13 @@ class Database:
         async with self._driver_lock:
             if self._driver_pool is None:
                 settings = self.settings
-                schema = settings.database_schema
                 self._driver_pool = await asyncpg.create_pool(
                     plain_dsn(settings.database_url.get_secret_value()),
                     min_size=0,
                     max_size=settings.database_pool_size + settings.database_max_overflow,
                     max_inactive_connection_lifetime=300.0,
                     reset=_no_reset,
-                    server_settings={
-                        "search_path": schema if schema == "public" else f'"{schema}", public',
-                        "application_name": settings.service_name,
-                    },
+                    server_settings=server_settings(settings),
                 )
         return self._driver_pool
 

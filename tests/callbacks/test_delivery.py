@@ -3,11 +3,14 @@ worker → POST to a real receiver → attempt recorded; and the same without a 
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from nespay.apps import api, jobs
 from nespay.callbacks import store
 from nespay.callbacks.events import EVENT_TYPES
+from nespay.db import Database, migrate
 from nespay.payments.service import STATUS_EVENTS
 from tests.callbacks.delivery_rig import (
     attempts,
@@ -20,7 +23,7 @@ from tests.callbacks.delivery_rig import (
     rows,
 )
 from tests.fixtures.app import app_client
-from tests.fixtures.database import make_settings
+from tests.fixtures.database import create_database, drop_database, make_settings
 
 FAST_RETRIES = "1"  # every retry after ~1 s (the default schedule starts at 5 s)
 
@@ -205,3 +208,24 @@ async def test_a_delivery_that_cannot_be_signed_is_recorded_and_does_not_sink_it
     assert recorded[0]["status_code"] is None
     assert recorded[0]["error"] == "not sent: DecryptionError"
     assert (await delivery(database, unsigned))["status"] == "pending"  # retried on schedule
+
+
+async def test_callbacks_are_delivered_from_a_database_url_s_own_schema(receiver):
+    """The guide's `?schema=` form: the relay's own connection must use it like the pools
+    (a database of its own, so nothing in `public` can stand in for the schema's tables)."""
+    name = f"nespay_test_{os.getpid()}_schema"
+    url = await create_database(name)
+    settings = make_settings(
+        url.replace("schema=public", "schema=nespay_alt"), callback_delivery_enabled=True
+    )
+    alt = Database(settings)
+    try:
+        await migrate(settings)
+        merchant = await hook(alt, settings, receiver.plan("/alt"))
+        async with pipeline(settings):
+            event_id = await event(alt, merchant.merchant_id)
+            (got,) = await receiver.wait_for("/alt", 1, timeout_s=15)
+    finally:
+        await alt.dispose()
+        await drop_database(name)
+    assert got.webhook_id == event_id

@@ -33,7 +33,7 @@ from pamqp.commands import Basic
 from nespay.broker import EVENTS_EXCHANGE
 from nespay.callbacks import store
 from nespay.callbacks.messages import EVENT, KIND, envelope
-from nespay.db import plain_dsn
+from nespay.db import connect
 from nespay.metrics import CALLBACK_EVENTS_RELAYED
 from nespay.runtime import Runtime
 
@@ -66,10 +66,9 @@ class OutboxRelay:
             await asyncio.sleep(2.0)
 
     async def _lead(self) -> None:
-        self._conn = conn = await asyncpg.connect(
-            plain_dsn(self.runtime.settings.database_url.get_secret_value()),
-            server_settings={"application_name": "nespay-relay"},
-        )
+        # Its own connection (DATABASE_URL's schema as search_path, like every other): the
+        # advisory lock that makes this replica the leader lives and dies with it.
+        self._conn = conn = await connect(self.runtime.settings, "nespay-relay")
         # Another replica relays meanwhile; this one takes over if that one goes away.
         while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", store.RELAY_LOCK_KEY):  # noqa: ASYNC110
             await asyncio.sleep(2.0)

@@ -230,3 +230,44 @@ async def test_a_scanner_that_lost_its_lease_writes_nothing(chain):
         pass
     await asyncio.sleep(0)
     assert (await chain.get(invoice["id"]))["status"] == "pending"
+
+
+async def test_a_payment_first_seen_already_confirmed_emits_each_event_once_in_order(chain):
+    invoice = await chain.invoice("10")
+    chain.pay(invoice, units("10"))
+    chain.node.mine(CONFIRMATIONS)  # read for the first time already deep, as when catching up
+    await chain.scan()
+    expected = [
+        "invoice.created",
+        "payment.detected",
+        "invoice.paid",
+        "payment.confirmed",
+        "invoice.confirmed",
+    ]
+    assert await chain.events(invoice["id"]) == expected
+    chain.scanner.cursor.number -= CONFIRMATIONS + 1  # re-read the same blocks after a crash
+    async with chain.runtime.db.engine.connect() as conn:
+        chain.scanner.cursor.hash = await conn.scalar(
+            text("SELECT hash FROM chain_blocks WHERE network_code = :n AND number = :b"),
+            {"n": chain.network, "b": chain.scanner.cursor.number},
+        )
+    await chain.scan()
+    again = await chain.get(invoice["id"])
+    assert again["status"] == "confirmed" and len(again["payments"]) == 1
+    assert await chain.events(invoice["id"]) == expected
+
+
+async def test_a_scanner_at_the_head_that_lost_its_lease_cannot_renew_it(chain):
+    from nespay.chains.cursors import LeaseLost
+
+    await chain.scan()  # at the head: the next step only renews the lease
+    async with chain.runtime.db.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE chain_cursors SET lease_token = lease_token + 1 WHERE network_code = :n"),
+            {"n": chain.network},
+        )
+    try:
+        await chain.scanner.step()
+        raise AssertionError("the stale scanner renewed a lease it no longer holds")
+    except LeaseLost:
+        pass

@@ -17,14 +17,18 @@ import ipaddress
 import socket
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import aiohttp
 import structlog
 from aiohttp.resolver import ThreadedResolver
 
+from nespay.callbacks.keys import signing_keys
+from nespay.callbacks.messages import envelope
 from nespay.callbacks.ssrf import CallbackUrlRefused, any_forbidden, check_form
 from nespay.config import Settings
+from nespay.kit import signing
 
 log = structlog.get_logger("nespay.callbacks")
 
@@ -92,6 +96,35 @@ class CallbackSender:
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+    async def post_event(
+        self,
+        *,
+        url: str,
+        endpoint_id: str,
+        secret_encrypted: str,
+        previous_secret_encrypted: str | None,
+        previous_secret_expires_at: datetime | None,
+        now: datetime,
+        event_id: str,
+        type: str,
+        created_at: datetime,
+        data: str,
+    ) -> AttemptResult:
+        """POST an event to an endpoint: its envelope, signed with the endpoint's keys (both
+        while a rotated secret is still valid), `webhook-id` = the event id. `data` is the
+        event's JSON text."""
+        body = envelope(event_id, type, created_at, data)
+        keys = signing_keys(
+            self.settings,
+            endpoint_id,
+            secret_encrypted,
+            previous_secret_encrypted,
+            previous_secret_expires_at,
+            now,
+        )
+        headers = signing.headers(keys, event_id, int(time.time()), body)
+        return await self.post(url, body, headers)
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> AttemptResult:
         started = time.perf_counter()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -18,7 +17,6 @@ from nespay import deps
 from nespay.audit.service import record
 from nespay.auth.principals import Actor
 from nespay.callbacks import messages, repository
-from nespay.callbacks.keys import signing_keys
 from nespay.callbacks.schemas import (
     PingResult,
     SecretRotated,
@@ -28,7 +26,6 @@ from nespay.callbacks.schemas import (
 from nespay.callbacks.ssrf import check_callback_url
 from nespay.config import Settings
 from nespay.errors import NotFound
-from nespay.kit import signing
 from nespay.kit.ids import new_id
 from nespay.models import WebhookEndpoint
 from nespay.models.identity import WEBHOOK_PREVIOUS_SECRET as PREVIOUS_SECRET_COLUMN
@@ -200,30 +197,25 @@ async def ping(
     """POST a signed `webhook.test` event to the endpoint now (enabled or not) and report how
     it answered. Nothing is stored."""
     endpoint = await get(session, merchant_id, endpoint_id)
-    now = datetime.now(UTC)
-    keys = signing_keys(
-        runtime.settings,
-        endpoint.id,
-        endpoint.secret_encrypted,
-        endpoint.previous_secret_encrypted,
-        endpoint.previous_secret_expires_at,
-        now,
-    )
-    url, event_id = endpoint.url, new_id("evt")
+    signer = {
+        "url": endpoint.url,
+        "endpoint_id": endpoint.id,
+        "secret_encrypted": endpoint.secret_encrypted,
+        "previous_secret_encrypted": endpoint.previous_secret_encrypted,
+        "previous_secret_expires_at": endpoint.previous_secret_expires_at,
+    }
     # Nothing was written: end the read transaction so that the pool connection is not held
     # through a POST that may take 10 s.
     await session.rollback()
-    body = json.dumps(
-        {
-            "id": event_id,
-            "type": TEST_EVENT_TYPE,
-            "created_at": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "data": {"endpoint_id": endpoint_id},
-        },
-        separators=(",", ":"),
-    ).encode()
-    headers = signing.headers(keys, event_id, int(time.time()), body)
-    result = await runtime.callback_sender.post(url, body, headers)
+    now = datetime.now(UTC)
+    result = await runtime.callback_sender.post_event(
+        **signer,
+        now=now,
+        event_id=new_id("evt"),
+        type=TEST_EVENT_TYPE,
+        created_at=now,
+        data=json.dumps({"endpoint_id": endpoint_id}, separators=(",", ":")),
+    )
     return PingResult(
         success=result.ok,
         status_code=result.status_code,

@@ -10,7 +10,6 @@ event id), which is what Standard Webhooks receivers deduplicate on.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -18,12 +17,10 @@ from typing import Any
 import structlog
 
 from nespay.callbacks import store
-from nespay.callbacks.keys import signing_keys
-from nespay.callbacks.messages import backoff_s, envelope, wake
+from nespay.callbacks.messages import backoff_s, wake
 from nespay.callbacks.notify import endpoint_disabled
 from nespay.callbacks.sender import AttemptResult
 from nespay.callbacks.store import Claimed, Outcome
-from nespay.kit import signing
 from nespay.metrics import (
     CALLBACK_ATTEMPT_DURATION,
     CALLBACK_ATTEMPTS,
@@ -109,18 +106,19 @@ class DeliveryWorker:
         )
 
     async def _send(self, delivery: Claimed) -> AttemptResult:
-        body = envelope(delivery.event_id, delivery.type, delivery.created_at, delivery.data)
-        keys = signing_keys(
-            self.settings,
-            delivery.endpoint_id,
-            delivery.secret_encrypted,
-            delivery.previous_secret_encrypted,
-            delivery.previous_secret_expires_at,
-            delivery.now,
-        )
-        headers = signing.headers(keys, delivery.event_id, int(time.time()), body)
         async with self._slots:
-            return await self.runtime.callback_sender.post(delivery.url, body, headers)
+            return await self.runtime.callback_sender.post_event(
+                url=delivery.url,
+                endpoint_id=delivery.endpoint_id,
+                secret_encrypted=delivery.secret_encrypted,
+                previous_secret_encrypted=delivery.previous_secret_encrypted,
+                previous_secret_expires_at=delivery.previous_secret_expires_at,
+                now=delivery.now,
+                event_id=delivery.event_id,
+                type=delivery.type,
+                created_at=delivery.created_at,
+                data=delivery.data,
+            )
 
     async def _record(self, outcomes: list[Outcome]) -> None:
         try:

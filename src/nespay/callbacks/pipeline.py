@@ -75,13 +75,16 @@ class CallbackPipeline:
         self.worker.start(delivery_ids)
 
     async def sweep_once(self) -> int:
-        """Deliver what has been due for longer than the grace; returns how many were found."""
+        """Start delivering what has been due for longer than the grace; returns how many were
+        found. Not awaited: one endpoint that takes its full 10 s must not hold up the next
+        poll (without a broker, the poll is how every merchant's retries happen); what is in
+        flight is leased, so the next poll does not pick it up again."""
         async with self.runtime.db.driver() as conn:
             ids = await store.due(conn, self.grace_s, SWEEP_BATCH)
         if ids:
             if self.grace_s:
                 log.info("callback_sweep_found", deliveries=len(ids))
-            await self.worker.run_quietly(ids)
+            self.worker.start(ids)
         return len(ids)
 
     async def notices_once(self, retry_after_s: float = NOTICE_RETRY_S) -> int:

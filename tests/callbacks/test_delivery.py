@@ -4,13 +4,15 @@ worker → POST to a real receiver → attempt recorded; and the same without a 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
 from nespay.apps import api, jobs
 from nespay.callbacks import store
 from nespay.callbacks.events import EVENT_TYPES
-from nespay.db import Database, migrate
+from nespay.db import Database
 from nespay.payments.service import STATUS_EVENTS
 from tests.callbacks.delivery_rig import (
     attempts,
@@ -24,6 +26,7 @@ from tests.callbacks.delivery_rig import (
 )
 from tests.fixtures.app import app_client
 from tests.fixtures.database import create_database, drop_database, make_settings
+from tests.fixtures.processes import base_env, nespay_process
 
 FAST_RETRIES = "1"  # every retry after ~1 s (the default schedule starts at 5 s)
 
@@ -204,25 +207,31 @@ async def test_a_delivery_that_cannot_be_signed_is_recorded_and_does_not_sink_it
         signed = await event(database, healthy.merchant_id)
         recorded = await eventually(lambda: attempts(database, unsigned), what="recorded")
         await eventually(lambda: _status(database, signed, "succeeded"), what="other sent")
+    row = await delivery(database, unsigned)
+    async with database.engine.begin() as conn:  # no unsignable delivery left for later tests
+        await conn.exec_driver_sql(
+            "DELETE FROM webhook_endpoints WHERE id = $1", (broken.endpoint_id,)
+        )
     assert not receiver.at("/broken")
     assert recorded[0]["status_code"] is None
     assert recorded[0]["error"] == "not sent: DecryptionError"
-    assert (await delivery(database, unsigned))["status"] == "pending"  # retried on schedule
+    assert row["status"] == "pending"  # retried on schedule
 
 
-async def test_callbacks_are_delivered_from_a_database_url_s_own_schema(receiver):
+async def test_callbacks_are_delivered_from_a_database_url_s_own_schema(receiver, tmp_path):
     """The guide's `?schema=` form: the relay's own connection must use it like the pools
-    (a database of its own, so nothing in `public` can stand in for the schema's tables)."""
+    (a database of its own, so nothing in `public` can stand in for the schema's tables;
+    migrated and served by real processes, as an operator would)."""
     name = f"nespay_test_{os.getpid()}_schema"
-    url = await create_database(name)
-    settings = make_settings(
-        url.replace("schema=public", "schema=nespay_alt"), callback_delivery_enabled=True
-    )
-    alt = Database(settings)
+    url = (await create_database(name)).replace("schema=public", "schema=nespay_alt")
+    env = base_env(url, CALLBACK_DELIVERY_ENABLED="true", SCANNER_ENABLED="false")
+    alt = Database(make_settings(url))
     try:
-        await migrate(settings)
-        merchant = await hook(alt, settings, receiver.plan("/alt"))
-        async with pipeline(settings):
+        subprocess.run(
+            [sys.executable, "-m", "nespay.cli", "db", "migrate"], env=env, check=True, timeout=120
+        )
+        merchant = await hook(alt, alt.settings, receiver.plan("/alt"))
+        with nespay_process("jobs", env, tmp_path):
             event_id = await event(alt, merchant.merchant_id)
             (got,) = await receiver.wait_for("/alt", 1, timeout_s=15)
     finally:

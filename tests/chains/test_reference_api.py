@@ -38,17 +38,7 @@ def bearer(token):
 
 @pytest.fixture(scope="module")
 async def client(cognito, database_url):
-    values = cognito.settings().model_dump(
-        include={
-            "cognito_user_pool_id",
-            "cognito_user_client_id",
-            "cognito_admin_pool_id",
-            "cognito_admin_client_id",
-            "cognito_endpoint_url",
-            "aws_region",
-        }
-    )
-    settings = make_settings(database_url, log_level="info", **values)
+    settings = make_settings(database_url, log_level="info", **cognito.setting_values())
 
     def factory(settings):
         return build_app(

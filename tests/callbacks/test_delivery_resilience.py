@@ -186,7 +186,11 @@ async def test_a_receiver_down_for_three_days_is_disabled_emailed_then_redeliver
             failed = await eventually(
                 lambda: _row_if(database, event_id, "failed"), what="delivery marked failed"
             )
-            disabled = await _endpoint_if(database, merchant.endpoint_id, "disabled_at")
+            # The endpoint is disabled by the statement after the one that failed the delivery.
+            disabled = await eventually(
+                lambda: _endpoint_if(database, merchant.endpoint_id, "disabled_at"),
+                what="endpoint disabled",
+            )
             await eventually(lambda: _some(inbox.messages), what="email sent")
             tries = len(receiver.at("/hook"))
             await event(database, merchant.merchant_id)  # a new event: not sent while disabled
@@ -230,16 +234,32 @@ async def test_a_receiver_down_for_three_days_is_disabled_emailed_then_redeliver
 
 
 async def _backdate_three_days(database, event_id: str, endpoint_id: str) -> None:
-    async with database.engine.begin() as conn:
-        await conn.exec_driver_sql(
-            "UPDATE webhook_deliveries SET window_started_at = window_started_at "
-            "- interval '3 days' WHERE event_id = $1",
-            (event_id,),
-        )
-        await conn.exec_driver_sql(
-            "UPDATE webhook_endpoints SET failing_since = now() - interval '3 days' WHERE id = $1",
-            (endpoint_id,),
-        )
+    """Move the clock three days for this delivery and its endpoint, between two attempts.
+
+    Real time moves for an attempt in flight too; moving only the rows under a claimed attempt
+    would leave that attempt judging its window by the clock it was claimed with. So the move
+    waits for the row to be unleased: the UPDATE and a claim lock the same row, and whichever
+    commits second sees the other's change.
+    """
+
+    async def move() -> bool:
+        async with database.engine.begin() as conn:
+            moved = await conn.exec_driver_sql(
+                "UPDATE webhook_deliveries SET window_started_at = window_started_at "
+                "- interval '3 days' WHERE event_id = $1 AND status = 'pending' "
+                "AND (lease_until IS NULL OR lease_until < now()) RETURNING id",
+                (event_id,),
+            )
+            if moved.first() is None:
+                return False  # an attempt is in flight (nothing was changed): try again
+            await conn.exec_driver_sql(
+                "UPDATE webhook_endpoints SET failing_since = now() - interval '3 days' "
+                "WHERE id = $1",
+                (endpoint_id,),
+            )
+            return True
+
+    await eventually(move, what="the delivery between two attempts")
 
 
 async def test_the_disabled_email_is_sent_once_smtp_comes_back(database, database_url, receiver):

@@ -31,7 +31,7 @@ the benchmark's own connection (Nespay only), and the receiver.
 
 Lag: with the jobs process idle, `--lag-events` bulk-loaded open invoices turn `paid` one at
 a time, `--lag-gap-ms` apart: in one transaction, the domain's own status UPDATE
-(`payments.service._SET_STATUS`) and `events.service.emit(…, "invoice.paid", …)` with the data
+(`payments.service._SET_STATUSES`) and `events.service.emit(…, "invoice.paid", …)` with the data
 `payments.service.settle` writes; the clock starts when the commit returns (`time.time()` in
 this process) and stops at the receiver's arrival time of that webhook-id (`time.time()` in the
 receiver; same machine, same clock). Goals: ≥ 1,000 deliveries/s and ≥ 0.5× the raw loop;
@@ -399,7 +399,7 @@ async def lag_run(
     from nespay.config import Settings
     from nespay.db import Database
     from nespay.events.service import emit
-    from nespay.payments.service import _SET_STATUS
+    from nespay.payments.service import _SET_STATUSES
 
     await chain.bulk_invoices(db, chain.random_addresses(count))
     conn = await asyncpg.connect(db.dsn)
@@ -425,11 +425,9 @@ async def lag_run(
         jobs_before = jobs.cpu_ticks()
         for row in invoices:
             async with database.engine.begin() as tx:
-                await tx.execute(
-                    _SET_STATUS,
-                    {"id": row["id"], "status": "paid", "ppm": 1_000_000, "overpaid": False,
-                     "paid_late": False},
-                )  # fmt: skip
+                await tx.exec_driver_sql(
+                    _SET_STATUSES, ([row["id"]], ["paid"], [1_000_000], [False], [False])
+                )
                 event_id = await emit(
                     tx,
                     merchant_id=row["merchant_id"],

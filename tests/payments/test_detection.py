@@ -201,16 +201,46 @@ async def test_reorg_that_remines_the_payment_keeps_it_counted(chain):
     ] == ["pending"]
 
 
-async def test_confirmed_invoice_whose_payment_vanishes_becomes_invalid(chain):
+async def confirmed_invoice(chain) -> dict:
+    """An invoice for 10 paid in full, its payment mined deep enough to be confirmed."""
     invoice = await chain.invoice("10")
     chain.pay(invoice, units("10"))
     chain.node.mine(CONFIRMATIONS)
     await chain.scan()
     assert (await chain.get(invoice["id"]))["status"] == "confirmed"
+    return invoice
+
+
+async def test_confirmed_invoice_whose_payment_vanishes_becomes_invalid(chain):
+    invoice = await confirmed_invoice(chain)
     chain.node.reorg(CONFIRMATIONS + 1)
     await chain.scan()
     assert (await chain.get(invoice["id"]))["status"] == "invalid"
     assert (await chain.events(invoice["id"]))[-1] == "invoice.invalid"
+
+
+async def test_a_payment_to_a_confirmed_invoice_is_recorded_and_flagged_not_a_step_back(chain):
+    invoice = await confirmed_invoice(chain)
+    chain.pay(invoice, units("3"))  # the payer sends again: the merchant may have shipped
+    await chain.scan()
+    extra = await chain.get(invoice["id"])
+    assert extra["status"] == "confirmed" and extra["flags"]["overpaid"] is True
+    assert extra["amount_paid"] == "13"
+    assert sorted(p["status"] for p in extra["payments"]) == ["confirmed", "pending"]
+    chain.node.mine(CONFIRMATIONS)
+    await chain.scan()
+    settled = await chain.get(invoice["id"])
+    assert settled["status"] == "confirmed"
+    assert [p["status"] for p in settled["payments"]] == ["confirmed", "confirmed"]
+    assert await chain.events(invoice["id"]) == [
+        "invoice.created",
+        "payment.detected",
+        "invoice.paid",
+        "payment.confirmed",
+        "invoice.confirmed",
+        "payment.detected",  # the extra payment is told, the invoice moves no further
+        "payment.confirmed",
+    ]
 
 
 async def test_a_scanner_that_lost_its_lease_writes_nothing(chain):

@@ -21,7 +21,6 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import text
 
 from nespay.kit.ids import new_id
 from nespay.requestid import current_request_id
@@ -51,6 +50,8 @@ class InvoiceFacts:
     all_confirmed: bool
     expired: bool
     tolerance_bps: int
+    # What the confirmed payments alone have paid (read only for a confirmed invoice).
+    confirmed_fraction: Decimal = Decimal(0)
 
 
 def derive_status(facts: InvoiceFacts) -> str:
@@ -58,6 +59,10 @@ def derive_status(facts: InvoiceFacts) -> str:
     if facts.status in TERMINAL:
         return facts.status
     threshold = 1 - Decimal(facts.tolerance_bps) / 10_000
+    if facts.status == "confirmed" and facts.confirmed_fraction >= threshold:
+        # Paid in full by confirmed payments: another payment (an overpayment, still
+        # confirming) is recorded and flagged, but does not take the invoice back to paid.
+        return "confirmed"
     if facts.fraction >= threshold:
         return "confirmed" if facts.all_confirmed else "paid"
     if facts.status == "confirmed":
@@ -295,6 +300,11 @@ SELECT i.id, i.merchant_id, i.status, i.underpayment_tolerance_bps, i.expired_at
        i.overpaid, i.paid_late,
        COALESCE((SELECT sum(o.amount_paid / o.amount) FROM invoice_options o
                  WHERE o.invoice_id = i.id), 0) AS fraction,
+       CASE WHEN i.status = 'confirmed' THEN COALESCE(
+           (SELECT sum(p.amount / o.amount) FROM payments p
+            JOIN invoice_options o ON o.id = p.option_id
+            WHERE p.invoice_id = i.id AND p.status = 'confirmed'), 0) ELSE 0 END
+           AS confirmed_fraction,
        early.id IS NULL AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.invoice_id = i.id
                                         AND p.status = 'pending') AS all_confirmed,
        EXISTS (SELECT 1 FROM payments p WHERE p.invoice_id = i.id AND p.late
@@ -304,21 +314,6 @@ WHERE i.id = ANY($1::text[])
 ORDER BY i.id
 FOR UPDATE OF i
 """
-
-# One invoice's status change (kept for callers that move a single invoice).
-_SET_STATUS = text(
-    """
-    UPDATE invoices SET status = CAST(:status AS varchar), paid_ppm = :ppm,
-        overpaid = :overpaid, paid_late = :paid_late, updated_at = now(),
-        paid_at = CASE WHEN CAST(:status AS varchar) IN ('paid', 'confirmed')
-                       THEN COALESCE(paid_at, now()) ELSE paid_at END,
-        confirmed_at = CASE WHEN CAST(:status AS varchar) = 'confirmed'
-                            THEN COALESCE(confirmed_at, now()) ELSE confirmed_at END,
-        invalid_at = CASE WHEN CAST(:status AS varchar) = 'invalid' THEN now()
-                          ELSE invalid_at END
-    WHERE id = :id
-    """
-)
 
 _SET_STATUSES = """
 UPDATE invoices i SET status = c.status, paid_ppm = c.ppm,
@@ -373,6 +368,7 @@ async def settle(
             row["all_confirmed"],
             row["expired_at"] is not None,
             row["underpayment_tolerance_bps"],
+            Decimal(row["confirmed_fraction"]),
         )
         status = derive_status(facts)
         overpaid, late = fraction > 1, bool(row["any_late"])

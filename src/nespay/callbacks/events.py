@@ -29,3 +29,12 @@ EVENT_TYPES: frozenset[str] = frozenset(
     }
 )
 WILDCARD = "*"
+
+
+def subscribes(endpoint: str, event_type: str) -> str:
+    """The one rule of who gets an event, as SQL: the webhook endpoint aliased `endpoint` is
+    enabled and takes the type `event_type` (an SQL expression), listed or through `*`."""
+    return (
+        f"{endpoint}.enabled AND ({endpoint}.events @> ARRAY[{event_type}]::varchar[]"
+        f" OR {endpoint}.events @> ARRAY['{WILDCARD}']::varchar[])"
+    )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import any_, func, literal, or_, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nespay.callbacks.events import WILDCARD
+from nespay.callbacks.events import subscribes
 from nespay.kit.pagination import page_query
 from nespay.models import WebhookDelivery, WebhookEndpoint
 
@@ -31,21 +31,19 @@ async def list_for_merchant(
     return (await session.scalars(page)).all()
 
 
+_SUBSCRIBED = text(
+    "SELECT w.id FROM webhook_endpoints w WHERE w.merchant_id = :merchant_id AND "  # noqa: S608
+    + subscribes("w", "CAST(:event_type AS varchar)")  # the rule's SQL; values are bound
+    + " ORDER BY w.id"
+)
+
+
 async def subscribed(session: AsyncSession, merchant_id: str, event_type: str) -> list[str]:
-    """Ids of the merchant's enabled endpoints that take `event_type` (listed, or `*`)."""
-    query = (
-        select(WebhookEndpoint.id)
-        .where(
-            WebhookEndpoint.merchant_id == merchant_id,
-            WebhookEndpoint.enabled.is_(True),
-            or_(
-                literal(event_type) == any_(WebhookEndpoint.events),
-                literal(WILDCARD) == any_(WebhookEndpoint.events),
-            ),
-        )
-        .order_by(WebhookEndpoint.id)
+    """Ids of the merchant's endpoints that get `event_type` (the relay's rule)."""
+    result = await session.scalars(
+        _SUBSCRIBED, {"merchant_id": merchant_id, "event_type": event_type}
     )
-    return list((await session.scalars(query)).all())
+    return list(result.all())
 
 
 async def resume_pending(session: AsyncSession, endpoint_id: str) -> list[str]:

@@ -14,6 +14,7 @@ from datetime import datetime
 
 import asyncpg
 
+from nespay.callbacks.events import subscribes
 from nespay.kit.ids import new_id
 
 # The relay is one at a time across replicas (it makes delivery rows in commit order).
@@ -28,13 +29,12 @@ FROM events WHERE published_at IS NULL ORDER BY seq LIMIT $1
 """
 
 # One row per (event, enabled endpoint subscribed to its type); ids are made in Python.
-SUBSCRIBERS = """
+SUBSCRIBERS = f"""
 SELECT e.id AS event_id, w.id AS endpoint_id, e.merchant_id, e.subject_id, e.seq
 FROM events e JOIN webhook_endpoints w ON w.merchant_id = e.merchant_id
-WHERE e.id = ANY($1::text[]) AND w.enabled
-  AND (w.events @> ARRAY[e.type]::varchar[] OR w.events @> ARRAY['*']::varchar[])
+WHERE e.id = ANY($1::text[]) AND {subscribes("w", "e.type")}
 ORDER BY e.seq
-"""
+"""  # noqa: S608 - no input in the f-string: the rule's SQL, written in one place
 
 INSERT_DELIVERIES = """
 INSERT INTO webhook_deliveries (id, event_id, endpoint_id, merchant_id, subject_id, event_seq)

@@ -85,6 +85,35 @@ async def test_migrate_creates_pg_trgm_and_honours_the_schema_parameter(blank_da
     assert trgm == 1
 
 
+async def test_a_second_schema_beside_a_migrated_one_is_checked_and_migrated_on_its_own(
+    blank_database,
+):
+    """Two deployments in one database, one schema each: the second one's tables and version
+    are its own, not found through the search_path in `public`."""
+    assert nespay("db", "migrate", env=base_env(blank_database)).returncode == 0
+    url = blank_database.replace("schema=public", "schema=tenant_b")
+    refused = nespay("serve", "api", "--port", str(free_port()), env=base_env(url))
+    migrated = nespay("db", "migrate", env=base_env(url))
+    conn = await asyncpg.connect(url.split("?")[0])
+    try:
+        tables = await conn.fetchval(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'tenant_b'"
+        )
+        public = await conn.fetchval(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+        )
+        versions = [
+            await conn.fetchval(f"SELECT version_num FROM {schema}.alembic_version")
+            for schema in ("public", "tenant_b")
+        ]
+    finally:
+        await conn.close()
+    assert refused.returncode != 0 and "nespay db migrate" in refused.stderr
+    assert migrated.returncode == 0, migrated.stderr
+    assert tables == public > 20
+    assert versions[0] == versions[1] is not None
+
+
 async def test_reset_asks_first_and_refuses_without_a_terminal(blank_database):
     env = base_env(blank_database)
     assert nespay("db", "migrate", env=env).returncode == 0

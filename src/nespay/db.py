@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from nespay.auth.cache import CHANGED
 from nespay.config import Settings
 
 log = structlog.get_logger("nespay.db")
@@ -112,6 +113,9 @@ class Database:
         self._side_engine: AsyncEngine | None = None
         self._driver_pool: Any = None
         self._driver_lock = asyncio.Lock()
+        # Told after a unit of work that changed who a credential is has committed (the
+        # runtime sets it to bump the auth cache's generation in Redis; see nespay.auth.cache).
+        self.credentials_changed: Callable[[], Awaitable[object]] | None = None
 
     @property
     def side_engine(self) -> AsyncEngine:
@@ -125,7 +129,9 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A unit of work for jobs and the CLI: commits on success, rolls back on error."""
+        """A unit of work for jobs and the CLI: commits on success, rolls back on error. A
+        credential it changed (`nespay.auth.cache.mark_changed`) is forgotten by every
+        replica's auth cache, as after a request."""
         async with self.sessionmaker() as session:
             try:
                 yield session
@@ -133,6 +139,9 @@ class Database:
             except BaseException:
                 await session.rollback()
                 raise
+            changed = session.info.pop(CHANGED, False)
+        if changed and self.credentials_changed is not None:
+            await self.credentials_changed()
 
     async def ping(self) -> None:
         """One round trip on the driver pool, without SQLAlchemy's BEGIN/ROLLBACK (and without
@@ -216,13 +225,23 @@ def head_revisions(settings: Settings) -> set[str]:
     return set(ScriptDirectory.from_config(alembic_config(settings)).get_heads())
 
 
-async def current_revisions(engine: AsyncEngine) -> set[str]:
+async def current_revisions(engine: AsyncEngine, schema: str) -> set[str]:
+    """The revisions applied to `schema` (its own `alembic_version`: found through the
+    search_path, another schema's table would be read when `schema` has none)."""
     async with engine.connect() as conn:
-        exists = await conn.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL"))
-        if not exists:
+        exists = await conn.scalar(
+            text("SELECT to_regclass(format('%I.alembic_version', CAST(:schema AS text)))"),
+            {"schema": schema},
+        )
+        if exists is None:
             return set()
-        rows = await conn.execute(text("SELECT version_num FROM alembic_version"))
+        table = f"{_quoted(schema)}.alembic_version"
+        rows = await conn.execute(text(f"SELECT version_num FROM {table}"))  # noqa: S608
         return {row[0] for row in rows}
+
+
+def _quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 class SchemaOutOfDate(RuntimeError):
@@ -231,7 +250,7 @@ class SchemaOutOfDate(RuntimeError):
 
 async def ensure_schema_current(db: Database) -> None:
     """Refuse to serve on a schema that is not at the latest migration."""
-    current = await current_revisions(db.engine)
+    current = await current_revisions(db.engine, db.settings.database_schema)
     heads = head_revisions(db.settings)
     if current != heads:
         state = ", ".join(sorted(current)) or "no migrations applied"
@@ -241,8 +260,18 @@ async def ensure_schema_current(db: Database) -> None:
         )
 
 
-def _prepare_schema(sync_conn: Any, schema: str) -> None:
-    sync_conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+async def _prepare_schema(settings: Settings) -> None:
+    """Create the schema of `DATABASE_URL`, on a connection of its own: an engine learns its
+    default schema on its first connection, and one that connected before the schema existed
+    would take `public` for it (and alembic would find public's version table there)."""
+    engine = create_engine(settings, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql(
+                f"CREATE SCHEMA IF NOT EXISTS {_quoted(settings.database_schema)}"
+            )
+    finally:
+        await engine.dispose()
 
 
 async def run_alembic(settings: Settings, action: str, *args: Any, **kwargs: Any) -> None:
@@ -250,10 +279,10 @@ async def run_alembic(settings: Settings, action: str, *args: Any, **kwargs: Any
     from alembic import command
 
     config = alembic_config(settings)
+    await _prepare_schema(settings)
     engine = create_engine(settings, pool_size=1)
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(_prepare_schema, settings.database_schema)
 
             def _run(sync_conn: Any) -> None:
                 config.attributes["connection"] = sync_conn

@@ -6,8 +6,10 @@ Built once in each app's lifespan (and by CLI commands that need it); closed in 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
+from nespay.auth.cache import GENERATION_KEY
 from nespay.auth.cognito import CognitoVerifier
 from nespay.broker import Broker
 from nespay.chains.catalog import CatalogCache
@@ -33,6 +35,7 @@ class Runtime:
     def __post_init__(self) -> None:
         self.db = Database(self.settings)
         self.redis = RedisService(self.settings, self.db)
+        self.db.credentials_changed = partial(self.redis.bump, GENERATION_KEY)
         self.cognito = CognitoVerifier(self.settings)
         self.catalog = CatalogCache(self.db.side_engine)
         self._wallets: WalletProvider | None = None

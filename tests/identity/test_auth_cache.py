@@ -8,10 +8,13 @@ from types import SimpleNamespace
 
 import pytest
 
+from nespay.apikeys import service as apikeys
 from nespay.apps import api
 from nespay.auth.cache import GENERATION_KEY, mark_changed
+from nespay.auth.principals import Actor
 from nespay.auth.scopes import API_KEYS_READ
 from nespay.deps import after_commit, get_session
+from nespay.runtime import Runtime
 from tests.fixtures.app import app_client
 from tests.fixtures.factories import key_for, merchant_with_key, register_network
 
@@ -183,3 +186,29 @@ async def test_a_suspension_refuses_the_merchants_cached_keys_and_people_on_ever
     assert suspended.status_code == 200, suspended.text
     assert by_key.status_code == 403 and by_key.json()["error"]["code"] == "merchant_suspended"
     assert by_user.status_code == 403 and by_user.json()["error"]["code"] == "merchant_suspended"
+
+
+async def test_a_key_revoked_by_a_job_or_the_cli_is_refused_at_once_by_a_replica(
+    redis_settings, database
+):
+    """Not only requests: a unit of work of the jobs process or the CLI (`Database.session`)
+    that changes a credential tells every replica's cache too."""
+    owner = await merchant_with_key(database)
+    victim = await key_for(database, owner.merchant_id, scopes={API_KEYS_READ})
+    jobs = Runtime(redis_settings, "jobs")
+    await jobs.start()
+    try:
+        async with app_client(api.create_app, redis_settings) as (app, client):
+            for _ in range(3):
+                served = await client.get("/api/v1/api-keys", headers=victim.headers)
+                assert served.status_code == 200
+            assert cached(app) >= 1
+            async with jobs.db.session() as session:
+                await apikeys.revoke(
+                    session, owner.merchant_id, victim.key_id, Actor("system", "test-job")
+                )
+            after = await client.get("/api/v1/api-keys", headers=victim.headers)
+    finally:
+        await jobs.close()
+    assert after.status_code == 401
+    assert after.json()["error"]["code"] == "api_key_revoked"

@@ -73,7 +73,6 @@ async def test_requests_without_credentials_still_count_against_the_ip(settings,
     alone = {"x-forwarded-for": "198.51.100.77"}  # a bucket no other test uses
     async with app_client(api.create_app, limited) as (_, client):
         codes = [
-            (await client.get("/api/v1/merchants/me", headers=alone)).status_code
-            for _ in range(3)
+            (await client.get("/api/v1/merchants/me", headers=alone)).status_code for _ in range(3)
         ]
     assert codes == [401, 401, 429]

@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.callbacks",
     "tests.fixtures.receiver",
     "tests.fixtures.rabbitmq",
+    "tests.fixtures.fake_ses",
 ]

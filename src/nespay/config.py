@@ -199,6 +199,7 @@ class Settings(BaseSettings):
     email_app_name: str = "Nespay"
     email_support_email: str = "support@localhost"
     aws_ses_from_email: str | None = None
+    aws_ses_endpoint_url: str | None = None  # an SES emulator; unset: AWS's endpoint
 
     # --- security ---------------------------------------------------------------------------
     encryption_master_key: SecretStr = SecretStr(DEV_MASTER_KEY)
@@ -416,6 +417,10 @@ class Settings(BaseSettings):
                         f"{name.upper()}: an example or default secret is refused when "
                         f"APP_ENV={self.app_env}; set a real one"
                     )
+        if self.aws_ses_from_email and self.smtp_url is None and self.region is None:
+            raise ValueError(
+                "AWS_REGION: required to send email through SES (AWS_SES_FROM_EMAIL is set)"
+            )
         if self.app_env == "production" and self.rabbitmq_url is None:
             raise ValueError(
                 "RABBITMQ_URL: required when APP_ENV=production (callbacks go through it)"

@@ -282,13 +282,16 @@ async def run_alembic(settings: Settings, action: str, *args: Any, **kwargs: Any
     await _prepare_schema(settings)
     engine = create_engine(settings, pool_size=1)
     try:
-        async with engine.begin() as conn:
+        # Not inside a transaction of ours: alembic runs each migration in a transaction of its
+        # own, and a migration may step out of it (an index built CONCURRENTLY).
+        async with engine.connect() as conn:
 
             def _run(sync_conn: Any) -> None:
                 config.attributes["connection"] = sync_conn
                 getattr(command, action)(config, *args, **kwargs)
 
             await conn.run_sync(_run)
+            await conn.commit()
     finally:
         await engine.dispose()
 

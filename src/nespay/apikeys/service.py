@@ -26,6 +26,7 @@ from nespay.auth.principals import Actor, Principal
 from nespay.db import Database
 from nespay.errors import NespayError, NotFound
 from nespay.kit.ids import new_id
+from nespay.kit.pagination import fetch_size, split_page
 from nespay.models import ApiKey
 
 KEY_PATTERN = re.compile(r"^npk_([a-z2-7]{12})_([A-Za-z0-9_-]{40})$")
@@ -206,6 +207,6 @@ async def list_keys(
     session: AsyncSession, merchant_id: str, *, limit: int, starting_after: str | None
 ) -> tuple[Sequence[ApiKey], bool]:
     rows = await repository.list_for_merchant(
-        session, merchant_id, limit=limit + 1, starting_after=starting_after
+        session, merchant_id, limit=fetch_size(limit), starting_after=starting_after
     )
-    return rows[:limit], len(rows) > limit
+    return split_page(rows, limit)

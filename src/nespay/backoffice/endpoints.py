@@ -17,7 +17,7 @@ from nespay.auth.principals import Principal
 from nespay.auth.scopes import ADMIN, FINANCE, SUPPORT
 from nespay.deps import SessionDep
 from nespay.errors import NespayError
-from nespay.kit.pagination import PageDep
+from nespay.kit.pagination import PageDep, fetch_size, split_page
 from nespay.merchants import repository as merchants_repository
 from nespay.merchants import service as merchants
 from nespay.merchants.schemas import Merchant, MerchantSettingsUpdate
@@ -56,12 +56,10 @@ async def search_merchants(
     status: Literal["active", "suspended"] | None = None,
 ) -> MerchantList:
     rows = await merchants_repository.search(
-        session, q, status=status, limit=page.limit + 1, starting_after=page.starting_after
+        session, q, status=status, limit=fetch_size(page.limit), starting_after=page.starting_after
     )
-    return MerchantList(
-        data=[Merchant.model_validate(row) for row in rows[: page.limit]],
-        has_more=len(rows) > page.limit,
-    )
+    rows, has_more = split_page(rows, page.limit)
+    return MerchantList(data=[Merchant.model_validate(row) for row in rows], has_more=has_more)
 
 
 @router.patch("/merchants/{merchant_id}", response_model=Merchant, tags=["backoffice: merchants"])
@@ -100,7 +98,7 @@ async def list_audit_logs(
     """Newest first. Filters combine; `starting_after` is the last id of the previous page."""
     rows = await audit_repository.list_entries(
         session,
-        limit=limit + 1,
+        limit=fetch_size(limit),
         starting_after=starting_after,
         merchant_id=merchant_id,
         actor_id=actor_id,
@@ -109,6 +107,5 @@ async def list_audit_logs(
         since=since,
         until=until,
     )
-    return AuditEntryList(
-        data=[AuditEntry.model_validate(row) for row in rows[:limit]], has_more=len(rows) > limit
-    )
+    rows, has_more = split_page(rows, limit)
+    return AuditEntryList(data=[AuditEntry.model_validate(row) for row in rows], has_more=has_more)

@@ -32,7 +32,7 @@ from nespay.chains.schemas import (
     RpcEndpointUpdate,
 )
 from nespay.deps import SessionDep
-from nespay.kit.pagination import PageDep
+from nespay.kit.pagination import PageDep, fetch_size, split_page
 
 router = APIRouter()
 AnyAdmin = Annotated[Principal, Depends(require_admin(ADMIN, FINANCE, SUPPORT))]
@@ -63,13 +63,11 @@ async def list_networks(
         session,
         enabled=enabled,
         chain_family=chain_family,
-        limit=page.limit + 1,
+        limit=fetch_size(page.limit),
         starting_after=page.starting_after,
     )
-    return NetworkList(
-        data=[Network.model_validate(row) for row in rows[: page.limit]],
-        has_more=len(rows) > page.limit,
-    )
+    rows, has_more = split_page(rows, page.limit)
+    return NetworkList(data=[Network.model_validate(row) for row in rows], has_more=has_more)
 
 
 @router.post(
@@ -113,13 +111,11 @@ async def list_currencies(
         session,
         network=network,
         enabled=enabled,
-        limit=page.limit + 1,
+        limit=fetch_size(page.limit),
         starting_after=page.starting_after,
     )
-    return CurrencyList(
-        data=[Currency.model_validate(row) for row in rows[: page.limit]],
-        has_more=len(rows) > page.limit,
-    )
+    rows, has_more = split_page(rows, page.limit)
+    return CurrencyList(data=[Currency.model_validate(row) for row in rows], has_more=has_more)
 
 
 @router.post(
@@ -164,12 +160,12 @@ async def list_rpc_endpoints(
         session,
         network=network,
         enabled=enabled,
-        limit=page.limit + 1,
+        limit=fetch_size(page.limit),
         starting_after=page.starting_after,
     )
+    rows, has_more = split_page(rows, page.limit)
     return RpcEndpointList(
-        data=[RpcEndpoint.model_validate(row) for row in rows[: page.limit]],
-        has_more=len(rows) > page.limit,
+        data=[RpcEndpoint.model_validate(row) for row in rows], has_more=has_more
     )
 
 

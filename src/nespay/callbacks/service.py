@@ -27,6 +27,7 @@ from nespay.callbacks.ssrf import check_callback_url
 from nespay.config import Settings
 from nespay.errors import NotFound
 from nespay.kit.ids import new_id
+from nespay.kit.pagination import fetch_size, split_page
 from nespay.models import WebhookEndpoint
 from nespay.models.identity import WEBHOOK_PREVIOUS_SECRET as PREVIOUS_SECRET_COLUMN
 from nespay.models.identity import WEBHOOK_SECRET as SECRET_COLUMN
@@ -229,6 +230,6 @@ async def list_endpoints(
     session: AsyncSession, merchant_id: str, *, limit: int, starting_after: str | None
 ) -> tuple[Sequence[WebhookEndpoint], bool]:
     rows = await repository.list_for_merchant(
-        session, merchant_id, limit=limit + 1, starting_after=starting_after
+        session, merchant_id, limit=fetch_size(limit), starting_after=starting_after
     )
-    return rows[:limit], len(rows) > limit
+    return split_page(rows, limit)

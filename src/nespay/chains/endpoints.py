@@ -21,7 +21,7 @@ from nespay.chains.schemas import (
     PublicNetworkList,
 )
 from nespay.deps import SessionDep
-from nespay.kit.pagination import PageDep
+from nespay.kit.pagination import PageDep, fetch_size, split_page
 
 router = APIRouter(tags=["networks and currencies"])
 Reader = Annotated[Principal, Depends(require_scopes(INVOICES_READ))]
@@ -31,11 +31,11 @@ Reader = Annotated[Principal, Depends(require_scopes(INVOICES_READ))]
 async def list_networks(_: Reader, page: PageDep, session: SessionDep) -> PublicNetworkList:
     """Enabled networks, by code; `starting_after` is the last code of the previous page."""
     rows = await repository.networks_page(
-        session, enabled=True, limit=page.limit + 1, starting_after=page.starting_after
+        session, enabled=True, limit=fetch_size(page.limit), starting_after=page.starting_after
     )
+    rows, has_more = split_page(rows, page.limit)
     return PublicNetworkList(
-        data=[PublicNetwork.model_validate(row) for row in rows[: page.limit]],
-        has_more=len(rows) > page.limit,
+        data=[PublicNetwork.model_validate(row) for row in rows], has_more=has_more
     )
 
 
@@ -51,11 +51,10 @@ async def list_currencies(
     """Enabled currencies of enabled networks, by network and code, with the confirmations
     each network waits for; `contract` is null for a native coin."""
     rows = await repository.enabled_currencies_page(
-        session, network=network, limit=page.limit + 1, starting_after=page.starting_after
+        session, network=network, limit=fetch_size(page.limit), starting_after=page.starting_after
     )
+    rows, has_more = split_page(rows, page.limit)
     return PublicCurrencyList(
-        data=[
-            PublicCurrency.model_validate(row, from_attributes=True) for row in rows[: page.limit]
-        ],
-        has_more=len(rows) > page.limit,
+        data=[PublicCurrency.model_validate(row, from_attributes=True) for row in rows],
+        has_more=has_more,
     )

@@ -23,7 +23,7 @@ from nespay.errors import Conflict, NotFound
 from nespay.events import repository
 from nespay.events.schemas import Attempt, Delivery, DeliveryCounts, EventFilters, Redeliver
 from nespay.kit.ids import new_id
-from nespay.kit.pagination import PageParams
+from nespay.kit.pagination import PageParams, fetch_size, split_page
 from nespay.models import Event
 from nespay.requestid import current_request_id
 
@@ -99,10 +99,10 @@ async def list_events(
         session,
         merchant_id=merchant_id,
         filters=filters,
-        limit=page.limit + 1,
+        limit=fetch_size(page.limit),
         starting_after=page.starting_after,
     )
-    return list(rows[: page.limit]), len(rows) > page.limit
+    return split_page(rows, page.limit)
 
 
 async def list_deliveries(

@@ -30,6 +30,7 @@ from nespay.kit.money import (
     parse_amount,
     to_base_units,
 )
+from nespay.kit.pagination import fetch_size, split_page
 from nespay.merchants import repository as merchants
 from nespay.models import Invoice as InvoiceRow
 from nespay.rates.service import convert, get_rate
@@ -421,8 +422,10 @@ async def load_view(session: AsyncSession, invoice: InvoiceRow) -> Invoice:
 async def list_invoices(
     session: AsyncSession, merchant_id: str, *, limit: int, **filters: Any
 ) -> tuple[list[Invoice], bool]:
-    rows = await repository.list_for_merchant(session, merchant_id, limit=limit + 1, **filters)
-    page = list(rows[:limit])
+    rows = await repository.list_for_merchant(
+        session, merchant_id, limit=fetch_size(limit), **filters
+    )
+    page, has_more = split_page(rows, limit)
     ids = [invoice.id for invoice in page]
     options = await repository.options_of(session, ids) if ids else []
     payments = await repository.payments_of(session, ids) if ids else []
@@ -434,7 +437,7 @@ async def list_invoices(
         )
         for invoice in page
     ]
-    return views, len(rows) > limit
+    return views, has_more
 
 
 async def cancel(session: AsyncSession, merchant_id: str, invoice_id: str) -> Invoice:

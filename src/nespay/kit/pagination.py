@@ -4,6 +4,7 @@ Ids are time-ordered, so "after" in a newest-first list means "older than"."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query
@@ -38,3 +39,13 @@ def page_query(
     if starting_after is not None:
         query = query.where(id_column < starting_after)
     return query
+
+
+def fetch_size(limit: int) -> int:
+    """Rows to fetch for a page of `limit`: one more, so `split_page` can tell if more follow."""
+    return limit + 1
+
+
+def split_page(rows: Sequence[T], limit: int) -> tuple[list[T], bool]:
+    """Rows fetched with `fetch_size(limit)` → (the first `limit` of them, whether more follow)."""
+    return list(rows[:limit]), len(rows) > limit

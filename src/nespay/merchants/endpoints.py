@@ -10,7 +10,7 @@ from nespay.auth.deps import MerchantActor, SignedIn, require_scopes
 from nespay.auth.principals import Principal
 from nespay.auth.scopes import MERCHANT_READ, MERCHANT_WRITE
 from nespay.deps import RuntimeDep, SessionDep
-from nespay.kit.pagination import PageDep
+from nespay.kit.pagination import PageDep, fetch_size, split_page
 from nespay.kit.responses import JsonResponse
 from nespay.merchants import repository, service
 from nespay.merchants.schemas import (
@@ -55,12 +55,12 @@ async def list_users(principal: Reader, page: PageDep, session: SessionDep) -> M
     rows = await repository.users(
         session,
         principal.merchant_id,  # type: ignore[arg-type]
-        limit=page.limit + 1,
+        limit=fetch_size(page.limit),
         starting_after=page.starting_after,
     )
+    rows, has_more = split_page(rows, page.limit)
     return MerchantUserList(
-        data=[MerchantUser.model_validate(row) for row in rows[: page.limit]],
-        has_more=len(rows) > page.limit,
+        data=[MerchantUser.model_validate(row) for row in rows], has_more=has_more
     )
 
 

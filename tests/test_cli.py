@@ -114,6 +114,48 @@ async def test_a_second_schema_beside_a_migrated_one_is_checked_and_migrated_on_
     assert versions[0] == versions[1] is not None
 
 
+async def test_deployments_in_one_database_share_pg_trgm_and_a_reset_spares_the_others(
+    blank_database,
+):
+    """pg_trgm lives in a schema of its own: a deployment migrated after another finds it, and
+    resetting one (DROP SCHEMA … CASCADE) does not drop it with the other's trigram indexes."""
+    first = blank_database.replace("schema=public", "schema=tenant_a")
+    assert nespay("db", "migrate", env=base_env(first)).returncode == 0
+    second = nespay("db", "migrate", env=base_env(blank_database))
+    reset = nespay("db", "reset", "--yes", env=base_env(first))
+    conn = await asyncpg.connect(blank_database.split("?")[0])
+    try:
+        home = await conn.fetchval(
+            "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pg_trgm'"
+        )
+        trigram = dict(
+            await conn.fetch(
+                "SELECT schemaname, count(*) FROM pg_indexes "
+                "WHERE indexdef LIKE '%gin_trgm_ops%' GROUP BY schemaname"
+            )
+        )
+    finally:
+        await conn.close()
+    assert second.returncode == 0, second.stderr
+    assert reset.returncode == 0, reset.stderr
+    assert home == "extensions"
+    assert trigram["public"] == trigram["tenant_a"] >= 5
+
+
+async def test_pg_trgm_found_where_no_deployment_looks_is_refused_saying_what_to_run(
+    blank_database,
+):
+    conn = await asyncpg.connect(blank_database.split("?")[0])
+    try:
+        await conn.execute("CREATE SCHEMA odd; CREATE EXTENSION pg_trgm SCHEMA odd")
+    finally:
+        await conn.close()
+    refused = nespay("db", "migrate", env=base_env(blank_database))
+    assert refused.returncode != 0
+    assert "ALTER EXTENSION pg_trgm SET SCHEMA extensions" in " ".join(refused.stderr.split())
+    assert "Traceback" not in refused.stderr + refused.stdout
+
+
 async def test_reset_asks_first_and_refuses_without_a_terminal(blank_database):
     env = base_env(blank_database)
     assert nespay("db", "migrate", env=env).returncode == 0

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from nespay.db import EXTENSIONS_SCHEMA, MigrationRefused
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -17,8 +19,25 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # Backoffice fragment search (SPEC §11) relies on trigram indexes.
-    op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    # Backoffice fragment search (SPEC §11) relies on trigram indexes. pg_trgm goes into a
+    # schema of its own (see nespay.db.EXTENSIONS_SCHEMA), never into a deployment's schema.
+    installed = (
+        op.get_bind()
+        .exec_driver_sql(
+            "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pg_trgm'"
+        )
+        .scalar()
+    )
+    if installed is None:
+        op.execute(f"CREATE SCHEMA IF NOT EXISTS {EXTENSIONS_SCHEMA}")
+        op.execute(f"CREATE EXTENSION pg_trgm SCHEMA {EXTENSIONS_SCHEMA}")
+    elif installed not in ("public", EXTENSIONS_SCHEMA):
+        raise MigrationRefused(
+            f"pg_trgm is installed in schema {installed}, where other deployments' connections "
+            f"do not look: as a superuser run `ALTER EXTENSION pg_trgm SET SCHEMA "
+            f"{EXTENSIONS_SCHEMA}` (after `CREATE SCHEMA IF NOT EXISTS {EXTENSIONS_SCHEMA}`), "
+            "then `nespay db migrate` again"
+        )
     op.create_table(
         "app_locks",
         sa.Column("name", sa.String(length=200), nullable=False),

@@ -55,11 +55,11 @@ def settings_or_exit() -> Settings:
 
 def run_async(func: Callable[[], Awaitable[T]]) -> T:
     """Run a coroutine; turn the errors an operator can fix into one line."""
-    from nespay.db import SchemaOutOfDate
+    from nespay.db import MigrationRefused, SchemaOutOfDate
 
     try:
         return asyncio.run(func())  # type: ignore[arg-type]
-    except SchemaOutOfDate as error:
+    except (SchemaOutOfDate, MigrationRefused) as error:
         fail(str(error))
     except (TimeoutError, OSError) as error:
         fail(

@@ -44,12 +44,18 @@ def plain_dsn(url: str) -> str:
     return sa_url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
+# Where pg_trgm lives: a schema of its own, shared by every deployment in the database, so
+# that dropping one deployment's schema (`nespay db reset`) cannot take the extension, and the
+# trigram indexes of the others, with it. One made in `public` by an older install still works.
+EXTENSIONS_SCHEMA = "extensions"
+
+
 def server_settings(settings: Settings, application_name: str | None = None) -> dict[str, str]:
-    """What every connection of ours starts with: the `schema` of DATABASE_URL as its
-    search_path (`public` stays visible so pg_trgm's operators resolve from another schema)."""
-    schema = settings.database_schema
+    """What every connection of ours starts with: the `schema` of DATABASE_URL first in its
+    search_path, then `public` and the extensions' schema (pg_trgm's operators resolve there)."""
+    path = dict.fromkeys([settings.database_schema, "public", EXTENSIONS_SCHEMA])
     return {
-        "search_path": schema if schema == "public" else f'"{schema}", public',
+        "search_path": ", ".join(_quoted(name) for name in path),
         "application_name": application_name or settings.service_name,
     }
 
@@ -246,6 +252,11 @@ def _quoted(identifier: str) -> str:
 
 class SchemaOutOfDate(RuntimeError):
     pass
+
+
+class MigrationRefused(RuntimeError):
+    """A migration found the database in a state it must not change by itself; the message
+    says what the operator should do (the CLI prints it as one line)."""
 
 
 async def ensure_schema_current(db: Database) -> None:

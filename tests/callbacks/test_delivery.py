@@ -104,6 +104,33 @@ async def test_other_invoices_are_not_held_up_by_one_being_retried(
     assert (stuck, 500) in answers
 
 
+async def test_a_claim_that_waited_out_its_lease_for_a_slot_is_not_sent_twice(
+    database, database_url, receiver
+):
+    # One slot: the second claimed delivery waits 8 s behind a hanging first one. Its lease
+    # (15 s) could then end mid-POST (10 s timeout), and another claim would send it again
+    # while that POST still runs; so it is not sent until its lease has ended. Without a
+    # broker, where the 1 s poller is the other claim that comes soonest.
+    settings = make_settings(
+        database_url,
+        callback_delivery_enabled=True,
+        callback_retry_schedule_s=FAST_RETRIES,
+        callback_lease_s=15,
+        callback_concurrency=1,
+    )
+    merchant = await hook(database, settings, receiver.plan("/hook", "hang:8", "hang:9"))
+    async with pipeline(settings):
+        first = await event(database, merchant.merchant_id)
+        await receiver.wait_for("/hook", 1)
+        second = await event(database, merchant.merchant_id)
+        await eventually(
+            lambda: _status(database, second, "succeeded"), timeout_s=60, what="delivered"
+        )
+    sent = [r.webhook_id for r in receiver.at("/hook")]
+    assert sorted(sent) == sorted([first, second])  # each exactly once
+    assert await _status(database, first, "succeeded")
+
+
 async def test_a_hanging_a_huge_and_a_redirecting_receiver_are_cut_off_recorded_and_retried(
     database, delivery_settings, receiver
 ):

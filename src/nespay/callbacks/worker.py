@@ -10,6 +10,7 @@ event id), which is what Standard Webhooks receivers deduplicate on.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -30,9 +31,13 @@ from nespay.runtime import Runtime
 
 log = structlog.get_logger("nespay.callbacks")
 
-# Attempts that finish within this many seconds are recorded together; slower ones (a hanging
-# receiver) are recorded when they end, so they never hold up the rest of their batch.
-FIRST_WAVE_S = 0.5
+# Attempts are recorded in waves: what finished in each such span is recorded together, so a
+# slow one (a hanging receiver) never holds up the record of those that are done (whose leases
+# keep running out meanwhile).
+WAVE_S = 0.5
+# A POST starts only while its lease outlasts the POST's timeout by this much (the record after
+# it needs time too).
+LEASE_MARGIN_S = 2.0
 
 
 class DeliveryWorker:
@@ -49,32 +54,41 @@ class DeliveryWorker:
         again later)."""
         if not delivery_ids and not event_ids:
             return []
+        # The leases end no earlier than this (measured before the claim, on this clock).
+        lease_ends = time.monotonic() + self.settings.callback_lease_s
         async with self.runtime.db.driver() as conn:
             claimed, leased = await store.claim(
                 conn, delivery_ids, self.settings.callback_lease_s, event_ids
             )
         if claimed:
-            await self._deliver(claimed)
+            await self._deliver(claimed, lease_ends)
         return leased
 
-    async def _deliver(self, claimed: list[Claimed]) -> None:
-        pending = {asyncio.create_task(self._attempt(delivery)) for delivery in claimed}
-        wave: float | None = FIRST_WAVE_S
+    async def _deliver(self, claimed: list[Claimed], lease_ends: float) -> None:
+        pending = {asyncio.create_task(self._attempt(d, lease_ends)) for d in claimed}
         while pending:
-            done, pending = await asyncio.wait(pending, timeout=wave)
-            wave = None
-            if done:
-                await self._record([task.result() for task in done])
+            done, pending = await asyncio.wait(pending, timeout=WAVE_S)
+            outcomes = [outcome for task in done if (outcome := task.result()) is not None]
+            if outcomes:
+                await self._record(outcomes)
 
-    async def _attempt(self, delivery: Claimed) -> Outcome:
-        try:
-            result = await self._send(delivery)
-        except Exception as error:
-            # Never lose the outcome of one delivery to an error of its own (a secret that no
-            # longer decrypts, say): it is recorded as a failed attempt and retried on the
-            # schedule, and the rest of the batch is recorded as usual.
-            log.exception("callback_attempt_error", delivery_id=delivery.id)
-            result = AttemptResult(None, 0, None, f"not sent: {type(error).__name__}")
+    async def _attempt(self, delivery: Claimed, lease_ends: float) -> Outcome | None:
+        """Send `delivery` when a slot is free and decide its next step; None when it waited
+        for a slot so long that its lease could run out mid-POST (another worker would then
+        claim it and send it too): it is left to its lease, and goes again when that ends."""
+        async with self._slots:
+            sender = self.runtime.callback_sender
+            if time.monotonic() + sender.timeout_s + LEASE_MARGIN_S > lease_ends:
+                log.warning("callback_claim_outwaited", delivery_id=delivery.id)
+                return None
+            try:
+                result = await self._send(delivery)
+            except Exception as error:
+                # Never lose the outcome of one delivery to an error of its own (a secret that
+                # no longer decrypts, say): it is recorded as a failed attempt and retried on
+                # the schedule, and the rest of the batch is recorded as usual.
+                log.exception("callback_attempt_error", delivery_id=delivery.id)
+                result = AttemptResult(None, 0, None, f"not sent: {type(error).__name__}")
         CALLBACK_ATTEMPT_DURATION.observe(result.latency_ms / 1000)
         if result.ok:
             status, delay = "succeeded", None
@@ -106,19 +120,18 @@ class DeliveryWorker:
         )
 
     async def _send(self, delivery: Claimed) -> AttemptResult:
-        async with self._slots:
-            return await self.runtime.callback_sender.post_event(
-                url=delivery.url,
-                endpoint_id=delivery.endpoint_id,
-                secret_encrypted=delivery.secret_encrypted,
-                previous_secret_encrypted=delivery.previous_secret_encrypted,
-                previous_secret_expires_at=delivery.previous_secret_expires_at,
-                now=delivery.now,
-                event_id=delivery.event_id,
-                type=delivery.type,
-                created_at=delivery.created_at,
-                data=delivery.data,
-            )
+        return await self.runtime.callback_sender.post_event(
+            url=delivery.url,
+            endpoint_id=delivery.endpoint_id,
+            secret_encrypted=delivery.secret_encrypted,
+            previous_secret_encrypted=delivery.previous_secret_encrypted,
+            previous_secret_expires_at=delivery.previous_secret_expires_at,
+            now=delivery.now,
+            event_id=delivery.event_id,
+            type=delivery.type,
+            created_at=delivery.created_at,
+            data=delivery.data,
+        )
 
     async def _record(self, outcomes: list[Outcome]) -> None:
         try:

@@ -31,6 +31,7 @@ from tests.callbacks.delivery_rig import (
 )
 from tests.fixtures.app import app_client
 from tests.fixtures.database import make_settings
+from tests.fixtures.fake_ses import REGION
 from tests.fixtures.processes import base_env, free_port, nespay_process
 
 
@@ -312,6 +313,35 @@ async def test_the_disabled_email_is_sent_once_smtp_comes_back(database, databas
     assert merchant.endpoint_id in mail.get_payload()
     sent = await _endpoint_if(database, merchant.endpoint_id, "disabled_notice_sent_at")
     assert sent is not None
+
+
+async def test_with_ses_alone_the_disabled_email_is_sent_once_ses_comes_back(
+    database, database_url, receiver, fake_ses, aws_credentials
+):
+    fake_ses.fail_next(500, "InternalFailure", times=3)  # the first send and its retries
+    settings = make_settings(
+        database_url,
+        callback_delivery_enabled=True,
+        callback_retry_schedule_s="1",
+        aws_ses_from_email="no-reply@nespay.example",
+        aws_region=REGION,
+        aws_ses_endpoint_url=fake_ses.url,
+    )
+    merchant = await hook(database, settings, receiver.plan("/hook", then=500))
+    async with pipeline(settings) as running:
+        event_id = await event(database, merchant.merchant_id)
+        await receiver.wait_for("/hook", 1)
+        await _backdate_three_days(database, event_id, merchant.endpoint_id)
+        await eventually(
+            lambda: _endpoint_if(database, merchant.endpoint_id, "disabled_at"), what="disabled"
+        )
+        await running.worker.drain()  # the first email try (SES failing) is over
+        assert fake_ses.sent == []
+        assert await running.notices_once(retry_after_s=0) == 1
+        assert await running.notices_once(retry_after_s=0) == 0  # sent: not again
+    (mail,) = fake_ses.messages()
+    assert merchant.endpoint_id in mail.get_payload(decode=True).decode()
+    assert await _endpoint_if(database, merchant.endpoint_id, "disabled_notice_sent_at")
 
 
 async def _endpoint_if(database, endpoint_id: str, column: str) -> Any:

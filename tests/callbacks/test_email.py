@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 from nespay.callbacks.notify import endpoint_disabled
 from nespay.config import ConfigError, load_settings
 from tests.fixtures.database import make_settings
-from tests.fixtures.fake_ses import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, FakeSes
+from tests.fixtures.fake_ses import REGION, FakeSes
 
 ENDPOINT = {
     "id": "we_01emailtest",
@@ -20,18 +20,6 @@ ENDPOINT = {
     "email": "owner@merchant.example",
     "name": "Merchant Co",
 }
-
-
-@pytest.fixture
-def aws_credentials(monkeypatch):
-    """The standard AWS chain finds these (and nothing from this machine's files or IMDS)."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
 def ses_settings(database_url: str, ses: FakeSes, **overrides: object):

@@ -16,6 +16,7 @@ from nespay.callbacks import store
 from nespay.callbacks.consumer import CallbackConsumer
 from nespay.callbacks.relay import OutboxRelay
 from nespay.callbacks.worker import DeliveryWorker
+from nespay.mail import transport
 from nespay.runtime import Runtime
 
 log = structlog.get_logger("nespay.callbacks")
@@ -89,7 +90,7 @@ class CallbackPipeline:
 
     async def notices_once(self, retry_after_s: float = NOTICE_RETRY_S) -> int:
         """Try again the emails about disabled endpoints that did not go out."""
-        if self.runtime.settings.smtp_url is None:
+        if transport(self.runtime.settings) is None:
             return 0  # nothing could send them; logged when each endpoint was disabled
         async with self.runtime.db.driver() as conn:
             endpoints = await conn.fetch(store.CLAIM_NOTICES, retry_after_s)

@@ -243,6 +243,19 @@ async def test_a_payment_to_a_confirmed_invoice_is_recorded_and_flagged_not_a_st
     ]
 
 
+async def test_a_confirmed_invoice_paid_in_thirds_takes_no_step_back_either(chain):
+    invoice = await chain.invoice("30")
+    for _ in range(3):  # each a third: their shares, summed one by one, round below 1
+        chain.pay(invoice, units("10"))
+    chain.node.mine(CONFIRMATIONS)
+    await chain.scan()
+    assert (await chain.get(invoice["id"]))["status"] == "confirmed"
+    chain.pay(invoice, units("1"))
+    await chain.scan()
+    assert (await chain.get(invoice["id"]))["status"] == "confirmed"
+    assert (await chain.events(invoice["id"])).count("invoice.paid") == 1
+
+
 async def test_a_scanner_that_lost_its_lease_writes_nothing(chain):
     invoice = await chain.invoice("10")
     async with chain.runtime.db.engine.begin() as conn:

@@ -219,6 +219,9 @@ UPDATE payments SET confirmations = $2 - block_number + 1,
     status = CASE WHEN $2 - block_number + 1 >= $3 THEN 'confirmed' ELSE status END,
     confirmed_at = CASE WHEN $2 - block_number + 1 >= $3 THEN now() END
 WHERE network_code = $1 AND status = 'pending' AND block_number <= $2
+  -- not the payments this batch inserted at this depth (the same values again would rewrite
+  -- the row and its indexes for nothing)
+  AND (confirmations <> $2 - block_number + 1 OR $2 - block_number + 1 >= $3)
 RETURNING id, invoice_id, merchant_id, status, tx_hash, log_index, block_number, amount
 """
 
@@ -287,6 +290,15 @@ async def orphan_after(db: Any, network: str, ancestor: int) -> set[str]:
     return {row["invoice_id"] for row in rows}
 
 
+# The touched invoices, locked before anything of theirs is read, in id order (concurrent
+# settlers, e.g. two networks' scanners for one fiat invoice, cannot deadlock). First and alone:
+# each later statement then reads what a settler that held the lock before us committed (a
+# refresh that read an older snapshot would store a stale sum, which confirmation-only settles
+# reuse). NO KEY: payments inserted for these invoices hold KEY SHARE on them (foreign key).
+_LOCK = """
+SELECT id FROM invoices WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE
+"""
+
 # `ix_payments_option_id` makes each option's sum an index lookup, not a scan of every payment.
 _REFRESH_OPTIONS = """
 UPDATE invoice_options o SET amount_paid = COALESCE(
@@ -300,10 +312,12 @@ SELECT i.id, i.merchant_id, i.status, i.underpayment_tolerance_bps, i.expired_at
        i.overpaid, i.paid_late,
        COALESCE((SELECT sum(o.amount_paid / o.amount) FROM invoice_options o
                  WHERE o.invoice_id = i.id), 0) AS fraction,
+       -- per option, as `fraction` (a sum of per-payment shares would round below 1)
        CASE WHEN i.status = 'confirmed' THEN COALESCE(
-           (SELECT sum(p.amount / o.amount) FROM payments p
-            JOIN invoice_options o ON o.id = p.option_id
-            WHERE p.invoice_id = i.id AND p.status = 'confirmed'), 0) ELSE 0 END
+           (SELECT sum(c.paid / o.amount) FROM invoice_options o
+            CROSS JOIN LATERAL (SELECT COALESCE(sum(p.amount), 0) AS paid FROM payments p
+                                WHERE p.option_id = o.id AND p.status = 'confirmed') c
+            WHERE o.invoice_id = i.id), 0) ELSE 0 END
            AS confirmed_fraction,
        early.id IS NULL AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.invoice_id = i.id
                                         AND p.status = 'pending') AS all_confirmed,
@@ -312,7 +326,6 @@ SELECT i.id, i.merchant_id, i.status, i.underpayment_tolerance_bps, i.expired_at
 FROM invoices i LEFT JOIN (SELECT DISTINCT unnest($2::text[]) AS id) early ON early.id = i.id
 WHERE i.id = ANY($1::text[])
 ORDER BY i.id
-FOR UPDATE OF i
 """
 
 _SET_STATUSES = """
@@ -355,6 +368,7 @@ async def settle(
     if not invoice_ids:
         return {}
     ids = sorted(invoice_ids)
+    await db.execute(_LOCK, ids)
     if amounts_changed:
         await db.execute(_REFRESH_OPTIONS, ids)
     changed: dict[str, str] = {}

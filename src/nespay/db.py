@@ -44,6 +44,16 @@ def plain_dsn(url: str) -> str:
     return sa_url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
+AFTER_COMMIT = "nespay.after_commit"
+
+
+def after_commit(session: AsyncSession, hook: Callable[[], Awaitable[None]]) -> None:
+    """Run `hook` once the unit of work of `session` has committed (e.g. publish a wake-up for
+    rows it made due: published earlier, a consumer could look before they are visible).
+    Hooks must not raise: what they do has to be recoverable without them."""
+    session.info.setdefault(AFTER_COMMIT, []).append(hook)
+
+
 # Where pg_trgm lives: a schema of its own, shared by every deployment in the database, so
 # that dropping one deployment's schema (`nespay db reset`) cannot take the extension, and the
 # trigram indexes of the others, with it. One made in `public` by an older install still works.
@@ -135,9 +145,9 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A unit of work for jobs and the CLI: commits on success, rolls back on error. A
-        credential it changed (`nespay.auth.cache.mark_changed`) is forgotten by every
-        replica's auth cache, as after a request."""
+        """A unit of work (the request's, a job's, the CLI's): commits on success, rolls back
+        on error. Once committed, a credential it changed (`nespay.auth.cache.mark_changed`)
+        is forgotten by every replica's auth cache, and then its `after_commit` hooks run."""
         async with self.sessionmaker() as session:
             try:
                 yield session
@@ -146,8 +156,18 @@ class Database:
                 await session.rollback()
                 raise
             changed = session.info.pop(CHANGED, False)
+            hooks = session.info.pop(AFTER_COMMIT, ())
         if changed and self.credentials_changed is not None:
+            # First, so that no hook can keep a revoked key or a suspended merchant served.
             await self.credentials_changed()
+        elif changed:
+            log.warning(
+                "credentials_change_not_announced",
+                reason="a Database without a Runtime: other processes' auth caches keep the "
+                "old credential until their entries expire (60 s)",
+            )
+        for hook in hooks:
+            await hook()
 
     async def ping(self) -> None:
         """One round trip on the driver pool, without SQLAlchemy's BEGIN/ROLLBACK (and without

@@ -3,13 +3,13 @@ database session (the edge: it commits when the endpoint returns, rolls back on 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nespay.auth.cache import CHANGED, GENERATION_KEY, PrincipalCache
+from nespay.auth.cache import PrincipalCache
 from nespay.config import Settings
 from nespay.runtime import Runtime
 
@@ -26,43 +26,15 @@ async def get_settings_dep(request: Request) -> Settings:
 
 
 def principal_cache(request: Request) -> PrincipalCache:
-    """This process's (app's) auth cache; see `nespay.auth.cache`."""
-    state = request.app.state
-    cache = getattr(state, "principals", None)
-    if cache is None:
-        cache = state.principals = PrincipalCache()
-    return cache
+    """This process's auth cache; see `nespay.auth.cache`."""
+    return request.app.state.runtime.principals
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    runtime: Runtime = request.app.state.runtime
-    async with runtime.db.sessionmaker() as session:
-        try:
-            yield session
-            await session.commit()
-        except BaseException:
-            await session.rollback()
-            raise
-        changed = session.info.pop(CHANGED, False)
-        hooks = session.info.pop(AFTER_COMMIT, ())
-    if changed:
-        # Who a credential is changed (and is committed): every replica's auth cache must
-        # forget it before its next request; this one's at once. First, so that no hook can
-        # keep a revoked key or a suspended merchant served from memory.
-        principal_cache(request).clear()
-        await runtime.redis.bump(GENERATION_KEY)
-    for hook in hooks:
-        await hook()
-
-
-AFTER_COMMIT = "nespay.after_commit"
-
-
-def after_commit(session: AsyncSession, hook: Callable[[], Awaitable[None]]) -> None:
-    """Run `hook` once the request's transaction has committed (e.g. publish a wake-up for
-    rows it made due: published earlier, a consumer could look before they are visible).
-    Hooks must not raise: what they do has to be recoverable without them."""
-    session.info.setdefault(AFTER_COMMIT, []).append(hook)
+    """The request's unit of work (`Database.session`: it commits when the endpoint returns,
+    rolls back on error, then tells the auth caches and runs the after-commit hooks)."""
+    async with request.app.state.runtime.db.session() as session:
+        yield session
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

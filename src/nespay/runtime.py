@@ -6,10 +6,9 @@ Built once in each app's lifespan (and by CLI commands that need it); closed in 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING
 
-from nespay.auth.cache import GENERATION_KEY
+from nespay.auth.cache import GENERATION_KEY, PrincipalCache
 from nespay.auth.cognito import CognitoVerifier
 from nespay.broker import Broker
 from nespay.chains.catalog import CatalogCache
@@ -31,17 +30,26 @@ class Runtime:
     broker: Broker | None = field(init=False, default=None)
     cognito: CognitoVerifier = field(init=False)
     catalog: CatalogCache = field(init=False)
+    principals: PrincipalCache = field(init=False)
 
     def __post_init__(self) -> None:
         self.db = Database(self.settings)
         self.redis = RedisService(self.settings, self.db)
-        self.db.credentials_changed = partial(self.redis.bump, GENERATION_KEY)
+        # Who a credential is, cached in this process (see nespay.auth.cache).
+        self.principals = PrincipalCache()
+        self.db.credentials_changed = self.credentials_changed
         self.cognito = CognitoVerifier(self.settings)
         self.catalog = CatalogCache(self.db.side_engine)
         self._wallets: WalletProvider | None = None
         self._callback_sender: CallbackSender | None = None
         if self.settings.rabbitmq_url is not None:
             self.broker = Broker(self.settings)
+
+    async def credentials_changed(self) -> None:
+        """Who a credential is changed (and is committed): this process forgets at once, every
+        other replica before its next request (the generation it reads with each one)."""
+        self.principals.clear()
+        await self.redis.bump(GENERATION_KEY)
 
     @property
     def wallets(self) -> WalletProvider:

@@ -2,18 +2,16 @@
 Redis, replicas serve keys from memory and still see a revocation, a suspension or a settings
 change on their very next request; without Redis nothing is cached."""
 
-from contextlib import asynccontextmanager
 from datetime import datetime
-from types import SimpleNamespace
 
 import pytest
 
 from nespay.apikeys import service as apikeys
 from nespay.apps import api
-from nespay.auth.cache import GENERATION_KEY, mark_changed
+from nespay.auth.cache import mark_changed
 from nespay.auth.principals import Actor
 from nespay.auth.scopes import API_KEYS_READ
-from nespay.deps import after_commit, get_session
+from nespay.db import Database, after_commit
 from nespay.runtime import Runtime
 from tests.fixtures.app import app_client
 from tests.fixtures.factories import key_for, merchant_with_key, register_network
@@ -27,8 +25,7 @@ def redis_settings(settings, redis_server):
 
 
 def cached(app) -> int:
-    principals = getattr(app.state, "principals", None)
-    return 0 if principals is None else len(principals._entries)
+    return len(app.state.runtime.principals._entries)
 
 
 async def test_a_replica_serving_a_key_from_memory_refuses_it_once_revoked(
@@ -99,38 +96,28 @@ async def test_without_redis_every_request_reads_the_database(settings, database
         assert cached(app) == 0
 
 
-async def test_a_credential_change_reaches_redis_even_when_an_after_commit_hook_fails():
-    bumped: list[str] = []
+async def test_a_credential_change_reaches_redis_even_when_an_after_commit_hook_fails(
+    settings,
+):
+    told: list[str] = []
 
-    class Session:
-        info: dict = {}
-
-        async def commit(self) -> None: ...
-
-        async def rollback(self) -> None: ...
-
-    @asynccontextmanager
-    async def sessionmaker():
-        yield Session()
-
-    async def bump(key: str) -> bool:
-        bumped.append(key)
-        return True
+    async def credentials_changed() -> None:
+        told.append("credentials_changed")
 
     async def failing_hook() -> None:
+        told.append("hook")
         raise RuntimeError("wake-up not published")
 
-    runtime = SimpleNamespace(
-        db=SimpleNamespace(sessionmaker=sessionmaker), redis=SimpleNamespace(bump=bump)
-    )
-    request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(runtime=runtime)))
-    dependency = get_session(request)  # type: ignore[arg-type]
-    session = await anext(dependency)
-    mark_changed(session)
-    after_commit(session, failing_hook)
-    with pytest.raises(RuntimeError):
-        await anext(dependency)
-    assert bumped == [GENERATION_KEY]
+    db = Database(settings)
+    db.credentials_changed = credentials_changed
+    try:
+        with pytest.raises(RuntimeError):
+            async with db.session() as session:
+                mark_changed(session)
+                after_commit(session, failing_hook)
+    finally:
+        await db.dispose()
+    assert told == ["credentials_changed", "hook"]
 
 
 async def test_renaming_the_merchant_keeps_the_auth_cache(redis_settings, database):

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nespay import deps
 from nespay.audit.service import record
 from nespay.auth.principals import Actor
 from nespay.callbacks import messages, repository
@@ -25,6 +24,7 @@ from nespay.callbacks.schemas import (
 )
 from nespay.callbacks.ssrf import check_callback_url
 from nespay.config import Settings
+from nespay.db import after_commit
 from nespay.errors import NotFound
 from nespay.kit.ids import new_id
 from nespay.kit.pagination import fetch_size, split_page
@@ -148,7 +148,7 @@ async def update(
         )
         await session.refresh(endpoint)
     if resumed:
-        deps.after_commit(session, lambda: messages.wake(runtime, resumed))
+        after_commit(session, lambda: messages.wake(runtime, resumed))
     return endpoint
 
 

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from nespay import deps
 from nespay.audit.service import record
 from nespay.auth.principals import Actor
 from nespay.callbacks import messages
 from nespay.callbacks import repository as endpoints
-from nespay.callbacks.service import WebhookEndpointNotFound
+from nespay.callbacks import service as callbacks_service
+from nespay.db import after_commit
 from nespay.errors import Conflict, NotFound
 from nespay.events import repository
 from nespay.events.schemas import Attempt, Delivery, DeliveryCounts, EventFilters, Redeliver
@@ -38,10 +38,7 @@ class EventNotFound(NotFound):
 
 class WebhookEndpointDisabled(Conflict):
     code = "webhook_endpoint_disabled"
-    message = (
-        "The webhook endpoint is disabled; re-enable it first with "
-        'PATCH /webhook-endpoints/{id} {"enabled": true}.'
-    )
+    message = "The webhook endpoint is disabled; re-enable it first."  # raised with its id
 
 
 class NoWebhookEndpoints(Conflict):
@@ -162,7 +159,7 @@ async def redeliver(
         merchant_id=event.merchant_id,
         detail={"endpoints": targets, "deliveries": delivery_ids},
     )
-    deps.after_commit(session, lambda: messages.wake(runtime, delivery_ids))
+    after_commit(session, lambda: messages.wake(runtime, delivery_ids))
     return await _deliveries(session, event.id, delivery_ids)
 
 
@@ -172,9 +169,7 @@ async def _targets(session: AsyncSession, event: Event, endpoint_id: str | None)
         if not subscribed:
             raise NoWebhookEndpoints()
         return subscribed
-    endpoint = await endpoints.get(session, event.merchant_id, endpoint_id)
-    if endpoint is None:
-        raise WebhookEndpointNotFound()
+    endpoint = await callbacks_service.get(session, event.merchant_id, endpoint_id)
     if not endpoint.enabled:
         raise WebhookEndpointDisabled(
             f"The webhook endpoint {endpoint_id} is disabled; re-enable it first with "

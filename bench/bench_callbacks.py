@@ -31,8 +31,8 @@ the benchmark's own connection (Nespay only), and the receiver.
 
 Lag: with the jobs process idle, `--lag-events` bulk-loaded open invoices turn `paid` one at
 a time, `--lag-gap-ms` apart: in one transaction, the domain's own status UPDATE
-(`payments.service._SET_STATUSES`) and `events.service.emit(…, "invoice.paid", …)` with the data
-`payments.service.settle` writes; the clock starts when the commit returns (`time.time()` in
+(`nespay.invoices.states.apply`: the status and its `invoice.paid` event, with the data
+`settle` writes); the clock starts when the commit returns (`time.time()` in
 this process) and stops at the receiver's arrival time of that webhook-id (`time.time()` in the
 receiver; same machine, same clock). Goals: ≥ 1,000 deliveries/s and ≥ 0.5× the raw loop;
 lag p95 ≤ 200 ms.
@@ -55,6 +55,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -198,7 +199,7 @@ async def _merchant_ids(db: ScratchDatabase) -> list[str]:
 
 
 def event_data(invoice_id: str) -> dict[str, Any]:
-    """What `payments.service.settle` writes for `invoice.paid`."""
+    """What `nespay.invoices.states.apply` writes for `invoice.paid`."""
     return {
         "id": invoice_id,
         "status": "paid",
@@ -397,9 +398,8 @@ async def lag_run(
 ) -> tuple[list[float], float]:
     """(lag in ms per invoice, the jobs process's CPU seconds over the run)."""
     from nespay.config import Settings
-    from nespay.db import Database
-    from nespay.events.service import emit
-    from nespay.payments.service import _SET_STATUSES
+    from nespay.db import Database, sql
+    from nespay.invoices import states
 
     await chain.bulk_invoices(db, chain.random_addresses(count))
     conn = await asyncpg.connect(db.dsn)
@@ -425,16 +425,10 @@ async def lag_run(
         jobs_before = jobs.cpu_ticks()
         for row in invoices:
             async with database.engine.begin() as tx:
-                await tx.exec_driver_sql(
-                    _SET_STATUSES, ([row["id"]], ["paid"], [1_000_000], [False], [False])
+                change = states.Change(
+                    row["id"], row["merchant_id"], "pending", "paid", Fraction(1), False, False
                 )
-                event_id = await emit(
-                    tx,
-                    merchant_id=row["merchant_id"],
-                    type="invoice.paid",
-                    subject_id=row["id"],
-                    data=event_data(row["id"]),
-                )
+                (event_id,) = await states.apply(sql(tx), [change])
             committed[event_id] = time.time()
             await asyncio.sleep(gap_s)
         deadline = time.monotonic() + 30

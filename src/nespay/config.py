@@ -238,6 +238,12 @@ class Settings(BaseSettings):
     scanner_batch_blocks: int = Field(100, ge=1, le=5000)
     scanner_poll_interval_ms: int = Field(250, ge=10, le=60_000)
     scanner_lease_s: int = Field(30, ge=5, le=600)
+    # A currency or network switched off is still scanned until its invoices' last expiry
+    # plus this long (late payments are still credited).
+    scanner_watch_after_expiry_s: int = Field(86_400, ge=0, le=30 * 86_400)
+    # The jobs health check reports a scanner stuck (no step for this long) or lagging.
+    scanner_stuck_after_s: int = Field(120, ge=10, le=86_400)
+    scanner_lag_alert_blocks: int = Field(500, ge=1)
 
     # --- jobs (each: enabled flag + cron schedule) ------------------------------------------
     consolidation_job_enabled: bool = False

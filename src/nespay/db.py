@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import structlog
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -42,6 +43,45 @@ def plain_dsn(url: str) -> str:
     """A libpq/asyncpg DSN (no driver suffix, no Prisma `schema` parameter)."""
     sa_url, _ = split_database_url(url)
     return sa_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+class Sql(Protocol):
+    """What repositories that write `$n` SQL need: an asyncpg connection has these methods;
+    `sql()` gives a SQLAlchemy session or connection the same three, in its transaction."""
+
+    async def fetch(self, query: str, *args: Any) -> Sequence[Any]: ...
+
+    async def fetchval(self, query: str, *args: Any) -> Any: ...
+
+    async def execute(self, query: str, *args: Any) -> str: ...
+
+
+class _SqlOn:
+    def __init__(self, executor: AsyncSession | AsyncConnection) -> None:
+        self._executor = executor
+
+    async def _run(self, query: str, args: tuple[Any, ...]) -> Any:
+        executor = self._executor
+        conn = executor if isinstance(executor, AsyncConnection) else await executor.connection()
+        return await conn.exec_driver_sql(query, args)
+
+    async def fetch(self, query: str, *args: Any) -> Sequence[Any]:
+        return (await self._run(query, args)).mappings().all()
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        return (await self._run(query, args)).scalar()
+
+    async def execute(self, query: str, *args: Any) -> str:
+        result = await self._run(query, args)
+        return f"{query.split(None, 1)[0].upper()} {result.rowcount}"
+
+
+def sql(executor: AsyncSession | AsyncConnection | Sql) -> Sql:
+    """`executor` as `Sql`: an asyncpg connection as it is; a SQLAlchemy session or
+    connection through `exec_driver_sql`, so the statements run in its transaction."""
+    if isinstance(executor, AsyncSession | AsyncConnection):
+        return _SqlOn(executor)
+    return executor
 
 
 AFTER_COMMIT = "nespay.after_commit"

@@ -7,6 +7,7 @@ never the raw path, and unknown HTTP methods are folded into `OTHER`.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -76,6 +77,14 @@ CALLBACK_ENDPOINTS_DISABLED = Counter(
 REDIS_DEGRADED = Gauge(
     "nespay_redis_degraded",
     "1 while Redis is configured but unreachable and the process runs degraded, else 0.",
+)
+SCANNER_LAG = Gauge(
+    "nespay_scanner_lag_blocks",
+    "Blocks between a network's head and its scanner's cursor, on the replica scanning it.",
+    ["network"],
+)
+SCANNER_FAILURES = Counter(
+    "nespay_scanner_failures_total", "Scanner steps that failed and will be retried.", ["network"]
 )
 LOG_LINES_SHIPPED = Counter(
     "nespay_log_lines_shipped_total",
@@ -163,6 +172,17 @@ def route_template(scope: Scope, root_path: str = "") -> str:
             if path:
                 return prefix + path
     return prefix + (getattr(route, "path_format", None) or getattr(route, "path", UNMATCHED))
+
+
+def scanner_lag(network: str, blocks: int) -> None:
+    SCANNER_LAG.labels(network).set(blocks)
+
+
+def scanner_stopped(network: str) -> None:
+    """This replica no longer scans `network`: its lag series goes (another replica's is
+    the truth now)."""
+    with contextlib.suppress(KeyError):
+        SCANNER_LAG.remove(network)
 
 
 @contextmanager

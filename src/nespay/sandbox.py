@@ -80,7 +80,9 @@ async def register_local_chain(db: Database, chain: LocalChain) -> None:
     """Point `local` at the node (first priority), enable it, offer the token."""
     async with db.session() as session:
         await chains.set_rpc(session, ACTOR, NETWORK, chain.url, priority=0)
-        await chains.update_network(session, ACTOR, NETWORK, NetworkUpdate(enabled=True))
+        await chains.update_network(
+            session, ACTOR, NETWORK, NetworkUpdate(enabled=True), watch_window_s=0
+        )
         existing = await chains.list_currencies(session, network=NETWORK)
         if not any(c.code == TOKEN_CODE for c in existing):
             await chains.create_currency(

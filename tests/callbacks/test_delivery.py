@@ -13,7 +13,7 @@ from nespay.apps import api, jobs
 from nespay.callbacks import store
 from nespay.callbacks.events import EVENT_TYPES
 from nespay.db import Database
-from nespay.payments.service import STATUS_EVENTS
+from nespay.invoices.states import STATUS_EVENTS
 from tests.callbacks.delivery_rig import (
     attempts,
     body,

@@ -41,8 +41,15 @@ class Api:
         return self.app.state.runtime
 
     async def network(self) -> str:
-        """A new enabled DB-only EVM network (no node behind it), visible to the app now."""
+        """A new enabled DB-only EVM network (no node behind it), visible to the app now. Its
+        cursor says the chain was read far ahead of the clock, so the expiry job never waits
+        for a scanner here (tests/payments prove that wait on a real chain)."""
         code = await register_network(self.database, [DEAD_RPC], TOKEN)
+        await self.execute(
+            "INSERT INTO chain_cursors (network_code, block_number, block_hash, block_timestamp)"
+            " VALUES (:n, 0, '0x00', extract(epoch FROM now() + interval '10 years'))",
+            n=code,
+        )
         self.runtime.catalog.invalidate()
         return code
 

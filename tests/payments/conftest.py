@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
@@ -30,6 +31,13 @@ class Chain:
     scanner: NetworkScanner
     client: httpx.AsyncClient
     merchant: MerchantWithKey
+    app: Any = None
+
+    def reference_changed(self) -> None:
+        """Networks or currencies changed: the scanner's and the api's catalogs reload."""
+        self.runtime.catalog.invalidate()
+        if self.app is not None:
+            self.app.state.runtime.catalog.invalidate()
 
     async def scan(self) -> int:
         """Step the scanner until it is at the head; returns blocks scanned."""
@@ -55,6 +63,20 @@ class Chain:
     def pay(self, invoice: dict, amount: int, *, wait: bool = True) -> str:
         address = invoice["payment_options"][0]["address"]
         return self.node.transfer(self.token, address, amount, wait=wait)
+
+    async def expire(self, invoice_id: str) -> None:
+        """Make the invoice due (expired a second ago), let the scanner read a block mined
+        after that (the expiry job waits for the chain to pass the expiry), run the job."""
+        from nespay.invoices.tasks import expire_invoices
+
+        async with self.runtime.db.engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE invoices SET expires_at = now() - interval '1 s' WHERE id = :i"),
+                {"i": invoice_id},
+            )
+        self.node.mine(1)
+        await self.scan()
+        await expire_invoices(self.runtime)
 
     async def events(self, invoice_id: str) -> list[str]:
         async with self.runtime.db.engine.connect() as conn:
@@ -85,7 +107,7 @@ async def chain(settings, database):
             app.state.runtime.catalog.invalidate()
             scanner = NetworkScanner(runtime, network, "test-scanner", http)
             assert await scanner.acquire()
-            yield Chain(node, network, token, runtime, scanner, client, merchant)
+            yield Chain(node, network, token, runtime, scanner, client, merchant, app)
             await scanner.release()
         await runtime.close()
 

@@ -78,14 +78,7 @@ async def test_underpayment_within_tolerance_counts_as_paid(chain, database):
 
 async def test_payment_after_expiry_is_recorded_and_credited_as_late(chain):
     invoice = await chain.invoice("10", expires_in=60)
-    async with chain.runtime.db.engine.begin() as conn:
-        await conn.execute(
-            text("UPDATE invoices SET expires_at = now() - interval '1 s' WHERE id = :i"),
-            {"i": invoice["id"]},
-        )
-    from nespay.invoices.tasks import expire_invoices
-
-    await expire_invoices(chain.runtime)
+    await chain.expire(invoice["id"])
     assert (await chain.get(invoice["id"]))["status"] == "expired"
     chain.pay(invoice, units("10"))
     await chain.scan()
@@ -106,12 +99,7 @@ async def test_a_late_partial_payment_is_credited_and_the_invoice_stays_expired(
     invoice = await chain.invoice("10")
     chain.pay(invoice, units("4"))
     await chain.scan()
-    async with chain.runtime.db.engine.begin() as conn:
-        await conn.execute(
-            text("UPDATE invoices SET expires_at = now() - interval '1 s' WHERE id = :i"),
-            {"i": invoice["id"]},
-        )
-    await expire_invoices(chain.runtime)
+    await chain.expire(invoice["id"])
     chain.pay(invoice, units("2"))
     await chain.scan()
     await expire_invoices(chain.runtime)

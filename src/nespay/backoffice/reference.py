@@ -31,7 +31,7 @@ from nespay.chains.schemas import (
     RpcEndpointList,
     RpcEndpointUpdate,
 )
-from nespay.deps import SessionDep
+from nespay.deps import RuntimeDep, SessionDep
 from nespay.kit.pagination import PageDep, fetch_size, split_page
 
 router = APIRouter()
@@ -87,12 +87,24 @@ async def get_network(code: str, _: AnyAdmin, session: SessionDep) -> Network:
 
 @router.patch("/networks/{code}", response_model=Network, tags=NETWORKS)
 async def update_network(
-    code: str, body: NetworkUpdate, _: AdminOnly, actor: AdminActor, session: SessionDep
+    code: str,
+    body: NetworkUpdate,
+    _: AdminOnly,
+    actor: AdminActor,
+    session: SessionDep,
+    runtime: RuntimeDep,
 ) -> Network:
     """Change what is sent. `code` cannot change; `chain_family` only while the network has
-    no currencies. Disabling takes it off the merchant API and stops its scanner at its next
-    loop; its rows, endpoints and cursor stay, so enabling it again resumes where it stopped."""
-    return Network.model_validate(await service.update_network(session, actor, code, body))
+    no currencies; a network of a chain family no scanner serves (Tron, for now) cannot be
+    enabled (422 `chain_family_not_scanned`). Disabling takes it off the merchant API (no new
+    invoice offers it), but its scanner goes on until its invoices' last expiry plus
+    `SCANNER_WATCH_AFTER_EXPIRY_S` (`watch_until`), so no payment to an invoice already
+    handed out is lost; its rows, endpoints and cursor stay, so enabling it again resumes
+    where it stopped."""
+    network = await service.update_network(
+        session, actor, code, body, watch_window_s=runtime.settings.scanner_watch_after_expiry_s
+    )
+    return Network.model_validate(network)
 
 
 # --- currencies --------------------------------------------------------------------------------
@@ -136,11 +148,24 @@ async def get_currency(currency_id: str, _: AnyAdmin, session: SessionDep) -> Cu
 
 @router.patch("/currencies/{currency_id}", response_model=Currency, tags=CURRENCIES)
 async def update_currency(
-    currency_id: str, body: CurrencyUpdate, _: AdminOnly, actor: AdminActor, session: SessionDep
+    currency_id: str,
+    body: CurrencyUpdate,
+    _: AdminOnly,
+    actor: AdminActor,
+    session: SessionDep,
+    runtime: RuntimeDep,
 ) -> Currency:
-    """`name` and `enabled` can always change; `network`, `code`, `contract` and `decimals`
-    only until an invoice refers to the currency."""
-    currency = await service.update_currency(session, actor, currency_id, body)
+    """`name`, `enabled` and `dust_threshold` can always change; `network`, `code`, `contract`
+    and `decimals` only until an invoice refers to the currency. Disabled, a currency is not
+    offered on new invoices but is still scanned until its invoices' last expiry plus
+    `SCANNER_WATCH_AFTER_EXPIRY_S` (`watch_until`)."""
+    currency = await service.update_currency(
+        session,
+        actor,
+        currency_id,
+        body,
+        watch_window_s=runtime.settings.scanner_watch_after_expiry_s,
+    )
     return Currency.model_validate(currency)
 
 

@@ -1,6 +1,10 @@
-"""An in-process snapshot of the enabled networks and currencies, refreshed every few
-seconds: invoice creation and the scanners read it on every call without a query, and an
-operator's change reaches every process within `TTL_S` without a restart."""
+"""An in-process snapshot of the networks and currencies, refreshed every few seconds: invoice
+creation and the scanners read it on every call without a query, and an operator's change
+reaches every process within `TTL_S` without a restart.
+
+Two parts: what is *offered* on new invoices (enabled currency, enabled network, a chain
+family some scanner serves) and what is only *watched* — switched off while invoices could
+still be paid in it, scanned until its `watch_until` (see `nespay.chains.service`)."""
 
 from __future__ import annotations
 
@@ -13,15 +17,43 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 TTL_S = 5.0
 
+# The chain families a scanner serves: only these are offered (Tron comes with its issue).
+SCANNED_FAMILIES = ("evm",)
+
 _QUERY = text(
     """
-    SELECT c.id, c.code, c.name, c.contract, c.decimals, n.code AS network, n.chain_family,
-           n.chain_id, n.confirmations, n.block_time_ms
+    SELECT c.id, c.code, c.name, c.contract, c.decimals, c.dust_threshold, n.code AS network,
+           n.chain_family, n.chain_id, n.confirmations, n.block_time_ms,
+           c.enabled AND n.enabled AS offered,
+           extract(epoch FROM GREATEST(c.watch_until,
+                                       CASE WHEN c.enabled THEN n.watch_until END)) AS watch_until
     FROM currencies c JOIN networks n ON n.code = c.network_code
-    WHERE c.enabled AND n.enabled
+    WHERE n.chain_family = ANY(:families)
+      AND ((c.enabled AND n.enabled) OR c.watch_until IS NOT NULL
+           OR (c.enabled AND n.watch_until IS NOT NULL))
     ORDER BY n.code, c.code
     """
 )
+
+
+_NETWORKS = text(
+    """
+    SELECT code, chain_family, chain_id, confirmations, block_time_ms, enabled,
+           extract(epoch FROM watch_until) AS watch_until
+    FROM networks WHERE chain_family = ANY(:families) ORDER BY code
+    """
+)
+
+
+@dataclass(frozen=True)
+class CatalogNetwork:
+    code: str
+    chain_family: str
+    chain_id: int | None
+    confirmations: int
+    block_time_ms: int
+    enabled: bool
+    watch_until: float | None  # epoch seconds (chain time), when switched off while in use
 
 
 @dataclass(frozen=True)
@@ -36,11 +68,19 @@ class CatalogCurrency:
     chain_id: int | None
     confirmations: int
     block_time_ms: int
+    dust_threshold: int = 0  # base units; a transfer below it (or of 0) is not a payment
+    # None while offered; else the chain time (epoch seconds) until which it is still scanned.
+    watch_until: float | None = None
 
 
 @dataclass(frozen=True)
 class Catalog:
-    currencies: tuple[CatalogCurrency, ...]
+    currencies: tuple[CatalogCurrency, ...]  # offered on new invoices
+    watched: tuple[CatalogCurrency, ...] = ()  # not offered, still scanned until watch_until
+    networks: tuple[CatalogNetwork, ...] = ()  # every network of a scanned family
+
+    def network(self, code: str) -> CatalogNetwork | None:
+        return next((n for n in self.networks if n.code == code), None)
 
     def find(self, network: str, code: str) -> CatalogCurrency | None:
         return next((c for c in self.currencies if c.network == network and c.code == code), None)
@@ -53,6 +93,15 @@ class Catalog:
 
     def of_network(self, network: str) -> list[CatalogCurrency]:
         return [c for c in self.currencies if c.network == network]
+
+    def scanned(self, network: str, chain_time: float | None) -> list[CatalogCurrency]:
+        """What a scanner of `network` reads at `chain_time` (its cursor's block time; None
+        when not known yet): the offered currencies and those watched until then."""
+        return self.of_network(network) + [
+            c
+            for c in self.watched
+            if c.network == network and (chain_time is None or (c.watch_until or 0) >= chain_time)
+        ]
 
 
 class CatalogCache:
@@ -77,23 +126,41 @@ class CatalogCache:
 
     async def _load(self) -> Catalog:
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(_QUERY)).all()
-        return Catalog(
-            tuple(
-                CatalogCurrency(
-                    id=row.id,
-                    code=row.code,
-                    name=row.name,
-                    contract=row.contract.lower()
-                    if row.contract and row.chain_family == "evm"
-                    else row.contract,
-                    decimals=row.decimals,
-                    network=row.network,
-                    chain_family=row.chain_family,
-                    chain_id=row.chain_id,
-                    confirmations=row.confirmations,
-                    block_time_ms=row.block_time_ms,
-                )
-                for row in rows
+            families = {"families": list(SCANNED_FAMILIES)}
+            rows = (await conn.execute(_QUERY, families)).all()
+            networks = (await conn.execute(_NETWORKS, families)).all()
+        entries = [
+            CatalogCurrency(
+                id=row.id,
+                code=row.code,
+                name=row.name,
+                contract=row.contract.lower()
+                if row.contract and row.chain_family == "evm"
+                else row.contract,
+                decimals=row.decimals,
+                network=row.network,
+                chain_family=row.chain_family,
+                chain_id=row.chain_id,
+                confirmations=row.confirmations,
+                block_time_ms=row.block_time_ms,
+                dust_threshold=int(row.dust_threshold),
+                watch_until=None if row.offered else float(row.watch_until or 0),
             )
+            for row in rows
+        ]
+        return Catalog(
+            tuple(e for e in entries if e.watch_until is None),
+            tuple(e for e in entries if e.watch_until is not None),
+            tuple(
+                CatalogNetwork(
+                    n.code,
+                    n.chain_family,
+                    n.chain_id,
+                    n.confirmations,
+                    n.block_time_ms,
+                    n.enabled,
+                    None if n.watch_until is None else float(n.watch_until),
+                )
+                for n in networks
+            ),
         )

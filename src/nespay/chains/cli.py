@@ -185,12 +185,19 @@ def networks_set_rpc(
 def _set_enabled(code: str, enabled: bool) -> None:
     from nespay.chains import service
     from nespay.chains.schemas import NetworkUpdate
+    from nespay.cli import settings_or_exit
 
     async def work(session: AsyncSession) -> tuple[bool, int]:
         network = await service.known_network(session, code)
         was = network.enabled
         if was != enabled:
-            await service.update_network(session, _actor(), code, NetworkUpdate(enabled=enabled))
+            await service.update_network(
+                session,
+                _actor(),
+                code,
+                NetworkUpdate(enabled=enabled),
+                watch_window_s=settings_or_exit().scanner_watch_after_expiry_s,
+            )
         counts = await service.network_overview(session)
         enabled_endpoints = next(
             (row.endpoints_enabled for row in counts if row.network.code == code), 0

@@ -1,5 +1,6 @@
 """All SQL of scanning state: a network's cursor and the scanner's lease on it (with a fencing
-token), recent block hashes, and the endpoints a scanner may use."""
+token), the chain it reads (genesis hash), recent block hashes, the endpoints a scanner may
+use, which networks need a scanner, and how each scanner is doing."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ class Cursor:
     number: int
     hash: str
     token: int
+    timestamp: int | None = None  # the cursor block's time (seconds)
+    genesis: str | None = None  # block 0's hash of the chain scanned here
 
 
 class LeaseLost(Exception):
@@ -28,16 +31,18 @@ class LeaseLost(Exception):
 
 _ACQUIRE = text(
     """
-    INSERT INTO chain_cursors (network_code, block_number, block_hash, lease_owner, lease_token,
-                               lease_expires_at)
-    VALUES (:network, :number, :hash, :owner, 1,
+    INSERT INTO chain_cursors (network_code, block_number, block_hash, block_timestamp,
+                               genesis_hash, lease_owner, lease_token, lease_expires_at)
+    VALUES (:network, :number, :hash, :timestamp, :genesis, :owner, 1,
             now() + make_interval(secs => CAST(:lease_s AS float8)))
     ON CONFLICT (network_code) DO UPDATE SET
         lease_owner = :owner, lease_token = chain_cursors.lease_token + 1,
-        lease_expires_at = now() + make_interval(secs => CAST(:lease_s AS float8))
+        lease_expires_at = now() + make_interval(secs => CAST(:lease_s AS float8)),
+        -- a cursor made before genesis hashes were kept adopts the chain it reads now
+        genesis_hash = COALESCE(chain_cursors.genesis_hash, :genesis)
     WHERE chain_cursors.lease_expires_at IS NULL OR chain_cursors.lease_expires_at < now()
           OR chain_cursors.lease_owner = :owner
-    RETURNING block_number, block_hash, lease_token
+    RETURNING block_number, block_hash, lease_token, block_timestamp, genesis_hash
     """
 )
 
@@ -56,18 +61,27 @@ _ENDPOINTS = text(
 )
 
 
-async def cursor_exists(conn: AsyncConnection, network: str) -> bool:
-    found = await conn.scalar(
-        text("SELECT 1 FROM chain_cursors WHERE network_code = :n"), {"n": network}
-    )
-    return found is not None
+async def stored_genesis(conn: AsyncConnection, network: str) -> tuple[bool, str | None]:
+    """(whether the network has a cursor, the genesis hash it recorded)."""
+    row = (
+        await conn.execute(
+            text("SELECT genesis_hash FROM chain_cursors WHERE network_code = :n"), {"n": network}
+        )
+    ).one_or_none()
+    return (row is not None, None if row is None else row[0])
 
 
 async def acquire(
-    conn: AsyncConnection, network: str, owner: str, lease_s: float, start: tuple[int, str]
+    conn: AsyncConnection,
+    network: str,
+    owner: str,
+    lease_s: float,
+    start: tuple[int, str, int | None],
+    genesis: str,
 ) -> Cursor | None:
-    """Take the network's lease (a new fencing token), creating the cursor at `start` if this
-    network was never scanned; None while another replica holds it."""
+    """Take the network's lease (a new fencing token), creating the cursor at `start`
+    (number, hash, timestamp) on the chain whose block 0 is `genesis` if this network was
+    never scanned; None while another replica holds it."""
     row = (
         await conn.execute(
             _ACQUIRE,
@@ -75,12 +89,14 @@ async def acquire(
                 "network": network,
                 "number": start[0],
                 "hash": start[1],
+                "timestamp": start[2],
+                "genesis": genesis,
                 "owner": owner,
                 "lease_s": float(lease_s),
             },
         )
     ).one_or_none()
-    return None if row is None else Cursor(network, row[0], row[1], row[2])
+    return None if row is None else Cursor(network, row[0], row[1], row[2], row[3], row[4])
 
 
 async def release(conn: AsyncConnection, cursor: Cursor) -> None:
@@ -102,11 +118,31 @@ async def endpoints(conn: AsyncConnection, network: str) -> list[Endpoint]:
     return [Endpoint(row.id, row.url, row.priority) for row in rows]
 
 
-async def enabled_evm_networks(conn: AsyncConnection) -> list[str]:
-    rows = await conn.execute(
-        text("SELECT code FROM networks WHERE enabled AND chain_family = 'evm' ORDER BY code")
-    )
-    return [row[0] for row in rows]
+# Enabled EVM networks, and those switched off that still have something to watch: invoices
+# that may still be paid (until `watch_until`, in the cursor's chain time) or payments still
+# counting confirmations (the partial index on pending payments).
+_WANTED = text(
+    """
+    SELECT n.code FROM networks n LEFT JOIN chain_cursors c ON c.network_code = n.code
+    WHERE n.chain_family = 'evm' AND (
+        n.enabled
+        OR (n.watch_until IS NOT NULL
+            AND (c.block_timestamp IS NULL
+                 OR c.block_timestamp <= extract(epoch FROM n.watch_until)))
+        OR EXISTS (SELECT 1 FROM currencies cur WHERE cur.network_code = n.code
+                   AND cur.watch_until IS NOT NULL
+                   AND (c.block_timestamp IS NULL
+                        OR c.block_timestamp <= extract(epoch FROM cur.watch_until)))
+        OR EXISTS (SELECT 1 FROM payments p WHERE p.network_code = n.code
+                   AND p.status = 'pending'))
+    ORDER BY n.code
+    """
+)
+
+
+async def networks_to_scan(conn: AsyncConnection) -> list[str]:
+    """The EVM networks that need a scanner now."""
+    return [row[0] for row in await conn.execute(_WANTED)]
 
 
 # The scanner's writes run on a driver (asyncpg) connection: its commit in one transaction
@@ -115,7 +151,8 @@ _FENCE = """
 UPDATE chain_cursors
 SET lease_expires_at = now() + make_interval(secs => $3::float8),
     block_number = COALESCE($4::bigint, block_number), block_hash = COALESCE($5::text, block_hash),
-    head_number = COALESCE($6::bigint, head_number), updated_at = now()
+    head_number = COALESCE($6::bigint, head_number),
+    block_timestamp = COALESCE($7::bigint, block_timestamp), updated_at = now()
 WHERE network_code = $1 AND lease_token = $2
 """
 
@@ -137,12 +174,13 @@ async def fence(
     number: int | None = None,
     hash: str | None = None,
     head: int | None = None,
+    timestamp: int | None = None,
 ) -> None:
     """Renew the lease and move the cursor, in the caller's transaction on a driver
     connection; raises LeaseLost (rolling the whole transaction back) if the token is no
     longer ours."""
     status = await db.execute(
-        _FENCE, cursor.network, cursor.token, float(lease_s), number, hash, head
+        _FENCE, cursor.network, cursor.token, float(lease_s), number, hash, head, timestamp
     )
     if status != "UPDATE 1":
         raise LeaseLost(cursor.network)
@@ -172,3 +210,45 @@ async def forget_blocks_after(db: Any, network: str, ancestor: int) -> None:
     await db.execute(
         "DELETE FROM chain_blocks WHERE network_code = $1 AND number > $2", network, ancestor
     )
+
+
+# --- how each scanner is doing -----------------------------------------------------------------
+
+_FAILING = """
+INSERT INTO scanner_status (network_code, last_error, failing_since, last_error_at)
+VALUES ($1, $2, now(), now())
+ON CONFLICT (network_code) DO UPDATE SET last_error = excluded.last_error,
+                                         last_error_at = excluded.last_error_at
+"""
+
+
+async def record_failure(db: Any, network: str, message: str) -> None:
+    """The scanner of `network` is failing with `message` (since the first such call)."""
+    await db.execute(_FAILING, network, message[:500])
+
+
+async def clear_failure(db: Any, network: str) -> None:
+    await db.execute("DELETE FROM scanner_status WHERE network_code = $1", network)
+
+
+_STATES = text(
+    """
+    SELECT n.code AS network, n.enabled, c.head_number AS head, c.block_number AS cursor,
+           GREATEST(0, c.head_number - c.block_number) AS lag_blocks,
+           c.updated_at AS last_scan_at, c.lease_owner AS scanned_by,
+           c.lease_expires_at > now() AS leased, s.last_error, s.failing_since,
+           extract(epoch FROM now() - c.updated_at) AS idle_s
+    FROM networks n
+    LEFT JOIN chain_cursors c ON c.network_code = n.code
+    LEFT JOIN scanner_status s ON s.network_code = n.code
+    WHERE n.code = ANY(:networks)
+    ORDER BY n.code
+    """
+)
+
+
+async def scan_states(conn: AsyncConnection, networks: list[str]) -> list[dict[str, Any]]:
+    """Per network: head, cursor, lag, last scan, who scans it, the error it is failing
+    with (if it is)."""
+    rows = await conn.execute(_STATES, {"networks": networks})
+    return [dict(row._mapping) for row in rows]

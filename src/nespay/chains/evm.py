@@ -287,3 +287,20 @@ def _encode_dynamic(kind: str, value: Any) -> str:
     if isinstance(value, str | bytes):
         raise TypeError(f"{kind} wants a sequence, not {value!r}")
     return _uint_word(len(value)) + "".join(_encode_static(item, entry) for entry in value)
+
+
+def bloom_mask(value_hex: str) -> int:
+    """The three bits (as one int mask) a log's address or topic sets in a block's
+    `logsBloom` (the yellow paper's M3:2048: keccak256 of the bytes, three 11-bit indexes from
+    its first six bytes). Compute once per token; test with `bloom_may_contain`."""
+    digest = _keccak(bytes.fromhex(value_hex.removeprefix("0x")))
+    mask = 0
+    for i in (0, 2, 4):
+        mask |= 1 << (((digest[i] << 8) | digest[i + 1]) & 2047)
+    return mask
+
+
+def bloom_may_contain(bloom: int, mask: int) -> bool:
+    """Whether a block's bloom (`int(block["logsBloom"], 16)`) may hold a log with this value:
+    False is certain, True may be a false positive."""
+    return bloom & mask == mask

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import exists, func, select, tuple_, update
+from sqlalchemy import exists, func, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nespay.models import Currency, InvoiceOption, Network, Payment, RpcEndpoint
@@ -285,3 +286,31 @@ async def rpc_endpoints_page(
             tuple_(RpcEndpoint.network_code, RpcEndpoint.priority, RpcEndpoint.id) > tuple(key)
         )
     return (await session.scalars(query)).all()
+
+
+# When a currency or network is switched off: the last expiry of the invoices that may still
+# be paid in it (not cancelled, expiring after `now - window`), plus the window for late
+# payments. NULL when there is none: nothing more to watch.
+_WATCH_UNTIL = text(
+    """
+    SELECT max(i.expires_at) + make_interval(secs => :window)
+    FROM invoice_options o JOIN invoices i ON i.id = o.invoice_id
+    WHERE (o.currency_id = :currency OR o.network_code = :network)
+      AND i.status <> 'cancelled'
+      AND i.expires_at > now() - make_interval(secs => :window)
+    """
+)
+
+
+async def watch_until(
+    session: AsyncSession,
+    *,
+    window_s: int,
+    currency_id: str | None = None,
+    network: str | None = None,
+) -> datetime | None:
+    """Until when a currency (or every currency of a network) switched off now must still be
+    scanned, in chain time."""
+    return await session.scalar(
+        _WATCH_UNTIL, {"window": float(window_s), "currency": currency_id, "network": network}
+    )

@@ -1,7 +1,11 @@
 """JSON-RPC over httpx with failover: endpoints are tried in priority order; one that fails
 (transport error, 5xx, 429, a JSON-RPC error, an answer that does not parse) is backed off
 exponentially (429 honours `Retry-After`) and the next one is asked. Raw JSON-RPC, because
-this is the scanner's hot path."""
+this is the scanner's hot path.
+
+With an `identity` set (chain id, genesis hash), every endpoint is checked against it before
+its first use: one that serves another chain (a wrong URL, a testnet behind a mainnet network,
+a fresh local node) is never used, and says so."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import structlog
 log = structlog.get_logger("nespay.rpc")
 BASE_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 60.0
+WRONG_CHAIN_BACKOFF_S = 300.0  # then it is checked again (an operator may have fixed it)
 
 
 class RpcError(Exception):
@@ -29,6 +34,20 @@ class Endpoint:
     priority: int
 
 
+@dataclass(frozen=True)
+class ChainIdentity:
+    chain_id: int | None  # None: not checked
+    genesis: str | None  # block 0's hash; None: not checked
+
+
+_IDENTIFY = orjson.dumps(
+    [
+        {"jsonrpc": "2.0", "id": 0, "method": "eth_chainId", "params": []},
+        {"jsonrpc": "2.0", "id": 1, "method": "eth_getBlockByNumber", "params": ["0x0", False]},
+    ]
+)
+
+
 @dataclass
 class _Health:
     failures: int = 0
@@ -40,21 +59,49 @@ class RpcClient:
     http: httpx.AsyncClient
     endpoints: list[Endpoint]
     health: dict[str, _Health] = field(default_factory=dict)
+    identity: ChainIdentity | None = None
+    # Endpoints checked against `identity` (by id and URL: an edited URL is checked again).
+    verified: set[tuple[str, str]] = field(default_factory=set)
+    last_endpoint: str | None = None  # the id of the endpoint that gave the last answer
 
     def set_endpoints(self, endpoints: list[Endpoint]) -> None:
         self.endpoints = sorted(endpoints, key=lambda e: (e.priority, e.id))
 
-    def _candidates(self) -> list[Endpoint]:
+    def expect(self, identity: ChainIdentity) -> None:
+        if identity != self.identity:
+            self.identity = identity
+            self.verified.clear()
+
+    def _candidates(self, avoid: str | None) -> list[Endpoint]:
         now = time.monotonic()
         ready = [e for e in self.endpoints if self.health.get(e.id, _Health()).until <= now]
         # All backed off: try the one that comes back soonest rather than nobody.
-        return ready or sorted(self.endpoints, key=lambda e: self.health[e.id].until)[:1]
+        ready = ready or sorted(self.endpoints, key=lambda e: self.health[e.id].until)[:1]
+        return sorted(ready, key=lambda e: e.id == avoid)  # stable: priority order otherwise
+
+    def demote(self, endpoint_id: str) -> None:
+        """An endpoint whose answer was wrong though well formed (e.g. logs missing): backed
+        off like a failing one, so the next calls go to another."""
+        endpoint = next((e for e in self.endpoints if e.id == endpoint_id), None)
+        if endpoint is not None:
+            self._fail(endpoint, None)
 
     async def call(self, method: str, params: list[Any]) -> Any:
         return (await self.batch([(method, params)]))[0]
 
-    async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
-        """Results in order; raises RpcError when no endpoint gives a complete answer."""
+    async def identify(self) -> tuple[int, str]:
+        """(chain id, genesis hash) of the chain the endpoints serve (checked against
+        `identity` as every call is)."""
+        chain_id, genesis = await self.batch(
+            [("eth_chainId", []), ("eth_getBlockByNumber", ["0x0", False])]
+        )
+        return int(chain_id, 16), genesis["hash"]
+
+    async def batch(
+        self, calls: list[tuple[str, list[Any]]], *, avoid: str | None = None
+    ) -> list[Any]:
+        """Results in order; raises RpcError when no endpoint gives a complete answer.
+        `avoid`: an endpoint id to ask only if no other is available (a cross-check)."""
         if not self.endpoints:
             raise RpcError("no enabled RPC endpoint for this network")
         body = orjson.dumps(
@@ -64,16 +111,43 @@ class RpcClient:
             ]
         )
         last = "no endpoint answered"
-        for endpoint in self._candidates():
+        for endpoint in self._candidates(avoid):
             try:
+                await self._verify(endpoint)
                 results = await self._post(endpoint, body, len(calls))
             except _EndpointFailed as failure:
                 self._fail(endpoint, failure.retry_after)
                 last = str(failure)
                 continue
             self.health.pop(endpoint.id, None)
+            self.last_endpoint = endpoint.id
             return results
         raise RpcError(last)
+
+    async def _verify(self, endpoint: Endpoint) -> None:
+        identity = self.identity
+        if identity is None or (endpoint.id, endpoint.url) in self.verified:
+            return
+        chain_hex, genesis = await self._post(endpoint, _IDENTIFY, 2)
+        try:
+            chain_id, genesis_hash = int(chain_hex, 16), genesis["hash"]
+        except (TypeError, ValueError, KeyError):
+            raise _EndpointFailed(f"{endpoint.id}: malformed JSON-RPC answer") from None
+        if identity.chain_id is not None and chain_id != identity.chain_id:
+            raise _EndpointFailed(
+                f"{endpoint.id} serves chain id {chain_id}, not the network's "
+                f"{identity.chain_id}: check the network's RPC endpoints",
+                WRONG_CHAIN_BACKOFF_S,
+            )
+        if identity.genesis is not None and genesis_hash != identity.genesis:
+            raise _EndpointFailed(
+                f"{endpoint.id} serves another chain than the one this network was scanned on "
+                f"(block 0 is {genesis_hash}, not {identity.genesis}): check the network's RPC "
+                "endpoints; if the chain was replaced on purpose (a new local node), reset the "
+                "network's cursor",
+                WRONG_CHAIN_BACKOFF_S,
+            )
+        self.verified.add((endpoint.id, endpoint.url))
 
     async def _post(self, endpoint: Endpoint, body: bytes, count: int) -> list[Any]:
         try:

@@ -27,17 +27,21 @@ from typing import Any
 import httpx
 import structlog
 
+from nespay import metrics
 from nespay.chains import cursors
 from nespay.chains.catalog import CatalogCurrency
 from nespay.chains.cursors import Cursor, LeaseLost
-from nespay.chains.evm import TRANSFER_TOPIC, decode_transfer_log
-from nespay.chains.rpcclient import RpcClient, RpcError
+from nespay.chains.evm import TRANSFER_TOPIC, bloom_mask, bloom_may_contain, decode_transfer_log
+from nespay.chains.rpcclient import ChainIdentity, RpcClient, RpcError
 from nespay.payments import service as payments
 from nespay.payments.service import Transfer
 from nespay.runtime import Runtime
 
 log = structlog.get_logger("nespay.scanner")
 ENDPOINTS_REFRESH_S = 5.0
+FAILURE_LOG_EVERY_S = 60.0  # a scanner failing the same way says so again this often
+MAX_RETRY_S = 30.0
+_TRANSFER_MASK = bloom_mask(TRANSFER_TOPIC)
 
 
 class ChainInconsistent(Exception):
@@ -47,10 +51,24 @@ class ChainInconsistent(Exception):
 @dataclass
 class NetworkConfig:
     code: str
+    chain_id: int | None
     confirmations: int
     block_time_ms: int
     tokens: dict[str, CatalogCurrency]  # contract (lowercase) → currency
     native: CatalogCurrency | None
+
+    def masks(self) -> dict[str, int]:
+        """Each token's `logsBloom` bits."""
+        return {contract: _mask_of(contract) for contract in self.tokens}
+
+
+_MASKS: dict[str, int] = {}
+
+
+def _mask_of(contract: str) -> int:
+    if contract not in _MASKS:
+        _MASKS[contract] = bloom_mask(contract)
+    return _MASKS[contract]
 
 
 class NetworkScanner:
@@ -63,36 +81,46 @@ class NetworkScanner:
         self.cursor: Cursor | None = None
         self.batch = runtime.settings.scanner_batch_blocks
         self._endpoints_at = 0.0
+        self._failure: str | None = None  # the error steps are failing with, if they are
+        self._failure_said_at = 0.0
 
     # --- lease ---------------------------------------------------------------------------
 
     async def acquire(self) -> bool:
+        """Take the network's lease. The node must serve the chain this network was first
+        scanned on (same block 0) and the network's chain id; a network scanned for the first
+        time records its chain."""
         await self._refresh_endpoints()
+        config = await self._config()
         async with self.runtime.db.engine.connect() as conn:
-            exists = await cursors.cursor_exists(conn, self.network)
+            exists, genesis = await cursors.stored_genesis(conn, self.network)
         # The node is asked outside any transaction: no pooled connection waits on the network.
-        start = (0, "") if exists else await self._starting_point()
+        self.rpc.expect(ChainIdentity(config.chain_id, genesis))
+        if genesis is None:
+            genesis = (await self.rpc.identify())[1]
+            self.rpc.expect(ChainIdentity(config.chain_id, genesis))
+        start = (0, "", None) if exists else await self._starting_point(config)
         async with self.runtime.db.engine.begin() as conn:
             self.cursor = await cursors.acquire(
-                conn, self.network, self.owner, self.settings.scanner_lease_s, start
+                conn, self.network, self.owner, self.settings.scanner_lease_s, start, genesis
             )
         if self.cursor is not None:
             log.info("scanner_leased", network=self.network, block=self.cursor.number)
         return self.cursor is not None
 
-    async def _starting_point(self) -> tuple[int, str]:
+    async def _starting_point(self, config: NetworkConfig) -> tuple[int, str, int]:
         """A network scanned for the first time starts an hour of blocks behind the head."""
-        config = await self._config()
         head = int(await self.rpc.call("eth_blockNumber", []), 16)
         number = max(0, head - 3_600_000 // max(1, config.block_time_ms))
         block = await self.rpc.call("eth_getBlockByNumber", [hex(number), False])
-        return number, block["hash"]
+        return number, block["hash"], int(block["timestamp"], 16)
 
     async def release(self) -> None:
         if self.cursor is not None:
             async with self.runtime.db.engine.begin() as conn:
                 await cursors.release(conn, self.cursor)
             self.cursor = None
+        metrics.scanner_stopped(self.network)
 
     # --- one step ------------------------------------------------------------------------
 
@@ -105,6 +133,7 @@ class NetworkScanner:
             [("eth_blockNumber", []), ("eth_getBlockByNumber", [hex(self.cursor.number), False])]
         )
         head = int(head_hex, 16)
+        metrics.scanner_lag(self.network, max(0, head - self.cursor.number))
         if ours is None or ours["hash"] != self.cursor.hash:
             return await self._reorg(config, head)  # our tip was replaced (maybe at one height)
         if head <= self.cursor.number:
@@ -143,13 +172,60 @@ class NetworkScanner:
         if not isinstance(logs, list) or not all(isinstance(entry, dict) for entry in logs):
             raise ChainInconsistent("the logs answer is not a list of log objects")
         _check_linked(blocks, first)
-        hashes = {int(b["number"], 16): b["hash"] for b in blocks}
-        if any(
-            hashes.get(int(entry.get("blockNumber", "0x0"), 16)) != entry.get("blockHash")
-            for entry in logs
-        ):
-            raise ChainInconsistent("logs from blocks other than the ones read")
-        return blocks, logs
+        _check_from(blocks, logs)
+        return blocks, await self._cross_check(config, blocks, logs)
+
+    async def _cross_check(
+        self, config: NetworkConfig, blocks: list[dict[str, Any]], logs: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """A node behind a load balancer may answer `eth_getLogs` from a replica that lags:
+        the blocks are there, their logs silently missing. Each block's `logsBloom` says
+        whether a watched token may have emitted a `Transfer` in it; where it may and none
+        came, the block's logs are asked again by block hash (EIP-234: a node without that
+        block answers with an error, not an empty list), from another endpoint if there is
+        one. Logs found only then are used, and the endpoint that left them out is backed
+        off. A bloom's false positive costs one call and changes nothing."""
+        if not config.tokens:
+            return logs
+        seen = {(entry["blockHash"], entry["address"].lower()) for entry in logs}
+        masks = config.masks()
+        doubtful = []
+        for block in blocks:
+            bloom = int(block["logsBloom"], 16)
+            if bloom_may_contain(bloom, _TRANSFER_MASK) and any(
+                bloom_may_contain(bloom, mask) and (block["hash"], token) not in seen
+                for token, mask in masks.items()
+            ):
+                doubtful.append(block["hash"])
+        if not doubtful:
+            return logs
+        answered_by = self.rpc.last_endpoint
+        filters = {"address": sorted(config.tokens), "topics": [TRANSFER_TOPIC]}
+        answers = await self.rpc.batch(
+            [("eth_getLogs", [{"blockHash": h, **filters}]) for h in doubtful], avoid=answered_by
+        )
+        if not all(isinstance(a, list) and all(isinstance(e, dict) for e in a) for a in answers):
+            raise ChainInconsistent("the logs answer is not a list of log objects")
+        known = {(entry.get("transactionHash"), entry.get("logIndex")) for entry in logs}
+        missing = [
+            entry
+            for answer in answers
+            for entry in answer
+            if (entry.get("transactionHash"), entry.get("logIndex")) not in known
+        ]
+        if not missing:
+            return logs
+        _check_from(blocks, missing)
+        log.warning(
+            "rpc_logs_missing",
+            network=self.network,
+            endpoint_id=answered_by,
+            blocks=len(doubtful),
+            logs=len(missing),
+        )
+        if answered_by is not None and answered_by != self.rpc.last_endpoint:
+            self.rpc.demote(answered_by)
+        return logs + missing
 
     async def _commit(
         self,
@@ -163,6 +239,7 @@ class NetworkScanner:
         assert self.cursor is not None
         transfers = _transfers(config, blocks, logs)
         tip = int(blocks[-1]["number"], 16)
+        tip_time = int(blocks[-1]["timestamp"], 16)
         # One transaction on a driver (asyncpg) connection: a batch costs a dozen statements
         # whatever its size, each without SQLAlchemy's per-statement overhead.
         async with self.runtime.db.driver() as db, db.transaction():
@@ -173,42 +250,27 @@ class NetworkScanner:
                 number=tip,
                 hash=blocks[-1]["hash"],
                 head=head,
+                timestamp=tip_time,
             )
-            touched: set[str] = set()
             if ancestor is not None:
-                touched |= await payments.orphan_after(db, self.network, ancestor)
                 await cursors.forget_blocks_after(db, self.network, ancestor)
-            recorded = await self._record(db, transfers, tip, config.confirmations)
-            touched |= recorded.invoices
-            # Settle the new payments before counting confirmations: a payment first read
-            # already deep (catching up, a lagging scanner) then still takes its invoice
-            # paid → confirmed with both events, as at the head, not straight to confirmed
-            # without `invoice.paid` (it was written confirmed, but counts as pending here).
-            early = sorted({row["invoice_id"] for row in recorded.confirmed})
-            changed = await payments.settle(db, touched, not_yet_confirmed=early)
-            confirmed = await payments.count_confirmations(
-                db, self.network, tip, config.confirmations, recorded=recorded.confirmed
+            changed = await payments.apply_batch(
+                db,
+                self.network,
+                transfers,
+                tip=tip,
+                needed=config.confirmations,
+                ancestor=ancestor,
             )
-            changed |= await payments.settle(db, confirmed, amounts_changed=False)
             await cursors.store_blocks(db, self.network, [_block_row(b) for b in blocks])
         self.cursor.number, self.cursor.hash = tip, blocks[-1]["hash"]
+        self.cursor.timestamp = tip_time
+        metrics.scanner_lag(self.network, max(0, head - tip))
         if transfers or changed:
             log.info(
                 "scanned", network=self.network, tip=tip, transfers=len(transfers), invoices=changed
             )
         return len(blocks)
-
-    async def _record(
-        self, db: Any, transfers: list[Transfer], tip: int, needed: int
-    ) -> payments.Recorded:
-        """The batch's transfers to our deposit addresses, recorded in one statement."""
-        options = await payments.match_options(db, self.network, transfers)
-        matched = [
-            (transfer, option)
-            for transfer in transfers
-            if (option := options.get((transfer.currency_id, transfer.to_address))) is not None
-        ]
-        return await payments.record_all(db, self.network, matched, tip=tip, needed=needed)
 
     async def _reorg(self, config: NetworkConfig, head: int) -> int:
         assert self.cursor is not None
@@ -251,13 +313,19 @@ class NetworkScanner:
     # --- configuration -------------------------------------------------------------------
 
     async def _config(self) -> NetworkConfig:
-        entries = (await self.runtime.catalog.get()).of_network(self.network)
-        if not entries:
-            raise RpcError(f"network {self.network} has no enabled currency")
+        """The network and what to read on it now: the offered currencies, and those
+        switched off that are still watched at the cursor's block time."""
+        catalog = await self.runtime.catalog.get()
+        network = catalog.network(self.network)
+        if network is None:
+            raise RpcError(f"network {self.network} is not an EVM network any more")
+        chain_time = None if self.cursor is None else self.cursor.timestamp
+        entries = catalog.scanned(self.network, chain_time)
         return NetworkConfig(
             code=self.network,
-            confirmations=entries[0].confirmations,
-            block_time_ms=entries[0].block_time_ms,
+            chain_id=network.chain_id,
+            confirmations=network.confirmations,
+            block_time_ms=network.block_time_ms,
             tokens={e.contract: e for e in entries if e.contract},
             native=next((e for e in entries if e.contract is None), None),
         )
@@ -272,14 +340,20 @@ class NetworkScanner:
     # --- the loop ------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Hold the lease and scan until stopped; errors are logged and retried."""
+        """Hold the lease and scan until stopped; errors are retried with a growing pause,
+        logged when they start or change (and once a minute while they last), and kept in
+        `scanner_status` for `GET /jobs` and the jobs health check until a step succeeds."""
         poll = self.settings.scanner_poll_interval_ms / 1000
+        failures = 0
         while not stop.is_set():
             try:
                 if self.cursor is None and not await self.acquire():
                     await _sleep(stop, self.settings.scanner_lease_s / 2)
                     continue
                 scanned = await self.step()
+                if failures:
+                    await self._recovered()
+                    failures = 0
                 # A failed batch may be too big for the provider ("block range too large"):
                 # halve it after a failure, grow it back while steps succeed.
                 self.batch = min(self.settings.scanner_batch_blocks, self.batch * 2)
@@ -296,10 +370,29 @@ class NetworkScanner:
                 TypeError,
                 ValueError,
             ) as error:
-                log.warning("scan_failed", network=self.network, error=str(error)[:300])
+                failures += 1
+                metrics.SCANNER_FAILURES.labels(self.network).inc()
+                await self._failed(str(error)[:300] or type(error).__name__)
                 self.batch = max(1, self.batch // 2)
-                await _sleep(stop, min(5.0, poll * 4))
+                await _sleep(stop, min(MAX_RETRY_S, poll * 4 * 2 ** min(failures - 1, 8)))
         await self.release()
+
+    async def _failed(self, message: str) -> None:
+        now = time.monotonic()
+        if message == self._failure and now - self._failure_said_at < FAILURE_LOG_EVERY_S:
+            return
+        log.warning("scan_failed", network=self.network, error=message)
+        self._failure, self._failure_said_at = message, now
+        with contextlib.suppress(Exception):  # the database may be what is failing
+            async with self.runtime.db.driver() as db:
+                await cursors.record_failure(db, self.network, message)
+
+    async def _recovered(self) -> None:
+        log.info("scan_recovered", network=self.network, error=self._failure)
+        self._failure = None
+        with contextlib.suppress(Exception):
+            async with self.runtime.db.driver() as db:
+                await cursors.clear_failure(db, self.network)
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:
@@ -315,9 +408,25 @@ def _check_linked(blocks: list[dict[str, Any] | None], first: int) -> None:
             raise ChainInconsistent("blocks of one batch do not chain")
 
 
+def _check_from(blocks: list[dict[str, Any]], logs: list[dict[str, Any]]) -> None:
+    hashes = {int(b["number"], 16): b["hash"] for b in blocks}
+    if any(
+        hashes.get(int(entry.get("blockNumber", "0x0"), 16)) != entry.get("blockHash")
+        for entry in logs
+    ):
+        raise ChainInconsistent("logs from blocks other than the ones read")
+
+
+def _is_payment(currency: CatalogCurrency, amount: int) -> bool:
+    """A transfer of 0, or below the currency's dust threshold, is never a payment: address
+    poisoning sends such transfers to every address that receives anything."""
+    return amount > 0 and amount >= currency.dust_threshold
+
+
 def _transfers(
     config: NetworkConfig, blocks: list[dict[str, Any]], logs: list[dict[str, Any]]
 ) -> list[Transfer]:
+    times = {b["hash"]: int(b["timestamp"], 16) for b in blocks}
     found = []
     for entry in logs:
         decoded = decode_transfer_log(entry)
@@ -332,14 +441,18 @@ def _transfers(
             continue
         if decoded.tx_hash is None or decoded.log_index is None:  # its identity is missing
             raise ChainInconsistent("a log without transaction hash or log index")
+        currency = config.tokens[decoded.token]
+        if not _is_payment(currency, decoded.amount):
+            continue
         found.append(
             Transfer(
                 config.code,
-                config.tokens[decoded.token].id,
+                currency.id,
                 decoded.tx_hash or "",
                 decoded.log_index or 0,
                 decoded.block_number or 0,
                 decoded.block_hash or "",
+                times[decoded.block_hash or ""],
                 decoded.sender,
                 decoded.recipient,
                 decoded.amount,
@@ -380,23 +493,27 @@ def _well_formed(entry: dict[str, Any]) -> bool:
 def _native_transfers(config: NetworkConfig, blocks: list[dict[str, Any]]) -> list[Transfer]:
     """Top-level value transfers (a plain transfer to an address without code cannot revert;
     value moved by contracts' internal calls is not seen)."""
-    assert config.native is not None
+    native = config.native
+    assert native is not None
     found = []
     for block in blocks:
-        number = int(block["number"], 16)
+        number, timestamp = int(block["number"], 16), int(block["timestamp"], 16)
         for tx in block.get("transactions", []):
             if not isinstance(tx, dict) or not tx.get("to") or tx.get("value") in (None, "0x0"):
                 continue
             try:
                 amount = int(tx["value"], 16)
+                if not _is_payment(native, amount):
+                    continue
                 found.append(
                     Transfer(
                         config.code,
-                        config.native.id,
+                        native.id,
                         tx["hash"],
                         -1,
                         number,
                         block["hash"],
+                        timestamp,
                         tx["from"].lower(),
                         tx["to"].lower(),
                         amount,

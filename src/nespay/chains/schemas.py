@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -19,6 +20,8 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+
+from nespay.kit.money import from_base_units
 
 ChainFamily = Literal["evm", "tron"]
 NetworkCode = Annotated[
@@ -37,6 +40,15 @@ CurrencyCode = Annotated[
         max_length=16,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9.]*$",
         description="Letters, digits and dots, e.g. USDT or USDC.e",
+    ),
+]
+DustThreshold = Annotated[
+    str,
+    Field(
+        pattern=r"^(0|[1-9][0-9]{0,35})(\.[0-9]{1,36})?$",
+        description='Whole units (a decimal string, e.g. "0.01"): transfers below it are '
+        "not payments; a transfer of 0 never is. Default 0.",
+        examples=["0.01"],
     ),
 ]
 MAX_CHAIN_ID = 2**63 - 1
@@ -155,6 +167,10 @@ class Network(BaseModel):
     enabled: bool
     is_testnet: bool
     explorer_url: str | None
+    watch_until: datetime | None = Field(
+        description="Switched off while invoices could still be paid on it: scanned until this "
+        "chain time"
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -176,6 +192,7 @@ class CurrencyCreate(BaseModel):
     decimals: Decimals
     name: Name | None = Field(None, description="Defaults to the code")
     enabled: bool = True
+    dust_threshold: DustThreshold = "0"
 
 
 class CurrencyUpdate(_Patch):
@@ -185,6 +202,7 @@ class CurrencyUpdate(_Patch):
     decimals: Decimals | None = None
     name: Name | None = None
     enabled: bool | None = None
+    dust_threshold: DustThreshold | None = None
 
     @classmethod
     def _nullable(cls) -> frozenset[str]:
@@ -200,9 +218,23 @@ class Currency(BaseModel):
     name: str
     contract: str | None = Field(description="null for the native coin")
     decimals: int
-    enabled: bool
+    enabled: bool = Field(description="Offered on new invoices")
+    dust_threshold: str = Field(
+        description="Whole units: transfers below it are not payments (a transfer of 0 never is)"
+    )
+    watch_until: datetime | None = Field(
+        description="Switched off while invoices could still be paid in it: scanned until this "
+        "chain time (the last expiry of its invoices plus SCANNER_WATCH_AFTER_EXPIRY_S)"
+    )
     created_at: datetime
     updated_at: datetime
+
+    @field_validator("dust_threshold", mode="before")
+    @classmethod
+    def _whole_units(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, int | Decimal):
+            return from_base_units(value, info.data["decimals"])
+        return value
 
 
 class CurrencyList(BaseModel):

@@ -23,6 +23,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -33,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nespay.audit.service import record
 from nespay.auth.principals import Actor
 from nespay.chains import repository
+from nespay.chains.catalog import SCANNED_FAMILIES
 from nespay.chains.schemas import (
     CurrencyCreate,
     CurrencyUpdate,
@@ -43,6 +45,7 @@ from nespay.chains.schemas import (
 )
 from nespay.errors import Conflict, NespayError, NotFound
 from nespay.kit.ids import new_id
+from nespay.kit.money import parse_amount, to_base_units
 from nespay.models import Currency, Network, RpcEndpoint
 
 log = structlog.get_logger("nespay.chains")
@@ -91,6 +94,26 @@ class ChainIdRequired(NespayError):
     status_code = 422
     code = "chain_id_required"
     message = "EVM networks need a `chain_id`."
+
+
+class ChainFamilyNotScanned(NespayError):
+    status_code = 422
+    code = "chain_family_not_scanned"
+    message = "No scanner serves this chain family yet."
+
+    def __init__(self, family: str) -> None:
+        super().__init__(
+            f"A {family} network cannot be enabled: no scanner serves the {family} chain family "
+            "yet, so invoices would hand out addresses nobody watches. Scanned families: "
+            + ", ".join(SCANNED_FAMILIES)
+            + "."
+        )
+
+
+class DustThresholdPrecision(NespayError):
+    status_code = 422
+    code = "dust_threshold_precision"
+    message = "The dust threshold has more decimal places than the currency."
 
 
 class CurrencyNotFound(NotFound):
@@ -244,7 +267,7 @@ NETWORK_FIELDS = (
     "enabled",
     "explorer_url",
 )
-CURRENCY_FIELDS = ("network", "code", "name", "contract", "decimals", "enabled")
+CURRENCY_FIELDS = ("network", "code", "name", "contract", "decimals", "enabled", "dust_threshold")
 RPC_FIELDS = ("network", "url", "priority", "enabled")
 _COLUMN = {"network": "network_code"}  # API field → model attribute
 
@@ -260,7 +283,11 @@ def network_snapshot(network: Network, fields: Iterable[str] = NETWORK_FIELDS) -
 def currency_snapshot(
     currency: Currency, fields: Iterable[str] = CURRENCY_FIELDS
 ) -> dict[str, Any]:
-    return {field: getattr(currency, _attr(field)) for field in fields}
+    """For the audit log (the dust threshold in base units, as a string)."""
+    values = {field: getattr(currency, _attr(field)) for field in fields}
+    if "dust_threshold" in values:
+        values["dust_threshold"] = str(int(values["dust_threshold"]))
+    return values
 
 
 def rpc_snapshot(endpoint: RpcEndpoint, fields: Iterable[str] = RPC_FIELDS) -> dict[str, Any]:
@@ -329,6 +356,8 @@ async def network_overview(session: AsyncSession) -> list[NetworkOverview]:
 async def create_network(session: AsyncSession, actor: Actor, body: NetworkCreate) -> Network:
     if body.chain_family == "evm" and body.chain_id is None:
         raise ChainIdRequired()
+    if body.enabled:
+        _refuse_unscanned(body.chain_family)
     if await repository.get_network(session, body.code) is not None:
         raise NetworkExists(f"A network with the code '{body.code}' already exists.")
     network = Network(**body.model_dump())
@@ -348,8 +377,11 @@ async def create_network(session: AsyncSession, actor: Actor, body: NetworkCreat
 
 
 async def update_network(
-    session: AsyncSession, actor: Actor, code: str, body: NetworkUpdate
+    session: AsyncSession, actor: Actor, code: str, body: NetworkUpdate, *, watch_window_s: int
 ) -> Network:
+    """Switched off, a network is no longer offered on new invoices, but its scanner goes on
+    until the last of its invoices' expiries plus `watch_window_s` (chain time): payments
+    to invoices already handed out are never dropped."""
     network = await repository.get_network(session, code, for_update=True)
     if network is None:
         raise NetworkNotFound(f"There is no network '{code}'.")
@@ -365,9 +397,17 @@ async def update_network(
         raise ChainIdRequired()
     if "chain_family" in changes and await repository.network_has_currencies(session, code):
         raise ChainFamilyLocked()
+    if changes.get("enabled", network.enabled):
+        _refuse_unscanned(family)
     before = network_snapshot(network, changes)
     for field, value in changes.items():
         setattr(network, field, value)
+    if "enabled" in changes:
+        network.watch_until = (
+            None
+            if network.enabled
+            else await repository.watch_until(session, window_s=watch_window_s, network=code)
+        )
     await _flush(session)
     await session.refresh(network)
     await record(
@@ -381,6 +421,12 @@ async def update_network(
     )
     log.info("network_updated", network=network.code, fields=sorted(changes))
     return network
+
+
+def _refuse_unscanned(family: str) -> None:
+    """Never offer what is not scanned: only a family a scanner serves can be enabled."""
+    if family not in SCANNED_FAMILIES:
+        raise ChainFamilyNotScanned(family)
 
 
 # --- currencies --------------------------------------------------------------------------------
@@ -444,6 +490,7 @@ async def create_currency(session: AsyncSession, actor: Actor, body: CurrencyCre
         contract=contract,
         decimals=body.decimals,
         enabled=body.enabled,
+        dust_threshold=_dust_units(body.dust_threshold, body.decimals),
     )
     session.add(currency)
     await _flush(session)
@@ -460,13 +507,35 @@ async def create_currency(session: AsyncSession, actor: Actor, body: CurrencyCre
     return currency
 
 
+def _dust_units(value: str, decimals: int) -> Decimal:
+    """A dust threshold in whole units as the currency's base units."""
+    try:
+        return Decimal(to_base_units(parse_amount(value), decimals))
+    except ValueError:
+        raise DustThresholdPrecision(
+            f"dust_threshold has more than the currency's {decimals} decimal places."
+        ) from None
+
+
 async def update_currency(
-    session: AsyncSession, actor: Actor, currency_id: str, body: CurrencyUpdate
+    session: AsyncSession,
+    actor: Actor,
+    currency_id: str,
+    body: CurrencyUpdate,
+    *,
+    watch_window_s: int,
 ) -> Currency:
+    """Switched off, a currency is no longer offered on new invoices, but it is scanned until
+    the last of its invoices' expiries plus `watch_window_s` (chain time): payments to
+    invoices already handed out are never dropped."""
     currency = await repository.get_currency(session, currency_id, for_update=True)
     if currency is None:
         raise CurrencyNotFound()
     values = body.changes()
+    if "dust_threshold" in values:
+        values["dust_threshold"] = _dust_units(
+            str(values["dust_threshold"]), int(values.get("decimals", currency.decimals))
+        )
     network = await known_network(
         session, str(values.get("network", currency.network_code)), lock=True
     )
@@ -493,6 +562,14 @@ async def update_currency(
     before = currency_snapshot(currency, changes)
     for field, value in changes.items():
         setattr(currency, _attr(field), value)
+    if "enabled" in changes:
+        currency.watch_until = (
+            None
+            if currency.enabled
+            else await repository.watch_until(
+                session, window_s=watch_window_s, currency_id=currency.id
+            )
+        )
     await _flush(session)
     await session.refresh(currency)
     await record(

@@ -1,6 +1,7 @@
-"""Runs a scanner for every enabled EVM network in the jobs process, starting and stopping
-them as operators enable and disable networks (no restart needed). Every jobs replica runs a
-supervisor; the leases decide which replica scans which network."""
+"""Runs a scanner for every EVM network that needs one in the jobs process — enabled, or
+switched off while invoices may still be paid or payments still confirm on it — starting and
+stopping them as that changes (no restart needed). Every jobs replica runs a supervisor; the
+leases decide which replica scans which network."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ class ScannerSupervisor:
 
     async def reconcile(self) -> None:
         async with self.runtime.db.engine.connect() as conn:
-            wanted = set(await cursors.enabled_evm_networks(conn))
+            wanted = set(await cursors.networks_to_scan(conn))
         for network in wanted - set(self.running):
             stop = asyncio.Event()
             scanner = NetworkScanner(self.runtime, network, self.owner, self.http)

@@ -1,5 +1,5 @@
-"""All SQL of the event log's reads, and of the deliveries as the event routes see them
-(listing with their attempts, and the upsert of a manual redelivery)."""
+"""All SQL of the event log: writing events, reading them, and the deliveries as the event
+routes see them (listing with their attempts, and the upsert of a manual redelivery)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,40 @@ from sqlalchemy import Row, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nespay.db import Sql
 from nespay.events.schemas import EventFilters
 from nespay.kit.ids import new_id
 from nespay.kit.pagination import page_query
 from nespay.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 ATTEMPT_LOG_LIMIT = 50
+
+_INSERT = """
+INSERT INTO events (id, merchant_id, type, subject_id, data, request_id)
+SELECT e.id, e.merchant_id, e.type, e.subject_id, e.data::jsonb, $6
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+     WITH ORDINALITY AS e(id, merchant_id, type, subject_id, data, n)
+ORDER BY e.n
+"""
+
+
+async def insert_events(
+    db: Sql,
+    ids: list[str],
+    rows: Sequence[tuple[str, str, str, str]],
+    request_id: str | None,
+) -> None:
+    """(merchant id, type, subject id, data as JSON) rows in one statement, in list order
+    (their `seq` follows it)."""
+    await db.execute(
+        _INSERT,
+        ids,
+        [row[0] for row in rows],
+        [row[1] for row in rows],
+        [row[2] for row in rows],
+        [row[3] for row in rows],
+        request_id,
+    )
 
 
 async def get(session: AsyncSession, event_id: str, *, merchant_id: str | None) -> Event | None:

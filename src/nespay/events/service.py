@@ -8,9 +8,10 @@ not found), the backoffice passes None."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert
+import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from nespay.audit.service import record
@@ -18,7 +19,7 @@ from nespay.auth.principals import Actor
 from nespay.callbacks import messages
 from nespay.callbacks import repository as endpoints
 from nespay.callbacks import service as callbacks_service
-from nespay.db import after_commit
+from nespay.db import Sql, after_commit, sql
 from nespay.errors import Conflict, NotFound
 from nespay.events import repository
 from nespay.events.schemas import Attempt, Delivery, DeliveryCounts, EventFilters, Redeliver
@@ -46,6 +47,24 @@ class NoWebhookEndpoints(Conflict):
     message = "No enabled webhook endpoint is subscribed to this event type."
 
 
+# (merchant id, type, subject id, data): an event to write.
+NewEvent = tuple[str, str, str, dict[str, Any]]
+
+
+async def emit_all(
+    db: Sql | AsyncSession | AsyncConnection, events: Sequence[NewEvent]
+) -> list[str]:
+    """The one writer of events: all of `events` in one statement, in list order (their
+    `seq` follows it), in the caller's transaction. Callers that change an invoice hold its
+    row lock while they write its events, so one invoice's events commit in order."""
+    if not events:
+        return []
+    ids = [new_id("evt") for _ in events]
+    rows = [(e[0], e[1], e[2], orjson.dumps(e[3]).decode()) for e in events]
+    await repository.insert_events(sql(db), ids, rows, current_request_id())
+    return ids
+
+
 async def emit(
     executor: AsyncSession | AsyncConnection,
     *,
@@ -54,17 +73,8 @@ async def emit(
     subject_id: str,
     data: dict[str, Any],
 ) -> str:
-    event_id = new_id("evt")
-    await executor.execute(
-        insert(Event).values(
-            id=event_id,
-            merchant_id=merchant_id,
-            type=type,
-            subject_id=subject_id,
-            data=data,
-            request_id=current_request_id(),
-        )
-    )
+    """One event (see `emit_all`)."""
+    (event_id,) = await emit_all(executor, [(merchant_id, type, subject_id, data)])
     return event_id
 
 

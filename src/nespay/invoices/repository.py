@@ -8,8 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from nespay.db import Sql
 from nespay.models import Currency, IdempotencyKey, Invoice, InvoiceOption, Payment
 
 _CLAIM_KEY = text(
@@ -117,23 +118,6 @@ async def list_for_merchant(
     return (await session.scalars(query)).all()
 
 
-_DUE_FOR_EXPIRY = text(
-    """
-    SELECT id FROM invoices
-    WHERE status IN ('pending', 'partially_paid') AND expires_at <= now()
-    ORDER BY expires_at
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
-    """
-)
-
-
-async def lock_due_for_expiry(conn: AsyncConnection | AsyncSession, limit: int) -> list[str]:
-    """Invoices past their expiry, through the partial index on open invoices; rows another
-    transaction holds (a payment being recorded) are skipped and seen on the next run."""
-    return list((await conn.execute(_DUE_FOR_EXPIRY, {"limit": limit})).scalars())
-
-
 async def set_fields(session: AsyncSession, invoice_id: str, **values: Any) -> None:
     await session.execute(
         update(Invoice).where(Invoice.id == invoice_id).values(updated_at=text("now()"), **values)
@@ -232,3 +216,118 @@ async def reserve_indexes(conn: Any, sequence: str, count: int) -> list[int]:
     """`count` values of a derivation-index sequence, committed at once (unused ones are gaps,
     never reuses)."""
     return [row[0] for row in await conn.fetch(_RESERVE, sequence, count)]
+
+
+# --- status changes (nespay.invoices.states), `$n` SQL on `nespay.db.Sql` ---------------------
+
+# In id order, so concurrent changers (two networks' scanners for one fiat invoice, the expiry
+# job, a cancel) cannot deadlock. NO KEY: payments inserted for these invoices hold KEY SHARE
+# on them (foreign key).
+_LOCK = "SELECT id FROM invoices WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE"
+
+_LOCK_ONE = """
+SELECT id, merchant_id, status, marked_at IS NOT NULL AS marked, paid_ppm, overpaid, paid_late
+FROM invoices WHERE id = $1 AND ($2::text IS NULL OR merchant_id = $2)
+FOR NO KEY UPDATE
+"""
+
+# `ix_payments_option_id` makes each option's sum an index lookup, not a scan of every payment.
+_REFRESH_OPTIONS = """
+UPDATE invoice_options o SET amount_paid = COALESCE(
+    (SELECT sum(p.amount) FROM payments p WHERE p.option_id = o.id AND p.status <> 'orphaned'),
+    0)
+WHERE o.invoice_id = ANY($1::text[])
+"""
+
+# Per option (in id order): amount due, counted and, for a confirmed invoice, confirmed base
+# units; whether a payment still confirms, whether a counted one came after expiry.
+_FACTS = """
+SELECT i.id, i.merchant_id, i.status, i.underpayment_tolerance_bps AS tolerance_bps,
+       i.expired_at IS NOT NULL AS expired, i.marked_at IS NOT NULL AS marked,
+       i.overpaid, i.paid_late, o.due, o.paid, o.confirmed,
+       EXISTS (SELECT 1 FROM payments p WHERE p.invoice_id = i.id AND p.status = 'pending')
+           AS any_pending,
+       EXISTS (SELECT 1 FROM payments p WHERE p.invoice_id = i.id AND p.late
+               AND p.status <> 'orphaned') AS any_late
+FROM invoices i
+CROSS JOIN LATERAL (
+    SELECT array_agg(o.amount ORDER BY o.id) AS due,
+           array_agg(o.amount_paid ORDER BY o.id) AS paid,
+           array_agg(CASE WHEN i.status = 'confirmed' THEN
+                         (SELECT COALESCE(sum(p.amount), 0) FROM payments p
+                          WHERE p.option_id = o.id AND p.status = 'confirmed')
+                     ELSE 0 END ORDER BY o.id) AS confirmed
+    FROM invoice_options o WHERE o.invoice_id = i.id
+) o
+WHERE i.id = ANY($1::text[])
+ORDER BY i.id
+"""
+
+_SET_STATUSES = """
+UPDATE invoices i SET status = c.status, paid_ppm = c.ppm,
+    overpaid = c.overpaid, paid_late = c.paid_late, updated_at = now(),
+    paid_at = CASE WHEN c.status IN ('paid', 'confirmed')
+                   THEN COALESCE(i.paid_at, now()) ELSE i.paid_at END,
+    confirmed_at = CASE WHEN c.status = 'confirmed'
+                        THEN COALESCE(i.confirmed_at, now()) ELSE i.confirmed_at END,
+    invalid_at = CASE WHEN c.status = 'invalid' AND i.status <> 'invalid'
+                      THEN now() ELSE i.invalid_at END,
+    cancelled_at = CASE WHEN c.status = 'cancelled' THEN now() ELSE i.cancelled_at END,
+    marked_at = CASE WHEN c.marked THEN now() ELSE i.marked_at END,
+    status_reason = COALESCE(c.reason, i.status_reason)
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bool[], $5::bool[], $6::bool[],
+            $7::text[]) AS c(id, status, ppm, overpaid, paid_late, marked, reason)
+WHERE i.id = c.id
+"""
+
+# Open invoices past their expiry whose every option's network the scanner has read up to
+# the expiry (chain time): a payment mined before `expires_at` but not yet read (scanner lag,
+# an RPC outage, the jobs process down) finds its invoice still open. Rows another
+# transaction holds (a payment being recorded) are skipped and seen on the next run.
+_MARK_EXPIRED = """
+WITH due AS (
+    SELECT i.id FROM invoices i
+    WHERE i.status IN ('pending', 'partially_paid') AND i.expires_at <= now()
+      AND NOT EXISTS (
+          SELECT 1 FROM invoice_options o
+          LEFT JOIN chain_cursors c ON c.network_code = o.network_code
+          WHERE o.invoice_id = i.id
+            AND (c.block_timestamp IS NULL
+                 OR c.block_timestamp < extract(epoch FROM i.expires_at)))
+    ORDER BY i.expires_at
+    LIMIT $1
+    FOR NO KEY UPDATE OF i SKIP LOCKED
+)
+UPDATE invoices i SET expired_at = now() FROM due WHERE i.id = due.id
+RETURNING i.id
+"""
+
+
+async def lock_invoices(db: Sql, ids: Sequence[str]) -> None:
+    await db.execute(_LOCK, list(ids))
+
+
+async def lock_invoice(db: Sql, invoice_id: str, merchant_id: str | None) -> Any:
+    """The invoice's status row, locked; None if there is none (for this merchant)."""
+    rows = await db.fetch(_LOCK_ONE, invoice_id, merchant_id)
+    return rows[0] if rows else None
+
+
+async def refresh_option_sums(db: Sql, ids: Sequence[str]) -> None:
+    await db.execute(_REFRESH_OPTIONS, list(ids))
+
+
+async def settlement_facts(db: Sql, ids: Sequence[str]) -> Sequence[Any]:
+    return await db.fetch(_FACTS, list(ids))
+
+
+async def set_statuses(db: Sql, rows: Sequence[tuple[Any, ...]]) -> None:
+    """(id, status, paid ppm, overpaid, paid late, marked, reason) rows."""
+    if rows:
+        await db.execute(_SET_STATUSES, *(list(column) for column in zip(*rows, strict=True)))
+
+
+async def mark_expired_due(db: Sql, limit: int) -> list[str]:
+    """Stamp `expired_at` on up to `limit` invoices that are due (see `_MARK_EXPIRED`), locked
+    until the caller's transaction ends."""
+    return [row["id"] for row in await db.fetch(_MARK_EXPIRED, limit)]

@@ -9,6 +9,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,9 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nespay.auth.cache import MerchantSettings
 from nespay.chains.catalog import Catalog, CatalogCurrency
+from nespay.db import sql
 from nespay.errors import Conflict, NespayError, NotFound
 from nespay.events.service import emit
-from nespay.invoices import repository
+from nespay.invoices import repository, states
 from nespay.invoices.addresses import hd_addresses
 from nespay.invoices.schemas import Invoice, InvoiceCreate
 from nespay.invoices.views import PRICE_DECIMALS_CAP, invoice_view
@@ -441,22 +443,17 @@ async def list_invoices(
 
 
 async def cancel(session: AsyncSession, merchant_id: str, invoice_id: str) -> Invoice:
-    invoice = await repository.get(session, invoice_id, merchant_id=merchant_id, for_update=True)
-    if invoice is None:
-        raise InvoiceNotFound()
-    if invoice.status != "pending" or invoice.paid_ppm > 0:
-        raise InvoiceNotCancellable(
-            f"The invoice is {invoice.status}; only pending ones can be cancelled."
+    """A pending invoice (no payment counted) becomes `cancelled`, with its event."""
+
+    def decide(row: Any) -> states.Change:
+        if row["status"] != "pending" or row["marked"]:
+            raise InvoiceNotCancellable(
+                f"The invoice is {row['status']}; only pending ones can be cancelled."
+            )
+        return states.Change(
+            row["id"], row["merchant_id"], "pending", "cancelled", Fraction(0), False, False
         )
-    invoice.status = "cancelled"
-    invoice.cancelled_at = datetime.now(UTC)
-    await session.flush()
-    view = await load_view(session, invoice)
-    await emit(
-        session,
-        merchant_id=merchant_id,
-        type="invoice.cancelled",
-        subject_id=invoice_id,
-        data=view.model_dump(mode="json"),
-    )
-    return view
+
+    if await states.change_one(sql(session), invoice_id, merchant_id=merchant_id, decide=decide):
+        return await get(session, invoice_id, merchant_id=merchant_id)
+    raise InvoiceNotFound()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from decimal import Decimal
+from fractions import Fraction
 
 from nespay.invoices.schemas import (
     Invoice,
@@ -13,17 +15,19 @@ from nespay.invoices.schemas import (
     PublicInvoice,
     PublicPaymentOption,
 )
+from nespay.invoices.states import OptionAmounts, share
 from nespay.kit.addresses import display_address
-from nespay.kit.money import FIAT_DECIMALS, decimal_string, from_base_units, quantize_down
+from nespay.kit.money import FIAT_DECIMALS, decimal_string, from_base_units
 from nespay.models import Currency, InvoiceOption, Payment
 from nespay.models import Invoice as InvoiceRow
 
 PRICE_DECIMALS_CAP = 18
 
 
-def paid_fraction(options: Sequence[InvoiceOption]) -> Decimal:
-    """Share of the invoice paid: each option's received base units over its amount due."""
-    return sum((Decimal(o.amount_paid) / Decimal(o.amount) for o in options), Decimal(0))
+def paid_share(options: Sequence[InvoiceOption]) -> Fraction:
+    """Share of the invoice paid, exactly: the computation its status comes from
+    (`nespay.invoices.states.share`)."""
+    return share(OptionAmounts(int(o.amount), int(o.amount_paid)) for o in options)
 
 
 def price_decimals(invoice: InvoiceRow, currencies: Sequence[Currency]) -> int:
@@ -36,10 +40,12 @@ def price_decimals(invoice: InvoiceRow, currencies: Sequence[Currency]) -> int:
 def amounts(
     invoice: InvoiceRow, options: Sequence[InvoiceOption], currencies: Sequence[Currency]
 ) -> tuple[str, str]:
-    """(amount_paid, amount_due) in the price currency, rounded down to its decimals."""
+    """(amount_paid, amount_due) in the price currency: paid rounded down to its decimals,
+    due what is left (0 exactly when the options' shares sum to 1 or more)."""
     places = price_decimals(invoice, currencies)
     price = Decimal(invoice.price_amount)
-    paid = quantize_down(min(price * paid_fraction(options), price * 10), places)
+    paid_exact = Fraction(price) * min(paid_share(options), Fraction(10))
+    paid = Decimal(math.floor(paid_exact * 10**places)).scaleb(-places)
     due = max(Decimal(0), price - paid)
     return decimal_string(paid), decimal_string(due)
 
@@ -122,7 +128,7 @@ def public_view(
 ) -> PublicInvoice:
     option_rows = [option for option, _ in options]
     _, due = amounts(invoice, option_rows, [currency for _, currency in options])
-    remaining = max(Decimal(0), 1 - paid_fraction(option_rows))
+    remaining = max(Fraction(0), 1 - paid_share(option_rows))
     return PublicInvoice(
         id=invoice.id,
         status=invoice.status,
@@ -135,12 +141,7 @@ def public_view(
                 currency=currency.code,
                 address=display_address(option.chain_family, option.address),
                 amount_due=from_base_units(
-                    int(
-                        (Decimal(option.amount) * remaining).to_integral_value(
-                            rounding="ROUND_CEILING"
-                        )
-                    ),
-                    currency.decimals,
+                    math.ceil(int(option.amount) * remaining), currency.decimals
                 ),
                 token_contract=_contract(option.chain_family, currency),
                 decimals=currency.decimals,

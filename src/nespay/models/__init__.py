@@ -7,11 +7,12 @@ from nespay.models.identity import ApiKey, AuditLog, Merchant, MerchantUser, Web
 from nespay.models.invoices import DepositAddress, IdempotencyKey, Invoice, InvoiceOption, Payment
 from nespay.models.platform import AppLock, JobSchedule, RateCounter
 from nespay.models.reference import Currency, Network, RpcEndpoint
-from nespay.models.scanning import ChainBlock, ChainCursor, Rate
+from nespay.models.scanning import ChainBlock, ChainCursor, Rate, ScannerStatus
 
 __all__ = [
     "ChainBlock",
     "ChainCursor",
+    "ScannerStatus",
     "DepositAddress",
     "Event",
     "IdempotencyKey",

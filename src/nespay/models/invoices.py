@@ -89,6 +89,9 @@ class Invoice(Base):
     cancelled_at: Mapped[datetime | None]
     invalid_at: Mapped[datetime | None]
     status_reason: Mapped[str | None] = mapped_column(String(500))
+    # Set when an admin marked the invoice paid or invalid: its status no longer follows
+    # its payments.
+    marked_at: Mapped[datetime | None]
 
 
 class InvoiceOption(Base):

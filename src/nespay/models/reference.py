@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, func, text
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Numeric, String, func, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from nespay.models.base import Base, TimestampMixin
@@ -23,6 +24,9 @@ class Network(TimestampMixin, Base):
     is_testnet: Mapped[bool] = mapped_column(server_default=text("false"))
     enabled: Mapped[bool] = mapped_column(server_default=text("false"))
     explorer_url: Mapped[str | None] = mapped_column(String(200))
+    # Switched off while invoices could still be paid on it: scanned until its scanner has
+    # read past this time (see nespay.chains.watch).
+    watch_until: Mapped[datetime | None]
 
     currencies: Mapped[list[Currency]] = relationship(back_populates="network", lazy="raise")
     rpc_endpoints: Mapped[list[RpcEndpoint]] = relationship(back_populates="network", lazy="raise")
@@ -32,6 +36,7 @@ class Currency(TimestampMixin, Base):
     __tablename__ = "currencies"
     __table_args__ = (
         CheckConstraint("decimals BETWEEN 0 AND 36", name="decimals_range"),
+        CheckConstraint("dust_threshold >= 0", name="dust_threshold_not_negative"),
         Index("uq_currencies_network_code_code", "network_code", "code", unique=True),
         Index(
             "uq_currencies_network_code_contract",
@@ -49,6 +54,11 @@ class Currency(TimestampMixin, Base):
     contract: Mapped[str | None] = mapped_column(String(64))  # NULL for the native coin
     decimals: Mapped[int]
     enabled: Mapped[bool] = mapped_column(server_default=text("true"))
+    # Transfers below this many base units are not payments (address-poisoning dust); a
+    # transfer of 0 never is.
+    dust_threshold: Mapped[Decimal] = mapped_column(Numeric(78, 0), server_default=text("0"))
+    # Switched off while invoices could still be paid in it: scanned until then.
+    watch_until: Mapped[datetime | None]
 
     network: Mapped[Network] = relationship(back_populates="currencies", lazy="raise")
 

@@ -25,11 +25,30 @@ class ChainCursor(Base):
     )
     block_number: Mapped[int] = mapped_column(BigInteger)
     block_hash: Mapped[str] = mapped_column(String(80))
+    # The cursor block's timestamp (seconds): what the scanner has read up to, in chain time.
+    block_timestamp: Mapped[int | None] = mapped_column(BigInteger)
+    # Block 0's hash of the chain first scanned here: another chain behind the same network
+    # (a wrong RPC URL, a fresh local node) is refused.
+    genesis_hash: Mapped[str | None] = mapped_column(String(80))
     head_number: Mapped[int | None] = mapped_column(BigInteger)
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_token: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     lease_expires_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
+
+
+class ScannerStatus(Base):
+    """A network whose scanner is failing: since when and the newest error. Written when the
+    error changes, deleted on the first step that succeeds after it."""
+
+    __tablename__ = "scanner_status"
+
+    network_code: Mapped[str] = mapped_column(
+        ForeignKey("networks.code", ondelete="CASCADE"), primary_key=True
+    )
+    last_error: Mapped[str] = mapped_column(String(500))
+    failing_since: Mapped[datetime]
+    last_error_at: Mapped[datetime]
 
 
 class ChainBlock(Base):

@@ -597,8 +597,13 @@ def test_k8s_kinds_and_processes() -> None:
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         assert container["args"] == ["serve", process]
         assert container["ports"] == [{"name": "http", "containerPort": port}]
-        for probe in ("livenessProbe", "readinessProbe"):
-            assert container[probe]["httpGet"] == {"path": "/api/v1/health", "port": "http"}
+        # Readiness on the full check; liveness only on the process answering (restarting
+        # every replica does not mend a database or a chain outage).
+        assert container["readinessProbe"]["httpGet"] == {"path": "/api/v1/health", "port": "http"}
+        assert container["livenessProbe"]["httpGet"] == {
+            "path": "/api/v1/health/live",
+            "port": "http",
+        }
         assert container["resources"]["limits"]["memory"] == "256Mi"
         assert container["resources"]["requests"]["memory"]
         service_port = services[f"nespay-{process}"]["spec"]["ports"][0]

@@ -33,7 +33,15 @@ async def eventually(client, path, status, timeout_s=15.0):
 
 
 async def test_every_process_answers_the_guides_exact_body_with_redis_up(database_url, tmp_path):
-    env = base_env(database_url, REDIS_ENABLED="true", REDIS_HOST="127.0.0.1", REDIS_PORT="6379")
+    # Without scanners: the jobs process would add `scanners` to `info`, judged on the shared
+    # test database's networks (tests/chains/test_scanner_status.py covers that check).
+    env = base_env(
+        database_url,
+        REDIS_ENABLED="true",
+        REDIS_HOST="127.0.0.1",
+        REDIS_PORT="6379",
+        SCANNER_ENABLED="false",
+    )
     for process in ("api", "webhook", "jobs"):
         with nespay_process(process, env, tmp_path) as running:
             response = httpx.get(running.base_url + "/api/v1/health")

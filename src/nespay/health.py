@@ -2,8 +2,13 @@
 
 PostgreSQL (and RabbitMQ when configured) are required: down gives 503 with the dependency in
 `error`. Redis is not: the app runs degraded without it, so Redis down is reported in `info`
-with a message and the answer stays 200. With `HEALTH_TOKEN` set, only a caller presenting it
-(`Authorization: Bearer …` or `X-Health-Token`) sees the detail.
+with a message and the answer stays 200. On the jobs process, the chain scanners too: one
+stuck (failing, or not moving, for `SCANNER_STUCK_AFTER_S`) gives 503 with `scanners` in
+`error`; one lagging is reported in `info` (`"status": "lagging"`). With `HEALTH_TOKEN` set,
+only a caller presenting it (`Authorization: Bearer …` or `X-Health-Token`) sees the detail.
+
+`GET …/health/live` answers 200 whenever the process answers at all: what a liveness probe
+should restart on (restarting does not mend a database or a chain outage).
 """
 
 from __future__ import annotations
@@ -35,6 +40,18 @@ async def _database(runtime: Runtime) -> tuple[str, str | None]:
     return "up", None
 
 
+async def _scanners(runtime: Runtime) -> tuple[str, str | None]:
+    from nespay.chains import status
+
+    async with runtime.db.engine.connect() as conn:
+        judged = await status.health(conn, runtime.settings)
+    if judged.stuck:
+        return "down", "; ".join(judged.stuck)
+    if judged.lagging:
+        return "lagging", "; ".join(judged.lagging)
+    return "up", None
+
+
 async def collect(runtime: Runtime) -> tuple[int, dict[str, Any]]:
     """Checks run one after the other: each is a sub-millisecond round trip, cheaper in
     sequence than as tasks; each has its own timeout."""
@@ -44,6 +61,8 @@ async def collect(runtime: Runtime) -> tuple[int, dict[str, Any]]:
     ]
     if runtime.broker is not None:
         checks.append(("rabbitmq", runtime.broker.health, True))
+    if runtime.process == "jobs" and runtime.settings.scanner_enabled:
+        checks.append(("scanners", lambda: _scanners(runtime), True))
     info: dict[str, Any] = {}
     error: dict[str, Any] = {}
     for name, check, required in checks:
@@ -68,5 +87,9 @@ def health_router(runtime_of: Any) -> APIRouter:
         if not operator_allowed(request):
             body = {"status": body["status"]}
         return JsonResponse(body, status_code=status)
+
+    @router.get("/health/live", summary="Liveness: the process answers")
+    async def live() -> JsonResponse:
+        return JsonResponse({"status": "ok"})
 
     return router

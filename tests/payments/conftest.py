@@ -4,6 +4,8 @@ on that network, and a merchant with an API key."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -87,29 +89,37 @@ class Chain:
             return [row[0] for row in rows]
 
 
-@pytest.fixture
-async def chain(settings, database):
-    with run_anvil() as node:
-        token = node.deploy_token("Tether Test", "USDT", 6)
-        node.mint(token, node.accounts[0], 10**15)
-        runtime = Runtime(settings, "jobs")
-        await runtime.start()
-        network = await register_network(runtime.db, [node.url], token, CONFIRMATIONS)
-        runtime.catalog.invalidate()
-        merchant = await merchant_with_key(database)
+@asynccontextmanager
+async def chain_on(
+    settings, database, node: Anvil, urls: list[str] | None = None
+) -> AsyncIterator[Chain]:
+    """A Chain on `node`, its network's RPC endpoints `urls` by priority (default: the node)."""
+    token = node.deploy_token("Tether Test", "USDT", 6)
+    node.mint(token, node.accounts[0], 10**15)
+    runtime = Runtime(settings, "jobs")
+    await runtime.start()
+    network = await register_network(runtime.db, urls or [node.url], token, CONFIRMATIONS)
+    runtime.catalog.invalidate()
+    merchant = await merchant_with_key(database)
+    try:
         async with (
             httpx.AsyncClient(timeout=10) as http,
-            app_client(api.create_app, settings) as (
-                app,
-                client,
-            ),
+            app_client(api.create_app, settings) as (app, client),
         ):
             app.state.runtime.catalog.invalidate()
             scanner = NetworkScanner(runtime, network, "test-scanner", http)
             assert await scanner.acquire()
             yield Chain(node, network, token, runtime, scanner, client, merchant, app)
             await scanner.release()
+    finally:
         await runtime.close()
+
+
+@pytest.fixture
+async def chain(settings, database):
+    with run_anvil() as node:
+        async with chain_on(settings, database, node) as value:
+            yield value
 
 
 def units(amount: str, decimals: int = 6) -> int:

@@ -137,3 +137,38 @@ class GarblingProxy:
                     self.fired.append(name)
                     return response.status_code, {}, garbled
         return response.status_code, {}, raw
+
+
+class LaggingReplica:
+    """Forwards to `target` like a load-balanced provider whose `eth_getLogs` lands on a
+    replica that lags while `lagging`: a range query answers an empty list (what such a node
+    says for blocks it does not have yet), a query by block hash answers "unknown block"."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.lagging = True
+        self.hidden = 0  # range answers emptied
+        self.by_hash = 0  # block-hash queries seen
+
+    def __call__(self, body: bytes) -> Answer:
+        response = httpx.post(
+            self.target, content=body, headers={"content-type": "application/json"}, timeout=10
+        )
+        calls = orjson.loads(body)
+        batch = isinstance(calls, list)
+        calls = calls if batch else [calls]
+        answers = orjson.loads(response.content)
+        answers = answers if isinstance(answers, list) else [answers]
+        by_id = {answer.get("id"): answer for answer in answers}
+        for call in calls:
+            if call.get("method") != "eth_getLogs" or not self.lagging:
+                continue
+            answer = by_id[call["id"]]
+            if "blockHash" in call["params"][0]:
+                self.by_hash += 1
+                answer.pop("result", None)
+                answer["error"] = {"code": -32000, "message": "unknown block"}
+            elif answer.get("result"):
+                self.hidden += 1
+                answer["result"] = []
+        return response.status_code, {}, orjson.dumps(answers if batch else answers[0])

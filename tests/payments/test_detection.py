@@ -173,22 +173,6 @@ async def test_reorg_that_removes_a_counted_payment_reverses_it(chain):
     assert (await chain.events(invoice["id"]))[-2:] == ["payment.reversed", "invoice.reverted"]
 
 
-async def test_reorg_that_remines_the_payment_keeps_it_counted(chain):
-    invoice = await chain.invoice("10")
-    chain.pay(invoice, units("10"))
-    await chain.scan()
-    request = chain.node.transfer_request(
-        chain.token, invoice["payment_options"][0]["address"], units("10")
-    )
-    chain.node.reorg(1, [({**request, "gas": hex(200_000)}, 0)])
-    await chain.scan()
-    after = await chain.get(invoice["id"])
-    assert after["status"] == "paid"
-    assert [p["status"] for p in after["payments"]] == ["orphaned", "pending"] or [
-        p["status"] for p in after["payments"]
-    ] == ["pending"]
-
-
 async def confirmed_invoice(chain) -> dict:
     """An invoice for 10 paid in full, its payment mined deep enough to be confirmed."""
     invoice = await chain.invoice("10")

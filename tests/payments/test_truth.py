@@ -7,17 +7,21 @@ import asyncio
 import time
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import text
 
 from nespay.chains import cursors
 from nespay.chains import service as chains
+from nespay.chains.rpcclient import RpcError
 from nespay.chains.schemas import CurrencyUpdate, NetworkUpdate
 from nespay.invoices import states
 from nespay.invoices.tasks import expire_invoices
 from nespay.kit.ids import new_id
 from nespay.rates.service import set_admin_rate
+from tests.fixtures.anvil import run_anvil
 from tests.fixtures.factories import TEST_ACTOR
-from tests.payments.conftest import CONFIRMATIONS, units
+from tests.payments import fake_rpc
+from tests.payments.conftest import CONFIRMATIONS, chain_on, units
 
 PAID_THEN_CONFIRMED = [
     "invoice.created",
@@ -391,3 +395,40 @@ async def wait_for_lock_wait(chain) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("the scanner never waited for the invoice's row")
+
+
+# --- 6. a node that silently returns fewer logs ------------------------------------------------
+
+
+async def test_logs_a_lagging_replica_leaves_out_are_found_on_another_endpoint(
+    settings, database, caplog
+):
+    with run_anvil() as node, fake_rpc.serve(fake_rpc.LaggingReplica(node.url)) as replica:
+        lagging = replica.respond
+        async with chain_on(settings, database, node, [replica.url, node.url]) as chain:
+            invoice = await chain.invoice("10")
+            chain.pay(invoice, units("10"))
+            await chain.scan()
+            assert (await chain.get(invoice["id"]))["status"] == "paid"
+            assert lagging.hidden >= 1 and lagging.by_hash == 0  # asked the other endpoint
+            missing = [r for r in caplog.records if "rpc_logs_missing" in r.getMessage()]
+            assert missing, "the endpoint that left logs out was not named"
+
+
+async def test_a_lagging_only_endpoint_holds_the_cursor_until_it_catches_up(settings, database):
+    with run_anvil() as node, fake_rpc.serve(fake_rpc.LaggingReplica(node.url)) as replica:
+        lagging = replica.respond
+        async with chain_on(settings, database, node, [replica.url]) as chain:
+            lagging.lagging = False
+            await chain.scan()  # the token's deployment and mint, read in time
+            lagging.lagging = True
+            before = chain.scanner.cursor.number
+            invoice = await chain.invoice("10")
+            chain.pay(invoice, units("10"))
+            with pytest.raises(RpcError):
+                await chain.scan()
+            assert chain.scanner.cursor.number == before  # the payment's block is not passed
+            assert lagging.by_hash >= 1
+            lagging.lagging = False  # the replica caught up
+            await chain.scan()
+            assert (await chain.get(invoice["id"]))["status"] == "paid"

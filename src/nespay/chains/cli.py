@@ -29,6 +29,7 @@ _OPTIONS = {
     "name": "--name",
     "url": "URL",
     "priority": "--priority",
+    "dust_threshold": "--dust",
 }
 
 
@@ -187,11 +188,11 @@ def _set_enabled(code: str, enabled: bool) -> None:
     from nespay.chains.schemas import NetworkUpdate
     from nespay.cli import settings_or_exit
 
-    async def work(session: AsyncSession) -> tuple[bool, int]:
+    async def work(session: AsyncSession) -> tuple[bool, int, Any]:
         network = await service.known_network(session, code)
         was = network.enabled
         if was != enabled:
-            await service.update_network(
+            network = await service.update_network(
                 session,
                 _actor(),
                 code,
@@ -202,14 +203,22 @@ def _set_enabled(code: str, enabled: bool) -> None:
         enabled_endpoints = next(
             (row.endpoints_enabled for row in counts if row.network.code == code), 0
         )
-        return was, enabled_endpoints
+        return was, enabled_endpoints, network.watch_until
 
-    was, endpoints = _with_session(work)
+    was, endpoints, watch_until = _with_session(work)
     state = "enabled" if enabled else "disabled"
     if was == enabled:
         _say(f"{code} is already {state}: nothing to change")
         return
-    _say(f"{code} {state}; scanners pick it up at their next loop")
+    if enabled:
+        _say(f"{code} enabled; scanners pick it up at their next loop")
+    elif watch_until is not None:
+        _say(
+            f"{code} disabled: no new invoice offers it; its scanner goes on until "
+            f"{watch_until:%Y-%m-%d %H:%M} UTC (chain time) for the invoices already issued"
+        )
+    else:
+        _say(f"{code} disabled; no invoice is open on it, its scanner stops at its next loop")
     if enabled and endpoints == 0:
         _say(
             f"note: {code} has no enabled RPC endpoint yet; add one with `nespay networks set-rpc`"
@@ -224,8 +233,34 @@ def networks_enable(code: Annotated[str, typer.Argument(help="The network's code
 
 @networks_app.command("disable")
 def networks_disable(code: Annotated[str, typer.Argument(help="The network's code")]) -> None:
-    """Stop offering a network; its rows, endpoints and scan cursor are kept."""
+    """Stop offering a network; it is still scanned for the invoices already issued on it
+    (until their expiry plus SCANNER_WATCH_AFTER_EXPIRY_S); rows, endpoints and scan cursor
+    are kept."""
     _set_enabled(code, False)
+
+
+@networks_app.command("reset-cursor")
+def networks_reset_cursor(
+    code: Annotated[str, typer.Argument(help="The network's code")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask first")] = False,
+) -> None:
+    """Forget where a network's scanner is and which chain it reads: for a chain replaced on
+    purpose (a new local node). The next scan starts an hour behind the new chain's head and
+    records its block 0; payments already recorded stay as they are."""
+    from nespay.chains import service
+
+    if not yes and not typer.confirm(
+        f"Forget {code}'s scan cursor and chain? Blocks of the old chain are not read again."
+    ):
+        _fail("nothing changed")
+
+    async def work(session: AsyncSession) -> bool:
+        return await service.reset_cursor(session, _actor(), code)
+
+    if _with_session(work):
+        _say(f"{code}: cursor forgotten; its scanner starts afresh on the chain it finds")
+    else:
+        _say(f"{code} has no cursor yet: nothing to change")
 
 
 # --- currencies --------------------------------------------------------------------------------
@@ -241,6 +276,10 @@ def currencies_add(
         typer.Option(help="Token contract address, or `native` (the default) for the coin"),
     ] = None,
     name: Annotated[str | None, typer.Option(help="Defaults to the code")] = None,
+    dust: Annotated[
+        str,
+        typer.Option(help="Whole units: smaller transfers are not payments, e.g. 0.01"),
+    ] = "0",
 ) -> None:
     """Add a token (with its contract) or the network's native coin to a network."""
     from pydantic import ValidationError
@@ -252,7 +291,12 @@ def currencies_add(
         contract = None
     try:
         body = CurrencyCreate(
-            network=network, code=code, contract=contract, decimals=decimals, name=name
+            network=network,
+            code=code,
+            contract=contract,
+            decimals=decimals,
+            name=name,
+            dust_threshold=dust,
         )
     except ValidationError as error:
         _invalid(error)

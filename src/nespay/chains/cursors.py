@@ -233,14 +233,23 @@ async def clear_failure(db: Any, network: str) -> None:
 
 _STATES = text(
     """
-    SELECT n.code AS network, n.enabled, c.head_number AS head, c.block_number AS cursor,
+    SELECT n.code AS network, n.enabled, COALESCE(c.head_number, e.head) AS head,
+           c.block_number AS cursor,
            GREATEST(0, c.head_number - c.block_number) AS lag_blocks,
            c.updated_at AS last_scan_at, c.lease_owner AS scanned_by,
            c.lease_expires_at > now() AS leased, s.last_error, s.failing_since,
-           extract(epoch FROM now() - c.updated_at) AS idle_s
+           s.last_error_at, extract(epoch FROM now() - s.failing_since) AS failing_for_s,
+           extract(epoch FROM now() - c.updated_at) AS idle_s,
+           e.endpoints_up, e.endpoints_total
     FROM networks n
     LEFT JOIN chain_cursors c ON c.network_code = n.code
     LEFT JOIN scanner_status s ON s.network_code = n.code
+    LEFT JOIN LATERAL (
+        SELECT max(r.head_block) FILTER (WHERE r.status = 'up') AS head,
+               count(*) FILTER (WHERE r.status = 'up') AS endpoints_up,
+               count(*) AS endpoints_total
+        FROM rpc_endpoints r WHERE r.network_code = n.code AND r.enabled
+    ) e ON true
     WHERE n.code = ANY(:networks)
     ORDER BY n.code
     """

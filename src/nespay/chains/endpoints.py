@@ -1,7 +1,7 @@
 """Merchant routes: `GET /networks` and `GET /currencies`, what an invoice can be paid in.
 
-Only enabled networks and their enabled currencies; a change in the backoffice shows here at
-the next request.
+Only enabled networks of a chain family a scanner serves, and their enabled currencies; a
+change in the backoffice shows here at the next request.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query
 from nespay.auth.deps import require_scopes
 from nespay.auth.principals import Principal
 from nespay.auth.scopes import INVOICES_READ
-from nespay.chains import repository
+from nespay.chains import service
 from nespay.chains.schemas import (
     PublicCurrency,
     PublicCurrencyList,
@@ -30,8 +30,8 @@ Reader = Annotated[Principal, Depends(require_scopes(INVOICES_READ))]
 @router.get("/networks", response_model=PublicNetworkList)
 async def list_networks(_: Reader, page: PageDep, session: SessionDep) -> PublicNetworkList:
     """Enabled networks, by code; `starting_after` is the last code of the previous page."""
-    rows = await repository.networks_page(
-        session, enabled=True, limit=fetch_size(page.limit), starting_after=page.starting_after
+    rows = await service.offered_networks(
+        session, limit=fetch_size(page.limit), starting_after=page.starting_after
     )
     rows, has_more = split_page(rows, page.limit)
     return PublicNetworkList(
@@ -50,7 +50,7 @@ async def list_currencies(
 ) -> PublicCurrencyList:
     """Enabled currencies of enabled networks, by network and code, with the confirmations
     each network waits for; `contract` is null for a native coin."""
-    rows = await repository.enabled_currencies_page(
+    rows = await service.offered_currencies(
         session, network=network, limit=fetch_size(page.limit), starting_after=page.starting_after
     )
     rows, has_more = split_page(rows, page.limit)

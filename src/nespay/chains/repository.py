@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import exists, func, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -76,6 +77,7 @@ async def networks_page(
     *,
     enabled: bool | None = None,
     chain_family: str | None = None,
+    families: Sequence[str] | None = None,
     limit: int,
     starting_after: str | None = None,
 ) -> Sequence[Network]:
@@ -85,6 +87,8 @@ async def networks_page(
         query = query.where(Network.enabled.is_(enabled))
     if chain_family is not None:
         query = query.where(Network.chain_family == chain_family)
+    if families is not None:
+        query = query.where(Network.chain_family.in_(families))
     if starting_after is not None:
         query = query.where(Network.code > starting_after)
     return (await session.scalars(query)).all()
@@ -165,11 +169,13 @@ class PublicCurrencyRow:
 async def enabled_currencies_page(
     session: AsyncSession,
     *,
+    families: Sequence[str],
     network: str | None = None,
     limit: int,
     starting_after: str | None = None,
 ) -> list[PublicCurrencyRow]:
-    """Enabled currencies of enabled networks, with what a payer's wait depends on."""
+    """Enabled currencies of enabled networks of these chain families, with what a payer's
+    wait depends on."""
     query = (
         select(
             Currency.id,
@@ -182,7 +188,7 @@ async def enabled_currencies_page(
             Network.confirmations,
         )
         .join(Network, Network.code == Currency.network_code)
-        .where(Network.enabled, Currency.enabled)
+        .where(Network.enabled, Currency.enabled, Network.chain_family.in_(families))
         .order_by(Currency.network_code, Currency.code, Currency.id)
         .limit(limit)
     )
@@ -314,3 +320,24 @@ async def watch_until(
     return await session.scalar(
         _WATCH_UNTIL, {"window": float(window_s), "currency": currency_id, "network": network}
     )
+
+
+_FORGET_CURSOR = text(
+    """
+    WITH cursor AS (
+        DELETE FROM chain_cursors WHERE network_code = :n
+        RETURNING block_number, block_hash, genesis_hash
+    ), blocks AS (
+        DELETE FROM chain_blocks WHERE network_code = :n
+    ), failing AS (
+        DELETE FROM scanner_status WHERE network_code = :n
+    )
+    SELECT block_number, block_hash, genesis_hash FROM cursor
+    """
+)
+
+
+async def forget_cursor(session: AsyncSession, network: str) -> dict[str, Any] | None:
+    """Delete the network's cursor, stored blocks and failure; returns the cursor it had."""
+    row = (await session.execute(_FORGET_CURSOR, {"n": network})).one_or_none()
+    return None if row is None else dict(row._mapping)

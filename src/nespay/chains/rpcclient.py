@@ -141,10 +141,10 @@ class RpcClient:
             )
         if identity.genesis is not None and genesis_hash != identity.genesis:
             raise _EndpointFailed(
-                f"{endpoint.id} serves another chain than the one this network was scanned on "
-                f"(block 0 is {genesis_hash}, not {identity.genesis}): check the network's RPC "
-                "endpoints; if the chain was replaced on purpose (a new local node), reset the "
-                "network's cursor",
+                f"{endpoint.id} serves another chain than the one scanned here (block 0 is "
+                f"{genesis_hash[:12]}…, not {identity.genesis[:12]}…): check the network's RPC "
+                "endpoints, or, if the chain was replaced on purpose, run "
+                "`nespay networks reset-cursor <network>`",
                 WRONG_CHAIN_BACKOFF_S,
             )
         self.verified.add((endpoint.id, endpoint.url))

@@ -96,8 +96,9 @@ class NetworkScanner:
             exists, genesis = await cursors.stored_genesis(conn, self.network)
         # The node is asked outside any transaction: no pooled connection waits on the network.
         self.rpc.expect(ChainIdentity(config.chain_id, genesis))
+        found = (await self.rpc.identify())[1]  # checked against the network's as it is asked
         if genesis is None:
-            genesis = (await self.rpc.identify())[1]
+            genesis = found
             self.rpc.expect(ChainIdentity(config.chain_id, genesis))
         start = (0, "", None) if exists else await self._starting_point(config)
         async with self.runtime.db.engine.begin() as conn:
@@ -372,7 +373,7 @@ class NetworkScanner:
             ) as error:
                 failures += 1
                 metrics.SCANNER_FAILURES.labels(self.network).inc()
-                await self._failed(str(error)[:300] or type(error).__name__)
+                await self._failed(str(error)[:500] or type(error).__name__)
                 self.batch = max(1, self.batch // 2)
                 await _sleep(stop, min(MAX_RETRY_S, poll * 4 * 2 ** min(failures - 1, 8)))
         await self.release()

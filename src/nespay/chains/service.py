@@ -423,6 +423,51 @@ async def update_network(
     return network
 
 
+async def offered_networks(
+    session: AsyncSession, *, limit: int, starting_after: str | None
+) -> Sequence[Network]:
+    """What merchants may offer: enabled networks of a chain family a scanner serves."""
+    return await repository.networks_page(
+        session,
+        enabled=True,
+        families=SCANNED_FAMILIES,
+        limit=limit,
+        starting_after=starting_after,
+    )
+
+
+async def offered_currencies(
+    session: AsyncSession, *, network: str | None, limit: int, starting_after: str | None
+) -> list[repository.PublicCurrencyRow]:
+    """Enabled currencies of the offered networks."""
+    return await repository.enabled_currencies_page(
+        session,
+        families=SCANNED_FAMILIES,
+        network=network,
+        limit=limit,
+        starting_after=starting_after,
+    )
+
+
+async def reset_cursor(session: AsyncSession, actor: Actor, code: str) -> bool:
+    """Forget a network's scan cursor, stored blocks and chain (genesis), audit-logged; false
+    if it had none."""
+    await known_network(session, code, lock=True)
+    before = await repository.forget_cursor(session, code)
+    if before is None:
+        return False
+    await record(
+        session,
+        actor,
+        "network.cursor_reset",
+        target_type="network",
+        target_id=code,
+        before=before,
+    )
+    log.warning("network_cursor_reset", network=code, block=before["block_number"])
+    return True
+
+
 def _refuse_unscanned(family: str) -> None:
     """Never offer what is not scanned: only a family a scanner serves can be enabled."""
     if family not in SCANNED_FAMILIES:

@@ -7,11 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, status
-from sqlalchemy import text
 
 from nespay.audit.service import record
 from nespay.auth.deps import AdminActor, require_admin
 from nespay.auth.scopes import ADMIN
+from nespay.chains import status as scanning
 from nespay.deps import RuntimeDep
 from nespay.errors import Conflict, NotFound
 from nespay.jobs import repository
@@ -19,41 +19,38 @@ from nespay.operator import require_operator
 
 router = APIRouter(tags=["jobs"])
 
-_NETWORKS = text(
-    """
-    SELECT n.code, max(e.head_block) FILTER (WHERE e.status = 'up') AS head,
-           count(*) FILTER (WHERE e.status = 'up') AS endpoints_up,
-           count(e.id) AS endpoints_total
-    FROM networks n LEFT JOIN rpc_endpoints e ON e.network_code = n.code AND e.enabled
-    WHERE n.enabled GROUP BY n.code ORDER BY n.code
-    """
-)
-
-
-# The callback pipeline at a glance: a growing backlog means the relay or the workers are
-# behind (or RabbitMQ is away); failed deliveries wait for a merchant's redelivery.
-_CALLBACKS = text(
-    """
-    SELECT (SELECT count(*) FROM events WHERE published_at IS NULL) AS events_unpublished,
-           (SELECT min(created_at) FROM events WHERE published_at IS NULL) AS oldest_unpublished_at,
-           (SELECT count(*) FROM webhook_deliveries WHERE status = 'pending') AS deliveries_pending,
-           (SELECT count(*) FROM webhook_deliveries
-            WHERE status = 'pending' AND next_attempt_at <= now()) AS deliveries_due,
-           (SELECT count(*) FROM webhook_deliveries
-            WHERE status = 'failed' AND failed_at > now() - interval '1 day') AS failed_last_day,
-           (SELECT count(*) FROM webhook_endpoints WHERE disabled_at IS NOT NULL
-            AND NOT enabled) AS endpoints_disabled
-    """
-)
-
 
 @router.get("/jobs", summary="Jobs and network status", dependencies=[Depends(require_operator)])
 async def list_jobs(runtime: RuntimeDep) -> dict[str, Any]:
+    """Every job (schedule, last run, outcome, next run); every network that needs a scanner
+    (`head`, `cursor`, `lag_blocks`, `last_scan_at`, `last_error` and `failing_since` while
+    its scanner fails, who scans it, its RPC endpoints up of total); the callback pipeline's
+    backlog."""
     async with runtime.db.engine.connect() as conn:
         jobs = await repository.list_schedules(conn)
-        networks = [dict(row._mapping) for row in await conn.execute(_NETWORKS)]
-        callbacks = dict((await conn.execute(_CALLBACKS)).one()._mapping)
-    return {"jobs": [_job_view(job) for job in jobs], "networks": networks, "callbacks": callbacks}
+        networks = await scanning.network_states(conn)
+        callbacks = await repository.callback_backlog(conn)
+    return {
+        "jobs": [_job_view(job) for job in jobs],
+        "networks": [_network_view(state) for state in networks],
+        "callbacks": callbacks,
+    }
+
+
+def _network_view(state: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "code": state["network"],
+        "enabled": state["enabled"],
+        "head": state["head"],
+        "cursor": state["cursor"],
+        "lag_blocks": state["lag_blocks"],
+        "last_scan_at": state["last_scan_at"],
+        "scanned_by": state["scanned_by"] if state["leased"] else None,
+        "last_error": state["last_error"],
+        "failing_since": state["failing_since"],
+        "endpoints_up": state["endpoints_up"],
+        "endpoints_total": state["endpoints_total"],
+    }
 
 
 def _job_view(row: dict[str, Any]) -> dict[str, Any]:

@@ -120,3 +120,24 @@ async def run_soon(conn: AsyncConnection, name: str) -> dict[str, Any] | None:
     """Make a job due now; the next tick of any replica runs it."""
     row = (await conn.execute(_RUN_SOON, {"name": name})).one_or_none()
     return None if row is None else dict(row._mapping)
+
+
+# The callback pipeline at a glance: a growing backlog means the relay or the workers are
+# behind (or RabbitMQ is away); failed deliveries wait for a merchant's redelivery.
+_CALLBACKS = text(
+    """
+    SELECT (SELECT count(*) FROM events WHERE published_at IS NULL) AS events_unpublished,
+           (SELECT min(created_at) FROM events WHERE published_at IS NULL) AS oldest_unpublished_at,
+           (SELECT count(*) FROM webhook_deliveries WHERE status = 'pending') AS deliveries_pending,
+           (SELECT count(*) FROM webhook_deliveries
+            WHERE status = 'pending' AND next_attempt_at <= now()) AS deliveries_due,
+           (SELECT count(*) FROM webhook_deliveries
+            WHERE status = 'failed' AND failed_at > now() - interval '1 day') AS failed_last_day,
+           (SELECT count(*) FROM webhook_endpoints WHERE disabled_at IS NOT NULL
+            AND NOT enabled) AS endpoints_disabled
+    """
+)
+
+
+async def callback_backlog(conn: AsyncConnection) -> dict[str, Any]:
+    return dict((await conn.execute(_CALLBACKS)).one()._mapping)

@@ -11,6 +11,7 @@ from nespay.auth.endpoints import router as auth_router
 from nespay.auth.ratelimit import limit_ip
 from nespay.backoffice.endpoints import router as backoffice_router
 from nespay.backoffice.events import router as backoffice_events_router
+from nespay.backoffice.invoices import router as backoffice_invoices_router
 from nespay.backoffice.reference import router as reference_router
 from nespay.callbacks.endpoints import router as callbacks_router
 from nespay.chains.endpoints import router as chains_router
@@ -49,6 +50,7 @@ def backoffice_api() -> APIRouter:
     router.include_router(rates_router)
     router.include_router(reference_router)
     router.include_router(backoffice_events_router)
+    router.include_router(backoffice_invoices_router)
     return router
 
 

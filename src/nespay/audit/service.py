@@ -7,6 +7,7 @@ fails (a refused sign-in rolls back the request's session but must still be logg
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
@@ -85,3 +86,8 @@ async def record_security_event(
                 detail=detail,
             ),
         )
+
+
+async def list_entries(session: AsyncSession, *, limit: int, **filters: Any) -> Sequence[Any]:
+    """Newest first, filtered (see `repository.list_entries`)."""
+    return await repository.list_entries(session, limit=limit, **filters)

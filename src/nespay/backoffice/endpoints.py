@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from nespay.audit import repository as audit_repository
+from nespay.audit import service as audit
 from nespay.audit.schemas import AuditEntry, AuditEntryList
 from nespay.auth.deps import AdminActor, require_admin
 from nespay.auth.principals import Principal
@@ -18,7 +18,6 @@ from nespay.auth.scopes import ADMIN, FINANCE, SUPPORT
 from nespay.deps import SessionDep
 from nespay.errors import NespayError
 from nespay.kit.pagination import PageDep, fetch_size, split_page
-from nespay.merchants import repository as merchants_repository
 from nespay.merchants import service as merchants
 from nespay.merchants.schemas import Merchant, MerchantSettingsUpdate
 
@@ -55,7 +54,7 @@ async def search_merchants(
     ] = None,
     status: Literal["active", "suspended"] | None = None,
 ) -> MerchantList:
-    rows = await merchants_repository.search(
+    rows = await merchants.search(
         session, q, status=status, limit=fetch_size(page.limit), starting_after=page.starting_after
     )
     rows, has_more = split_page(rows, page.limit)
@@ -96,7 +95,7 @@ async def list_audit_logs(
     until: datetime | None = None,
 ) -> AuditEntryList:
     """Newest first. Filters combine; `starting_after` is the last id of the previous page."""
-    rows = await audit_repository.list_entries(
+    rows = await audit.list_entries(
         session,
         limit=fetch_size(limit),
         starting_after=starting_after,

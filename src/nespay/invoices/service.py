@@ -16,7 +16,9 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nespay.audit.service import record
 from nespay.auth.cache import MerchantSettings
+from nespay.auth.principals import Actor
 from nespay.chains.catalog import Catalog, CatalogCurrency
 from nespay.db import sql
 from nespay.errors import Conflict, NespayError, NotFound
@@ -84,6 +86,11 @@ class IdempotencyKeyMalformed(NespayError):
     status_code = 400
     code = "idempotency_key_malformed"
     message = "Idempotency-Key must be 1–255 characters of letters, digits and - _ . :"
+
+
+class InvoiceNotMarkable(Conflict):
+    code = "invoice_not_markable"
+    message = "This invoice cannot be marked so."
 
 
 class InvoiceNotCancellable(Conflict):
@@ -457,3 +464,52 @@ async def cancel(session: AsyncSession, merchant_id: str, invoice_id: str) -> In
     if await states.change_one(sql(session), invoice_id, merchant_id=merchant_id, decide=decide):
         return await get(session, invoice_id, merchant_id=merchant_id)
     raise InvoiceNotFound()
+
+
+MARKS = {"paid": "confirmed", "invalid": "invalid"}
+
+
+async def mark(
+    session: AsyncSession, actor: Actor, invoice_id: str, *, as_: str, reason: str
+) -> Invoice:
+    """An admin marks an invoice paid (it becomes `confirmed`: settled, as if its payments had
+    all confirmed — the payer paid outside what Nespay watches, say) or `invalid`, with a
+    reason, audit-logged. A marked invoice's status is final: payments are still recorded
+    and flagged, but no longer move it. A cancelled invoice, or one already marked, cannot be
+    marked."""
+    target = MARKS[as_]
+
+    def decide(row: Any) -> states.Change:
+        if row["status"] == "cancelled" or row["marked"] or row["status"] == target == "confirmed":
+            raise InvoiceNotMarkable(
+                f"The invoice is {row['status']}"
+                + (" and already marked" if row["marked"] else "")
+                + f"; it cannot be marked {as_}."
+            )
+        return states.Change(
+            row["id"],
+            row["merchant_id"],
+            row["status"],
+            target,
+            Fraction(row["paid_ppm"], states.PPM),
+            row["overpaid"],
+            row["paid_late"],
+            marked=True,
+            reason=reason,
+        )
+
+    change = await states.change_one(sql(session), invoice_id, merchant_id=None, decide=decide)
+    if change is None:
+        raise InvoiceNotFound()
+    await record(
+        session,
+        actor,
+        f"invoice.marked_{as_}",
+        target_type="invoice",
+        target_id=invoice_id,
+        merchant_id=change.merchant_id,
+        before={"status": change.previous},
+        after={"status": change.status},
+        detail={"reason": reason},
+    )
+    return await get(session, invoice_id, merchant_id=None)

@@ -105,6 +105,20 @@ async def create_merchant(
     return merchant
 
 
+async def search(
+    session: AsyncSession,
+    q: str | None,
+    *,
+    status: str | None,
+    limit: int,
+    starting_after: str | None,
+) -> Sequence[Merchant]:
+    """Merchants whose name, email or id holds the fragment `q` (trigram indexes)."""
+    return await repository.search(
+        session, q, status=status, limit=limit, starting_after=starting_after
+    )
+
+
 async def get(session: AsyncSession, merchant_id: str) -> Merchant:
     merchant = await repository.get(session, merchant_id)
     if merchant is None:

@@ -432,3 +432,16 @@ async def test_a_lagging_only_endpoint_holds_the_cursor_until_it_catches_up(sett
             lagging.lagging = False  # the replica caught up
             await chain.scan()
             assert (await chain.get(invoice["id"]))["status"] == "paid"
+
+
+async def test_the_expiry_job_says_which_scanner_keeps_due_invoices_open(chain):
+    await chain.scan()
+    invoice = await chain.invoice("10")
+    async with chain.runtime.db.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE invoices SET expires_at = now() + interval '1 s' WHERE id = :i"),
+            {"i": invoice["id"]},
+        )
+    await asyncio.sleep(1.1)  # due by the clock; the chain was last read before that
+    outcome = await expire_invoices(chain.runtime)
+    assert f"due but waiting for their scanner: 1 on {chain.network}" in outcome

@@ -303,6 +303,23 @@ RETURNING i.id
 """
 
 
+# Due invoices held open because a scanner has not read their network up to the expiry, by
+# network: what the expiry job's outcome tells operators.
+_WAITING = """
+SELECT o.network_code, count(DISTINCT i.id) AS invoices
+FROM invoices i
+JOIN invoice_options o ON o.invoice_id = i.id
+LEFT JOIN chain_cursors c ON c.network_code = o.network_code
+WHERE i.status IN ('pending', 'partially_paid') AND i.expires_at <= now()
+  AND (c.block_timestamp IS NULL OR c.block_timestamp < extract(epoch FROM i.expires_at))
+GROUP BY o.network_code ORDER BY o.network_code
+"""
+
+
+async def due_waiting_for_scanners(db: Sql) -> dict[str, int]:
+    return {row["network_code"]: row["invoices"] for row in await db.fetch(_WAITING)}
+
+
 async def lock_invoices(db: Sql, ids: Sequence[str]) -> None:
     await db.execute(_LOCK, list(ids))
 

@@ -222,6 +222,11 @@ async def expire_due(db: Sql, limit: int) -> int:
     return len(ids)
 
 
+async def waiting_for_scanners(db: Sql) -> dict[str, int]:
+    """Network → due invoices it keeps open (its scanner has not read up to their expiry)."""
+    return await repository.due_waiting_for_scanners(db)
+
+
 async def change_one(
     db: Sql,
     invoice_id: str,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import structlog
+
 from nespay.invoices import states
 from nespay.runtime import Runtime
 
 BATCH = 500
+log = structlog.get_logger("nespay.invoices")
 
 
 async def expire_invoices(runtime: Runtime) -> str:
@@ -20,4 +23,11 @@ async def expire_invoices(runtime: Runtime) -> str:
             count = await states.expire_due(db, BATCH)
         total += count
         if count < BATCH:
-            return f"{total} invoices expired"
+            break
+    async with runtime.db.driver() as db:
+        waiting = await states.waiting_for_scanners(db)
+    if not waiting:
+        return f"{total} invoices expired"
+    held = ", ".join(f"{count} on {network}" for network, count in waiting.items())
+    log.info("expiry_waits_for_scanners", invoices=waiting)
+    return f"{total} invoices expired; due but waiting for their scanner: {held}"

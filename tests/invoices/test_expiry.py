@@ -45,7 +45,7 @@ async def test_exactly_the_due_open_invoices_expire_once(app, merchant, network)
     assert cancelled.status_code == 200
 
     summary = await expire_invoices(app.runtime)
-    assert summary.endswith("invoices expired") and int(summary.split()[0]) >= 2
+    assert summary.split(";")[0].endswith("invoices expired") and int(summary.split()[0]) >= 2
     assert await states(app, made) == {
         due_pending: ("expired", True),
         due_partial: ("expired", True),

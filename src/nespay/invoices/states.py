@@ -12,6 +12,7 @@ re-mined after a reorg, a job replayed — each gives the same state.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -51,11 +52,18 @@ class OptionAmounts:
 def share(options: Iterable[OptionAmounts], *, confirmed: bool = False) -> Fraction:
     """The share of the invoice paid, exactly: Σ paid / due over its options (three options
     each paid a third sum to exactly 1)."""
-    return sum(
-        (Fraction(o.confirmed if confirmed else o.paid, o.due) for o in options), Fraction(0)
-    )
+    total = _ZERO
+    for o in options:
+        counted = o.confirmed if confirmed else o.paid
+        if counted:
+            total += Fraction(counted, o.due)
+    return total
 
 
+_ZERO = Fraction(0)
+
+
+@functools.cache
 def threshold(tolerance_bps: int) -> Fraction:
     """The share that counts as paid under the merchant's underpayment tolerance."""
     return Fraction(10_000 - tolerance_bps, 10_000)
@@ -76,6 +84,10 @@ class InvoiceFacts:
     tolerance_bps: int
     marked: bool = False
 
+    @functools.cached_property
+    def paid(self) -> Fraction:
+        return share(self.options)
+
 
 def derive_status(facts: InvoiceFacts) -> str:
     """The status an invoice's payments put it in (SPEC §5)."""
@@ -86,14 +98,14 @@ def derive_status(facts: InvoiceFacts) -> str:
         # Paid in full by confirmed payments: another payment (an overpayment, still
         # confirming) is recorded and flagged, but does not take the invoice back to paid.
         return "confirmed"
-    if share(facts.options) >= needed:
+    if facts.paid >= needed:
         # Also the way back from `invalid`: the reorged payment was mined again.
         return "confirmed" if facts.all_confirmed else "paid"
     if facts.status in ("confirmed", "invalid"):
         return "invalid"  # a counted, confirmed payment disappeared (and is not back)
     if facts.expired:
         return "expired"  # a late partial payment is recorded and credited; it stays expired
-    return "partially_paid" if share(facts.options) > 0 else "pending"
+    return "partially_paid" if facts.paid > 0 else "pending"
 
 
 @dataclass(frozen=True)
@@ -185,6 +197,7 @@ async def settle(
     *,
     amounts_changed: bool = True,
     not_yet_confirmed: Iterable[str] = (),
+    locked: bool = False,
 ) -> dict[str, str]:
     """Re-derive the invoices' statuses from their payments; write one event per change.
     Returns id → new status for those whose status changed.
@@ -192,11 +205,12 @@ async def settle(
     `amounts_changed=False` (only confirmations moved, or the invoice expired, since their
     options' sums were last refreshed) skips refreshing the sums. Invoices in
     `not_yet_confirmed` count as having a pending payment here (one became confirmed and its
-    `payment.confirmed` is still to be written)."""
+    `payment.confirmed` is still to be written). `locked`: the caller holds their rows."""
     ids = sorted(set(invoice_ids))
     if not ids:
         return {}
-    await repository.lock_invoices(db, ids)
+    if not locked:
+        await repository.lock_invoices(db, ids)
     if amounts_changed:
         await repository.refresh_option_sums(db, ids)
     early = set(not_yet_confirmed)
@@ -204,7 +218,7 @@ async def settle(
     for row in await repository.settlement_facts(db, ids):
         facts = _facts(row, row["any_pending"] or row["id"] in early)
         status = derive_status(facts)
-        paid = share(facts.options)
+        paid = facts.paid
         overpaid, late = paid > 1, bool(row["any_late"])
         if (status, overpaid, late) != (row["status"], row["overpaid"], row["paid_late"]):
             changes.append(
@@ -218,7 +232,7 @@ async def expire_due(db: Sql, limit: int) -> int:
     """Expire up to `limit` due invoices (only once the scanners have read their networks up
     to the expiry): each becomes `expired` with its `invoice.expired` event."""
     ids = await repository.mark_expired_due(db, limit)
-    await settle(db, ids, amounts_changed=False)
+    await settle(db, ids, amounts_changed=False, locked=True)
     return len(ids)
 
 

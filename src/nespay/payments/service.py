@@ -171,6 +171,7 @@ async def apply_batch(
         db,
         {row["invoice_id"] for row in orphaned} | {row["invoice_id"] for row in recorded},
         not_yet_confirmed=confirming,
+        locked=True,
     )
     await emit_all(
         db,
@@ -179,5 +180,5 @@ async def apply_batch(
             for row in confirmed
         ],
     )
-    changed |= await states.settle(db, confirming, amounts_changed=False)
+    changed |= await states.settle(db, confirming, amounts_changed=False, locked=True)
     return changed

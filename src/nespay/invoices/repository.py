@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nespay.db import Sql
@@ -116,12 +116,6 @@ async def list_for_merchant(
     if created_lt is not None:
         query = query.where(Invoice.created_at < created_lt)
     return (await session.scalars(query)).all()
-
-
-async def set_fields(session: AsyncSession, invoice_id: str, **values: Any) -> None:
-    await session.execute(
-        update(Invoice).where(Invoice.id == invoice_id).values(updated_at=text("now()"), **values)
-    )
 
 
 # Invoice creation in one statement, through the driver, outside any transaction (a statement

@@ -13,7 +13,7 @@ re-mined after a reorg, a job replayed — each gives the same state.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
@@ -246,7 +246,7 @@ async def change_one(
     invoice_id: str,
     *,
     merchant_id: str | None,
-    decide: Any,
+    decide: Callable[[Any], Change],
 ) -> Change | None:
     """Lock one invoice and apply what `decide(row)` returns (a Change, or raises); None if
     there is no such invoice (for this merchant)."""

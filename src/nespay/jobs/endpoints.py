@@ -15,6 +15,7 @@ from nespay.chains import status as scanning
 from nespay.deps import RuntimeDep
 from nespay.errors import Conflict, NotFound
 from nespay.jobs import repository
+from nespay.kit.urls import mask_urls_in
 from nespay.operator import require_operator
 
 router = APIRouter(tags=["jobs"])
@@ -46,7 +47,7 @@ def _network_view(state: dict[str, Any]) -> dict[str, Any]:
         "lag_blocks": state["lag_blocks"],
         "last_scan_at": state["last_scan_at"],
         "scanned_by": state["scanned_by"] if state["leased"] else None,
-        "last_error": state["last_error"],
+        "last_error": _masked(state["last_error"]),
         "failing_since": state["failing_since"],
         "endpoints_up": state["endpoints_up"],
         "endpoints_total": state["endpoints_total"],
@@ -62,12 +63,18 @@ def _job_view(row: dict[str, Any]) -> dict[str, Any]:
         "running_on": row["lease_owner"],
         "last_started_at": row["last_started_at"],
         "last_finished_at": row["last_finished_at"],
-        "last_outcome": row["last_outcome"],
-        "last_error": row["last_error"],
+        "last_outcome": _masked(row["last_outcome"]),
+        "last_error": _masked(row["last_error"]),
         "last_duration_ms": row["last_duration_ms"],
         "run_count": row["run_count"],
         "next_run_at": row["next_run_at"],
     }
+
+
+def _masked(text: str | None) -> str | None:
+    """Errors and outcomes may quote an RPC URL (a node's message, an HTTP error): never its
+    key. Masked where they are made too; this also covers rows written before that."""
+    return None if text is None else mask_urls_in(text)
 
 
 class JobNotFound(NotFound):

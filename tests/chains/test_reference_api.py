@@ -639,12 +639,8 @@ async def test_an_rpc_urls_key_is_never_answered_and_edits_need_not_resend_it(
     )
     copied = await client.post(path, headers=admin, json={"network": code, "url": masked})
     async with database.engine.connect() as conn:
-        stored = (
-            await conn.execute(
-                text("SELECT url, priority, enabled FROM rpc_endpoints WHERE network_code = :n"),
-                {"n": code},
-            )
-        ).all()
+        query = text("SELECT url, priority, enabled FROM rpc_endpoints WHERE id = :i")
+        stored = (await conn.execute(query, {"i": endpoint_id})).one()
 
     assert masked == "https://eth-mainnet.g.alchemy.com/v2/***"
     assert all(answer.status_code in (200, 201) for answer in answers), answers
@@ -653,7 +649,7 @@ async def test_an_rpc_urls_key_is_never_answered_and_edits_need_not_resend_it(
         assert key not in answer.text
     assert_error(edited_masked, 422, "rpc_url_masked")
     assert_error(copied, 422, "rpc_url_masked")
-    assert [tuple(row) for row in stored] == [(url, 3, False)]  # the key kept, for the scanner
+    assert tuple(stored) == (url, 3, False)  # the key kept, for the scanner
     log = await audit(database, endpoint_id)
     assert [e["detail"] for e in log[1:]] == [None, None]  # the URL never changed
     assert key not in str(log) and key not in caplog.text

@@ -7,6 +7,16 @@ from pydantic import ValidationError
 from nespay.config import Settings, describe_errors, parse_nat_map
 
 GOOD_KEY = "ab" * 64
+# An account key (m/44'/60'/0') of a throw-away seed, bytes 0..63: not the development one.
+REAL_XPUB = "xpub6Cd2ZDPnwVQcBXGVBTVCLRc3VG6FMUBTowdD4YRgVtAeitwH6iTYD17rDmNGUooLcWaNwAQVD42PAyEiexa9AsKFBE4VpBFE48y5njRsNFF"  # noqa: E501
+# What staging and production need besides the case under test.
+PRODUCTION = {
+    "APP_ENV": "production",
+    "ENCRYPTION_MASTER_KEY": GOOD_KEY,
+    "RABBITMQ_URL": "amqp://nespay:s3cret-real@mq:5672",
+    "DATABASE_URL": "postgresql://nespay:Xq8-real@db:5432/nespay?schema=public",
+    "HD_WALLET_XPUB": REAL_XPUB,
+}
 
 
 def run_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -23,7 +33,9 @@ def test_guide_database_url_with_schema_parameter_selects_search_path():
 
 
 def test_node_env_is_accepted_as_alias_of_app_env():
-    result = run_config({"NODE_ENV": "staging", "ENCRYPTION_MASTER_KEY": GOOD_KEY})
+    result = run_config(
+        {"NODE_ENV": "staging", "ENCRYPTION_MASTER_KEY": GOOD_KEY, "HD_WALLET_XPUB": REAL_XPUB}
+    )
     assert result.returncode == 0, result.stderr
     assert Settings(_env_file=None, NODE_ENV="test").app_env == "test"
 
@@ -88,16 +100,104 @@ def test_production_requires_rabbitmq():
 
 
 def test_production_with_real_secrets_loads():
-    result = run_config(
-        {
-            "APP_ENV": "production",
-            "ENCRYPTION_MASTER_KEY": GOOD_KEY,
-            "RABBITMQ_URL": "amqp://nespay:s3cret-real@mq:5672",
-            "DATABASE_URL": "postgresql://nespay:Xq8-real@db:5432/nespay?schema=public",
-        }
-    )
+    result = run_config(PRODUCTION)
     assert result.returncode == 0, result.stderr
     assert "loaded" in result.stdout
+
+
+DEV_EVM_XPUB = "xpub6Ce9NcJvTk372KjsGfWqbcex5DumjpNquQLApoeQUavSCjEc823BV1tb4rXUuPuht8h2hSxkg2EXUaKUJmniJvRZAELxypsCzBFdtosmV76"  # noqa: E501
+DEV_TRON_XPUB = "xpub6BuRy7ZmkGfP4LfiwbWSuu7pRCfSbjyB59BHNudeJgwsJUu23Dzmz4fRKh7Bsfo1EgmmCxtCLsat66A3Fe28PGEzwkmiTChdjv5PDhyqh2Q"  # noqa: E501
+PRIVATE_URLS = "CALLBACK_ALLOW_PRIVATE_URLS"
+PRIVY = {"WALLET_PROVIDER": "privy", "PRIVY_APP_ID": "app-real", "PRIVY_APP_SECRET": "Zr9-real"}
+
+
+@pytest.mark.parametrize(
+    ("app_env", "change", "variable", "says"),
+    [
+        ("production", {"HD_WALLET_XPUB": DEV_EVM_XPUB}, "HD_WALLET_XPUB", "development key"),
+        ("staging", {"HD_WALLET_XPUB": DEV_EVM_XPUB}, "HD_WALLET_XPUB", "development key"),
+        (
+            "production",
+            {"TRON_HD_WALLET_XPUB": DEV_TRON_XPUB},
+            "TRON_HD_WALLET_XPUB",
+            "development key",
+        ),
+        ("production", {"HD_WALLET_XPUB": None}, "HD_WALLET_XPUB", "required when APP_ENV="),
+        ("staging", {"HD_WALLET_XPUB": ""}, "HD_WALLET_XPUB", "required when APP_ENV="),
+        ("production", {PRIVATE_URLS: "true"}, PRIVATE_URLS, "refused"),
+        ("staging", {PRIVATE_URLS: "true"}, PRIVATE_URLS, "refused"),
+        ("production", {**PRIVY, "PRIVY_APP_ID": None}, "PRIVY_APP_ID", "WALLET_PROVIDER=privy"),
+        ("staging", {**PRIVY, "PRIVY_APP_SECRET": None}, "PRIVY_APP_SECRET", "=privy"),
+        ("production", {**PRIVY, "PRIVY_API": ""}, "PRIVY_API", "WALLET_PROVIDER=privy"),
+        ("production", {**PRIVY, "PRIVY_API": "http://privy.internal"}, "PRIVY_API", "https"),
+    ],
+    ids=[
+        "dev-evm-xpub",
+        "dev-evm-xpub-staging",
+        "dev-tron-xpub",
+        "hd-without-xpub",
+        "hd-with-empty-xpub-staging",
+        "private-callback-urls",
+        "private-callback-urls-staging",
+        "privy-without-app-id",
+        "privy-without-secret-staging",
+        "privy-without-api",
+        "privy-over-http",
+    ],
+)  # fmt: skip
+def test_outside_development_an_unsafe_or_incomplete_wallet_or_callback_setting_stops_start_up(
+    app_env, change, variable, says
+):
+    env = {key: value for key, value in (PRODUCTION | {"APP_ENV": app_env} | change).items()}
+    result = run_config({key: value for key, value in env.items() if value is not None})
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith(f"config error: {variable}") and says in lines[0], lines[0]
+    for value in change.values():
+        if value and len(value) > 5 and value not in ("privy", "true"):
+            assert value not in result.stderr, "the value must never be echoed"
+
+
+@pytest.mark.parametrize("app_env", ["development", "test"])
+def test_development_and_tests_may_use_the_dev_xpub_private_urls_and_a_bare_privy(app_env):
+    for env in (
+        {"HD_WALLET_XPUB": DEV_EVM_XPUB, "CALLBACK_ALLOW_PRIVATE_URLS": "true"},
+        {"WALLET_PROVIDER": "privy"},
+        {},  # no xpub: the development key is used
+    ):
+        result = run_config({"APP_ENV": app_env, **env})
+        assert result.returncode == 0, result.stderr
+
+
+def test_a_fully_configured_privy_provider_loads_in_production():
+    result = run_config(PRODUCTION | PRIVY | {"HD_WALLET_XPUB": ""})
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("app_env", "xpub", "says"),
+    [
+        ("development", DEV_EVM_XPUB[:-1] + "A", "not a valid extended public key"),
+        ("production", REAL_XPUB[:-6] + "111111", "not a valid extended public key"),
+        (
+            "test",
+            "xpub6Eiwgz1qDkKuNx2TczPDT5T7pCBa3P9HHC9t4aMa92PE1VqSgVEMFRJt"
+            "zxqXuQzdet7wehUSnn6TeZ2fZ78V1FRosdsptLgq6ahzykbmBte",
+            "depth 4",
+        ),  # the external chain key
+    ],
+    ids=["bad-checksum", "bad-tail", "wrong-depth"],
+)
+def test_an_xpub_that_does_not_parse_as_an_account_key_stops_start_up_everywhere(
+    app_env, xpub, says
+):
+    env = PRODUCTION | {"APP_ENV": app_env, "HD_WALLET_XPUB": xpub}
+    result = run_config(env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("config error: HD_WALLET_XPUB: expected") and says in line, line
+    assert xpub not in result.stderr
 
 
 def test_nat_map_parses_the_guides_form():

@@ -362,8 +362,20 @@ class Settings(BaseSettings):
     @classmethod
     def _xpub(cls, value: str | None) -> str | None:
         # Only public keys belong on the API host; a private extended key is refused outright.
-        if value is not None and not re.fullmatch(r"[xt]pub[1-9A-HJ-NP-Za-km-z]{100,112}", value):
+        if not value:
+            return None  # `HD_WALLET_XPUB=` in an env file: unset
+        if not re.fullmatch(r"[xt]pub[1-9A-HJ-NP-Za-km-z]{100,112}", value):
             raise ValueError("expected an extended public key (xpub…/tpub…), never a private one")
+        # Parsed here, in every environment, so a typo stops the process at start-up instead
+        # of failing the first invoice. Imported late: the wallets package imports this one.
+        from nespay.wallets.hd import InvalidXpub, external_chain_key
+
+        try:
+            external_chain_key(value)
+        except InvalidXpub as error:
+            raise ValueError(
+                f"expected the account's extended public key; this one {error}"
+            ) from None
         return value
 
     @field_validator("rates_sources")
@@ -431,7 +443,76 @@ class Settings(BaseSettings):
             raise ValueError(
                 "RABBITMQ_URL: required when APP_ENV=production (callbacks go through it)"
             )
+        if not self.is_development and self.callback_allow_private_urls:
+            raise ValueError(
+                f"CALLBACK_ALLOW_PRIVATE_URLS: refused when APP_ENV={self.app_env} (callbacks "
+                "could reach loopback, private networks and metadata services); it is for "
+                "development and tests"
+            )
         return self
+
+    @model_validator(mode="after")
+    def _wallet_guards(self) -> Settings:
+        """Outside development the wallet provider must be able to issue addresses, and never
+        from the public test mnemonic: refused at start-up, not at the first invoice."""
+        if self.is_development:
+            return self
+        problem = self._privy_problem() if self.wallet_provider == "privy" else self._hd_problem()
+        if problem is None:
+            problem = self._dev_xpub_problem()
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+    def _hd_problem(self) -> str | None:
+        if self.hd_wallet_xpub:
+            return None
+        return (
+            f"HD_WALLET_XPUB: required when APP_ENV={self.app_env} and WALLET_PROVIDER=hd "
+            "(the EVM account's extended public key, m/44'/60'/0')"
+        )
+
+    def _privy_problem(self) -> str | None:
+        missing = [
+            name
+            for name, value in (
+                ("PRIVY_APP_ID", self.privy_app_id),
+                (
+                    "PRIVY_APP_SECRET",
+                    self.privy_app_secret and self.privy_app_secret.get_secret_value(),
+                ),
+                ("PRIVY_API", self.privy_api),
+            )
+            if not value
+        ]
+        if missing:
+            return (
+                f"{', '.join(missing)}: required when APP_ENV={self.app_env} and "
+                "WALLET_PROVIDER=privy"
+            )
+        api = urlsplit(self.privy_api)
+        if api.scheme != "https" or not api.hostname:
+            return (
+                f"PRIVY_API: expected an https:// URL when APP_ENV={self.app_env} "
+                "(the app secret is sent to it)"
+            )
+        return None
+
+    def _dev_xpub_problem(self) -> str | None:
+        if not (self.hd_wallet_xpub or self.tron_hd_wallet_xpub):
+            return None
+        from nespay.wallets.hd import DEV_EVM_XPUB, DEV_TRON_XPUB
+
+        for name, value, dev in (
+            ("HD_WALLET_XPUB", self.hd_wallet_xpub, DEV_EVM_XPUB),
+            ("TRON_HD_WALLET_XPUB", self.tron_hd_wallet_xpub, DEV_TRON_XPUB),
+        ):
+            if value == dev:
+                return (
+                    f"{name}: the development key (from the public test mnemonic: anyone can "
+                    f"spend what is paid to its addresses) is refused when APP_ENV={self.app_env}"
+                )
+        return None
 
     # ---------------------------------------------------------------------------------------
     @classmethod

@@ -14,6 +14,7 @@ import orjson
 import structlog
 
 from nespay.config import Settings
+from nespay.kit.urls import mask_urls_in
 
 _SECRET_KEYS = (
     "password",
@@ -45,6 +46,16 @@ def redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+def mask_urls(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """No URL is written with its key: RPC URLs carry provider keys in the path or query,
+    and an error or traceback may quote one (`nespay.kit.urls`). A string without `://`
+    costs one substring test."""
+    for field, value in event.items():
+        if isinstance(value, str) and "://" in value:
+            event[field] = mask_urls_in(value)
+    return event
+
+
 SHARED_PROCESSORS: list[Any] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
@@ -63,6 +74,7 @@ def configure_logging(settings: Settings, process: str) -> None:
             structlog.stdlib.filter_by_level,
             *SHARED_PROCESSORS,
             structlog.processors.format_exc_info,
+            mask_urls,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -75,6 +87,7 @@ def configure_logging(settings: Settings, process: str) -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            mask_urls,  # records of other libraries' loggers (their tracebacks included)
             structlog.processors.JSONRenderer(serializer=_serialize),
         ],
     )

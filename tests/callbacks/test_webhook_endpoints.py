@@ -97,18 +97,30 @@ async def test_bad_registrations_are_refused_and_store_nothing(
     "url",
     [
         "http://127.0.0.1:8080/hook",
-        "http://169.254.169.254/latest/meta-data/",
         "http://10.1.2.3/hook",
         "http://[::1]/hook",
         "http://localhost/hook",
-        "http://metadata.google.internal/computeMetadata/v1/",
     ],
 )
-async def test_private_and_metadata_addresses_are_refused_unless_allowed(settings, url):
+async def test_private_addresses_are_refused_unless_allowed(settings, url):
     strict = settings.model_copy(update={"callback_allow_private_urls": False})
     with pytest.raises(CallbackUrlRefused):
         await check_callback_url(url, strict)
     assert await check_callback_url(url, settings) == url  # tests allow loopback
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "http://METADATA.google.internal./computeMetadata/v1/",
+    ],
+)
+async def test_metadata_services_are_refused_even_when_private_urls_are_allowed(settings, url):
+    assert settings.callback_allow_private_urls
+    with pytest.raises(CallbackUrlRefused, match="metadata"):
+        await check_callback_url(url, settings)
 
 
 async def test_production_requires_https(settings):

@@ -252,8 +252,9 @@ async def test_changes_are_audited_before_and_after_with_rpc_urls_masked(
     deleted = await client.delete(f"{BO}/rpc-endpoints/{created['id']}", headers=admin)
     gone = await client.get(f"{BO}/rpc-endpoints/{created['id']}", headers=admin)
 
-    assert [e["url"] for e in listed] == [url]  # admins see the URL they need, key and all
-    assert patched.status_code == 200 and patched.json()["url"] == new_url
+    masked = "https://eth-mainnet.g.alchemy.com/v2/***"
+    assert [e["url"] for e in listed] == [masked]  # never the key (tested further below)
+    assert patched.status_code == 200 and patched.json()["url"] == masked + "?x=1"
     assert patched.json()["priority"] == 5
     assert renamed.json()["name"] == "Renamed" and renamed.json()["confirmations"] == 9
     assert noop.status_code == 200
@@ -266,7 +267,6 @@ async def test_changes_are_audited_before_and_after_with_rpc_urls_masked(
         "rpc_endpoint.updated",
         "rpc_endpoint.deleted",
     ]
-    masked = "https://eth-mainnet.g.alchemy.com/…"
     assert endpoint_log[0]["after"] == {
         "network": code,
         "url": masked,
@@ -274,9 +274,10 @@ async def test_changes_are_audited_before_and_after_with_rpc_urls_masked(
         "enabled": True,
     }
     assert endpoint_log[1]["before"] == {"url": masked, "priority": 100}
-    assert endpoint_log[1]["after"] == {"url": masked, "priority": 5}
+    assert endpoint_log[1]["after"] == {"url": masked + "?x=1", "priority": 5}
     assert endpoint_log[1]["detail"] == {"url_changed": True}
-    assert endpoint_log[2]["before"]["url"] == masked and endpoint_log[2]["after"] is None
+    assert endpoint_log[2]["before"]["url"] == masked + "?x=1"
+    assert endpoint_log[2]["after"] is None
     assert all(e["actor_type"] == "admin" for e in endpoint_log)
     assert {e["actor_id"] for e in endpoint_log} == {admins["admin_sub"]}
     assert SECRET not in str(endpoint_log)
@@ -606,3 +607,49 @@ async def test_a_currencys_dust_threshold_is_set_in_whole_units_and_audited(
     (_, update) = [entry for entry in await audit(database, currency["id"])][:2]
     assert update["before"] == {"dust_threshold": "0"}
     assert update["after"] == {"dust_threshold": "10000"}  # base units
+
+
+async def test_an_rpc_urls_key_is_never_answered_and_edits_need_not_resend_it(
+    client, admin, database, caplog
+):
+    caplog.set_level(logging.INFO)
+    code = (await new_network(client, admin))["code"]
+    key = "SECRETKEY123456789"
+    url = f"https://eth-mainnet.g.alchemy.com/v2/{key}"
+    path = f"{BO}/rpc-endpoints"
+    created = await client.post(path, headers=admin, json={"network": code, "url": url})
+    endpoint_id = created.json()["id"]
+    masked = created.json()["url"]
+    answers = [
+        created,
+        await client.get(f"{path}/{endpoint_id}", headers=admin),
+        await client.get(path, headers=admin, params={"network": code}),
+        await client.get(f"{BO}/networks/{code}", headers=admin),
+        await client.get(f"{BO}/networks", headers=admin, params={"limit": 100}),
+        # a client sending back what it read, to change only the priority and the state
+        await client.patch(
+            f"{path}/{endpoint_id}",
+            headers=admin,
+            json={"url": masked, "priority": 7, "enabled": False},
+        ),
+        await client.patch(f"{path}/{endpoint_id}", headers=admin, json={"priority": 3}),
+    ]
+    edited_masked = await client.patch(
+        f"{path}/{endpoint_id}", headers=admin, json={"url": masked.replace("/v2/", "/v3/")}
+    )
+    copied = await client.post(path, headers=admin, json={"network": code, "url": masked})
+    async with database.engine.connect() as conn:
+        query = text("SELECT url, priority, enabled FROM rpc_endpoints WHERE id = :i")
+        stored = (await conn.execute(query, {"i": endpoint_id})).one()
+
+    assert masked == "https://eth-mainnet.g.alchemy.com/v2/***"
+    assert all(answer.status_code in (200, 201) for answer in answers), answers
+    assert answers[5].json()["url"] == masked and answers[5].json()["priority"] == 7
+    for answer in answers:
+        assert key not in answer.text
+    assert_error(edited_masked, 422, "rpc_url_masked")
+    assert_error(copied, 422, "rpc_url_masked")
+    assert tuple(stored) == (url, 3, False)  # the key kept, for the scanner
+    log = await audit(database, endpoint_id)
+    assert [e["detail"] for e in log[1:]] == [None, None]  # the URL never changed
+    assert key not in str(log) and key not in caplog.text

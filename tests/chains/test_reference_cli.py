@@ -84,7 +84,8 @@ async def test_set_rpc_adds_then_updates_the_endpoint_and_never_prints_its_key(e
     listed = await run(networks_app, "list", env=env)
 
     assert added.exit_code == 0, added.output
-    assert f"added RPC endpoint https://polygon-mainnet.infura.io/… on {code}" in one_line(added)
+    masked = "https://polygon-mainnet.infura.io/v3/***"
+    assert f"added RPC endpoint {masked} on {code}" in one_line(added)
     assert "priority 5, enabled" in one_line(added)
     assert "already enabled with priority 5: nothing to change" in one_line(again)
     assert "updated RPC endpoint" in one_line(reprioritised)
@@ -110,7 +111,7 @@ async def test_set_rpc_adds_then_updates_the_endpoint_and_never_prints_its_key(e
         "rpc_endpoint.updated",
     ]  # the no-op changed nothing and wrote nothing
     assert {(e["actor_type"], e["actor_id"]) for e in log} == {("system", "cli")}
-    assert log[0]["after"]["url"] == "https://polygon-mainnet.infura.io/…"
+    assert log[0]["after"]["url"] == masked
     assert SECRET not in str(log)
 
 

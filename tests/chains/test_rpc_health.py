@@ -1,6 +1,7 @@
 """`chains.rpc_health`: endpoints of enabled networks are probed against real nodes and marked
 up (with head and latency) or down (with why)."""
 
+import logging
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -9,8 +10,10 @@ from sqlalchemy import text
 
 from nespay.chains.tasks import rpc_health
 from nespay.kit.ids import new_id
+from nespay.logging import configure_logging
 from nespay.runtime import Runtime
 from tests.fixtures.anvil import run_anvil
+from tests.fixtures.json_server import json_server
 from tests.fixtures.processes import free_port
 
 
@@ -35,6 +38,7 @@ def rate_limited_node():
 
 @pytest.fixture
 async def runtime(settings):
+    configure_logging(settings, "jobs")  # the process's log lines, as a jobs process writes them
     runtime = Runtime(settings, "jobs")
     await runtime.start()
     yield runtime
@@ -97,3 +101,22 @@ async def test_probe_marks_live_node_up_and_dead_wrong_or_limited_ones_down(
 
         await rpc_health(runtime)
         assert (await endpoint(runtime, gone))["consecutive_failures"] == 2
+
+
+async def test_probing_endpoints_with_keys_in_their_urls_logs_and_records_no_key(runtime, caplog):
+    """Failing probes (refused connection, 401 from a gateway): the job's warnings and the
+    endpoint's `last_error` name the endpoint by id and never carry the key in its URL."""
+    key = "SECRETKEY123456789"
+    with json_server(lambda method, path, headers, body: (401, {}, {"error": path})) as base:
+        urls = [f"{base}/v2/{key}", f"http://127.0.0.1:{free_port()}/v3/{key}?apikey={key}"]
+        ids = await add_network(runtime, f"probe-key-{free_port()}", 31337, urls)
+        with caplog.at_level(logging.WARNING):
+            await rpc_health(runtime)
+    rows = [await endpoint(runtime, endpoint_id) for endpoint_id in ids]
+    assert [row["status"] for row in rows] == ["down", "down"]
+    assert [row["url"] for row in rows] == urls  # what the scanner calls is untouched
+    handler = next(h for h in logging.getLogger().handlers if getattr(h, "_nespay", False))
+    lines = "\n".join(handler.formatter.format(record) for record in caplog.records)
+    assert "rpc_endpoint_down" in lines and all(i in lines for i in ids)
+    assert key not in lines and key not in caplog.text
+    assert all(key not in row["last_error"] for row in rows)

@@ -4,10 +4,12 @@ the jobs health check names a stuck scanner and reports a lagging one, and the l
 Prometheus metric. In a database of their own: the health check judges every network in it."""
 
 import asyncio
+import json
 import logging
 import os
 import time
 
+import httpx
 import pytest
 from prometheus_client import generate_latest
 from sqlalchemy import text
@@ -18,11 +20,13 @@ from nespay.chains.rpcclient import RpcError
 from nespay.chains.scanner import NetworkScanner
 from nespay.db import Database, migrate
 from nespay.health import collect
+from nespay.logging import configure_logging
 from nespay.runtime import Runtime
 from tests.fixtures.anvil import run_anvil
 from tests.fixtures.app import app_client
 from tests.fixtures.database import create_database, drop_database, make_settings
-from tests.fixtures.factories import TEST_ACTOR
+from tests.fixtures.factories import TEST_ACTOR, register_network
+from tests.fixtures.json_server import json_server
 from tests.payments.conftest import chain_on, units
 
 
@@ -182,3 +186,59 @@ async def test_the_jobs_health_names_a_stuck_scanner_and_reports_a_lagging_one(c
         assert status == 503 and "no scan for" in body["error"]["scanners"]["message"]
     finally:
         await runtime.close()
+
+
+KEY = "SECRETKEY123456789"
+
+
+def quoting_node(method, path, headers, body):
+    """A provider that refuses the key and quotes the URL it was called on, key and all (as
+    gateways' error pages and some providers' messages do)."""
+    calls = json.loads(body)
+    quoted = f"http://{headers['host']}{path}"
+    answers = [
+        {"jsonrpc": "2.0", "id": c["id"], "error": {"code": -32000, "message": f"bad key {quoted}"}}
+        for c in (calls if isinstance(calls, list) else [calls])
+    ]
+    return 200, {}, answers
+
+
+def written(records) -> str:
+    """The lines the process writes for these records: its own formatter (stdout, and what
+    log shipping sends), masking included."""
+    handler = next(h for h in logging.getLogger().handlers if getattr(h, "_nespay", False))
+    return "\n".join(handler.formatter.format(record) for record in records)
+
+
+async def test_an_rpc_urls_key_quoted_by_a_failing_node_is_in_no_log_line_nor_in_get_jobs(
+    own, caplog
+):
+    settings, database = own
+    configure_logging(settings, "jobs")
+    runtime = Runtime(settings, "jobs")
+    await runtime.start()
+    with json_server(quoting_node) as base:
+        url = f"{base}/v2/{KEY}?apikey={KEY}"
+        network = await register_network(database, [url], "0x" + "11" * 20)
+        try:
+            async with httpx.AsyncClient(timeout=5) as http:
+                scanner = NetworkScanner(runtime, network, "key-test", http)
+                with caplog.at_level(logging.INFO):
+                    await run_for(scanner, 1.5)
+            shown = await jobs_view(settings, network)
+        finally:
+            async with database.engine.begin() as conn:
+                await conn.execute(
+                    text("UPDATE networks SET enabled = false WHERE code = :n"), {"n": network}
+                )
+            await runtime.close()
+    failures = [r for r in caplog.records if "scan_failed" in r.getMessage()]
+    assert failures and "bad key http://127.0.0.1" in failures[0].getMessage()
+    assert "/v2/***" in shown["last_error"] and KEY not in shown["last_error"]
+    assert "rpc_endpoint_failed" in caplog.text
+    assert KEY not in caplog.text and KEY not in written(caplog.records)
+    async with database.engine.connect() as conn:
+        stored = await conn.scalar(
+            text("SELECT url FROM rpc_endpoints WHERE network_code = :n"), {"n": network}
+        )
+    assert stored == url  # what the scanner calls is untouched

@@ -1,6 +1,14 @@
 """`GET /api/v1/jobs` on the jobs process."""
 
+import logging
+import os
+import time
+
+import httpx
+
 from nespay.apps import jobs
+from nespay.jobs.registry import Job
+from nespay.jobs.runner import JobRunner
 from tests.fixtures.app import app_client
 from tests.fixtures.database import make_settings
 
@@ -79,3 +87,30 @@ async def test_an_admin_can_make_a_job_run_now_and_it_is_audited(database_url, c
             text("SELECT count(*) FROM audit_logs WHERE action = 'job.run_requested'")
         )
     assert due is True and audited >= 1
+
+
+async def test_a_job_failing_on_a_url_with_a_key_shows_and_logs_it_masked(database_url, caplog):
+    """An HTTP error quotes the URL it was for (httpx: "… for url '…'"): GET /jobs and the
+    job_failed line show it without the key."""
+    key = "SECRETKEY123456789"
+
+    async def calls_a_provider(runtime):
+        request = httpx.Request("POST", f"https://eth-mainnet.g.alchemy.com/v2/{key}")
+        httpx.Response(401, request=request).raise_for_status()
+
+    name = f"test.masked_{os.getpid()}_{time.time_ns()}"
+    settings = make_settings(database_url, log_level="info")
+    async with app_client(jobs.create_app, settings) as (app, client):
+        runner = JobRunner(
+            app.state.runtime, {name: Job(name, "0 0 1 1 *", True, calls_a_provider)}
+        )
+        await runner.register()
+        with caplog.at_level(logging.INFO):
+            assert await runner.run_now(name) == "error"
+        listed = (await client.get("/api/v1/jobs")).json()["jobs"]
+    (job,) = [job for job in listed if job["name"] == name]
+    assert "HTTPStatusError" in job["last_error"] and "/v2/***" in job["last_error"]
+    assert key not in job["last_error"]
+    handler = next(h for h in logging.getLogger().handlers if getattr(h, "_nespay", False))
+    lines = "\n".join(handler.formatter.format(record) for record in caplog.records)
+    assert "job_failed" in lines and "/v2/***" in lines and key not in lines

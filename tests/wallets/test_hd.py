@@ -41,9 +41,18 @@ def bip44_account(coin: Bip44Coins, account: int = 1) -> Bip44:
     return Bip44.FromSeed(seed, coin).Purpose().Coin().Account(account)
 
 
+def other_account_xpub(coin: Bip44Coins) -> str:
+    """A configured key outside development: any account but the development default's."""
+    return bip44_account(coin, account=2).PublicKey().ToExtended()
+
+
 def staging(database_url: str, **overrides: object):
     return make_settings(
-        database_url, app_env="staging", encryption_master_key=REAL_KEY, **overrides
+        database_url,
+        app_env="staging",
+        encryption_master_key=REAL_KEY,
+        callback_allow_private_urls=False,  # refused outside development
+        **overrides,
     )
 
 
@@ -189,26 +198,28 @@ async def test_200_concurrent_allocations_get_distinct_indexes(database, hd, mer
 async def test_outside_development_without_xpub_is_not_configured(
     database_url, session, merchant_id
 ):
-    settings = staging(database_url)
+    # Without HD_WALLET_XPUB the process does not start (tests/test_config.py); without
+    # TRON_HD_WALLET_XPUB it does, and Tron addresses are refused.
+    settings = staging(database_url, hd_wallet_xpub=other_account_xpub(Bip44Coins.ETHEREUM))
     problem = check_configuration(settings)
-    assert problem is not None and "HD_WALLET_XPUB is not set" in problem
-    assert "TRON_HD_WALLET_XPUB is not set" in problem
+    assert problem is not None and "TRON_HD_WALLET_XPUB is not set" in problem
     [invoice_id] = await insert_invoices(session, merchant_id)
-    before = await session.scalar(text("SELECT last_value FROM deposit_index_evm"))
+    before = await session.scalar(text("SELECT last_value FROM deposit_index_tron"))
     with pytest.raises(WalletNotConfigured) as caught:
         await provider_for(settings).allocate(
-            session, chain_family="evm", invoice_id=invoice_id, merchant_id=merchant_id
+            session, chain_family="tron", invoice_id=invoice_id, merchant_id=merchant_id
         )
     assert caught.value.status_code == 503 and caught.value.code == "wallet_not_configured"
-    assert "HD_WALLET_XPUB" in caught.value.message
+    assert "TRON_HD_WALLET_XPUB" in caught.value.message
     # Refused before taking an index.
-    assert await session.scalar(text("SELECT last_value FROM deposit_index_evm")) == before
+    assert await session.scalar(text("SELECT last_value FROM deposit_index_tron")) == before
 
 
 def test_configured_xpubs_pass_the_check_outside_development(database_url):
-    settings = staging(database_url, hd_wallet_xpub=DEV_EVM_XPUB, tron_hd_wallet_xpub=DEV_TRON_XPUB)
+    evm, tron = (other_account_xpub(coin) for coin in (Bip44Coins.ETHEREUM, Bip44Coins.TRON))
+    settings = staging(database_url, hd_wallet_xpub=evm, tron_hd_wallet_xpub=tron)
     assert check_configuration(settings) is None
-    only_evm = staging(database_url, hd_wallet_xpub=DEV_EVM_XPUB)
+    only_evm = staging(database_url, hd_wallet_xpub=evm)
     assert check_configuration(only_evm, ("evm",)) is None
     assert "TRON_HD_WALLET_XPUB" in (check_configuration(only_evm) or "")
 
@@ -218,20 +229,31 @@ def test_development_defaults_pass_the_check(settings):
     assert check_configuration(settings) is None
 
 
-def test_xpub_at_the_wrong_depth_is_refused(database_url):
+def unchecked(settings, **values: object):
+    """Settings holding what the config refuses at start-up, for the provider's own checks."""
+    return settings.model_copy(update=values)
+
+
+def test_xpub_at_the_wrong_depth_is_refused(database_url, settings):
     account = bip44_account(Bip44Coins.ETHEREUM)
     change_xpub = account.Change(Bip44Changes.CHAIN_EXT).PublicKey().ToExtended()
-    settings = staging(database_url, hd_wallet_xpub=change_xpub, tron_hd_wallet_xpub=DEV_TRON_XPUB)
+    with pytest.raises(ValidationError) as refused:  # at start-up, in every environment
+        make_settings(database_url, hd_wallet_xpub=change_xpub)
+    assert "depth 4" in str(refused.value) and change_xpub not in str(refused.value)
+    settings = unchecked(settings, hd_wallet_xpub=change_xpub)
     problem = check_configuration(settings)
     assert problem is not None and "depth 4" in problem and change_xpub not in problem
     with pytest.raises(WalletNotConfigured, match="depth 4"):
         HdWalletProvider(settings).address_at("evm", 0)
 
 
-def test_xpub_with_bad_checksum_is_refused(database_url):
+def test_xpub_with_bad_checksum_is_refused(database_url, settings):
     broken = DEV_EVM_XPUB[:-1] + ("A" if DEV_EVM_XPUB[-1] != "A" else "B")
-    settings = staging(database_url, hd_wallet_xpub=broken, tron_hd_wallet_xpub=DEV_TRON_XPUB)
-    problem = check_configuration(settings)
+    with pytest.raises(ValidationError) as refused:
+        make_settings(database_url, hd_wallet_xpub=broken)
+    assert "not a valid extended public key" in str(refused.value)
+    assert broken not in str(refused.value)
+    problem = check_configuration(unchecked(settings, hd_wallet_xpub=broken))
     assert problem is not None and "not a valid extended public key" in problem
 
 

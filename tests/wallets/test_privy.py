@@ -6,6 +6,7 @@ import base64
 import json
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from nespay.models.invoices import DepositAddress
@@ -194,11 +195,19 @@ async def test_missing_credentials_are_not_configured(
 
 def test_configuration_check(database_url):
     assert check_configuration(privy_settings(database_url, "https://api.privy.io")) is None
-    staging = privy_settings(
-        database_url,
-        "http://privy.internal",
-        app_env="staging",
-        encryption_master_key="ab" * 64,
+    # Outside development plain http is refused at start-up (tests/test_config.py), and by
+    # the provider's own check should such settings be made anyway.
+    with pytest.raises(ValidationError) as refused:
+        privy_settings(
+            database_url,
+            "http://privy.internal",
+            app_env="staging",
+            encryption_master_key="ab" * 64,
+            callback_allow_private_urls=False,
+        )
+    assert "PRIVY_API" in str(refused.value) and APP_SECRET not in str(refused.value)
+    staging = privy_settings(database_url, "http://privy.internal").model_copy(
+        update={"app_env": "staging"}
     )
     problem = check_configuration(staging)
     assert problem is not None and "https" in problem and APP_SECRET not in problem

@@ -1,5 +1,5 @@
 """What every process shares: lifespan, logging, request ids, errors, CORS, health, metrics,
-and Swagger UI at `/api` when `SWAGGER_ENABLE=1`."""
+Swagger UI at `/api` when `SWAGGER_ENABLE=1`, and the refusal of text PostgreSQL cannot store."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 
 from nespay import logshipping
 from nespay.config import Settings, get_settings
 from nespay.errors import install_error_handlers
 from nespay.health import health_router
+from nespay.kit.text import may_hold_unstorable, printable, unstorable, unstorable_locations
 from nespay.logging import configure_logging
 from nespay.metrics import MetricsMiddleware, add_metrics_route
 from nespay.operator import require_operator
@@ -39,7 +41,11 @@ def build_app(
     routers: list[tuple[str, APIRouter]] = (),  # type: ignore[assignment]
     on_start: Hook | None = None,
     on_stop: Hook | None = None,
+    refuse_unstorable: bool = True,
 ) -> FastAPI:
+    """`refuse_unstorable`: every route refuses text PostgreSQL cannot store (see
+    `refuse_unstorable_text`); off only for the webhook process, whose provider routes will
+    decide for themselves what to do with a payload they must keep as received."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -70,6 +76,9 @@ def build_app(
         docs_url="/api" if swagger else None,
         redoc_url=None,
         openapi_url="/api-json" if swagger else None,
+        # App-level, so it runs before every route's own dependencies (auth, rate limits,
+        # the session) and covers routes added later.
+        dependencies=[Depends(refuse_unstorable_text)] if refuse_unstorable else None,
     )
     install_error_handlers(app)
     prefix = "/" + settings.public_api_prefix
@@ -89,6 +98,44 @@ def build_app(
     app.add_middleware(MetricsMiddleware, process=process)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+async def refuse_unstorable_text(request: Request) -> None:
+    """422 naming every query parameter, path parameter, header, JSON string or JSON object
+    key (at any depth) that holds NUL or an unpaired surrogate: PostgreSQL cannot store them,
+    and they would otherwise reach it as a 500. Nothing is read or written before this runs.
+    Raw bytes are scanned first, so a clean request (nearly all) costs a few byte searches."""
+    scope = request.scope
+    errors: list[dict[str, object]] = []
+    query = scope["query_string"]
+    if b"%00" in query or b"\x00" in query:  # decoded as UTF-8 with replacement: no surrogates
+        for name, value in request.query_params.multi_items():
+            if unstorable(name) or unstorable(value):
+                errors.append(_unstorable(("query", printable(name))))
+    if "\x00" in scope["path"]:  # the server decodes %XX there; a surrogate becomes U+FFFD
+        for name, value in request.path_params.items():
+            if isinstance(value, str) and unstorable(value):
+                errors.append(_unstorable(("path", name)))
+    for name, value in scope["headers"]:
+        if b"\x00" in value:
+            errors.append(_unstorable(("header", name.decode("latin-1"))))
+    body = await request.body()
+    if body and may_hold_unstorable(body):
+        try:
+            parsed = await request.json()
+        except ValueError:
+            parsed = None  # not JSON: the route refuses it, or reads bytes it does not store
+        errors.extend(_unstorable(("body", *loc)) for loc in unstorable_locations(parsed))
+    if errors:
+        raise RequestValidationError(errors[:50])
+
+
+def _unstorable(loc: tuple[str | int, ...]) -> dict[str, object]:
+    return {
+        "loc": loc,
+        "msg": "must not contain NUL (\\u0000) or unpaired surrogate characters",
+        "type": "string_unstorable",
+    }
 
 
 def settle_garbage_collector() -> None:

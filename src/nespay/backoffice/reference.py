@@ -1,9 +1,10 @@
 """Backoffice routes for reference data: networks, currencies, RPC endpoints.
 
 Any admin group (admin, finance, support) may read; only `admin` may write. Every write is
-audit-logged with before/after in the request's transaction (RPC URLs masked there; shown as-is
-here, since admins need the provider keys in them). Scanners re-read these rows at every loop:
-a change takes effect without a restart.
+audit-logged with before/after in the request's transaction. RPC URLs are answered and audited
+masked (a provider key never leaves the database; to change it, send the whole new URL; to
+change only `priority` or `enabled`, leave `url` out or send back the masked form). Scanners
+re-read these rows at every loop: a change takes effect without a restart.
 """
 
 from __future__ import annotations

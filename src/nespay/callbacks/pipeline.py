@@ -54,13 +54,9 @@ class CallbackPipeline:
             self._tasks.append(
                 asyncio.create_task(self.consumer.run_forever(), name="callbacks.consumer")
             )
+        # No warning for CALLBACK_ALLOW_PRIVATE_URLS: outside development and test the
+        # settings refuse it at start-up (config.Settings._production_guards).
         log.info("callback_pipeline_started", broker=self.consumer is not None)
-        settings = self.runtime.settings
-        if settings.app_env == "production" and settings.callback_allow_private_urls:
-            log.warning(
-                "callback_private_urls_allowed",
-                detail="CALLBACK_ALLOW_PRIVATE_URLS=true: callbacks may reach private addresses",
-            )
 
     async def stop(self) -> None:
         for task in self._tasks:

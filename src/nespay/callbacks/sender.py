@@ -8,14 +8,15 @@ aiohttp's C parser and connection pool cost a fraction of httpx's per request
 ever connects to addresses the resolver returned, and the resolver returns nothing forbidden,
 so a name that resolved somewhere harmless at registration and to 127.0.0.1 or
 169.254.169.254 at delivery (DNS rebinding) is refused before anything is sent. A URL whose
-host is an IP literal never reaches a resolver and is checked directly.
+host is an IP literal never reaches a resolver and is checked directly. With
+CALLBACK_ALLOW_PRIVATE_URLS the resolver still refuses metadata addresses (`ssrf.address_rule`).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,7 +27,15 @@ from aiohttp.resolver import ThreadedResolver
 
 from nespay.callbacks.keys import signing_keys
 from nespay.callbacks.messages import envelope
-from nespay.callbacks.ssrf import CallbackUrlRefused, any_forbidden, check_form
+from nespay.callbacks.ssrf import (
+    CallbackUrlRefused,
+    IPAddress,
+    address_rule,
+    any_forbidden,
+    check_form,
+    forbidden_address,
+    literal_address,
+)
 from nespay.config import Settings
 from nespay.kit import signing
 
@@ -36,8 +45,8 @@ TIMEOUT_S = 10.0
 EXCERPT_BYTES = 2048
 USER_AGENT = "Nespay-Webhooks/1 (+https://www.standardwebhooks.com/)"
 REFUSED = (
-    "The callback URL resolved to a private, loopback, link-local or reserved address at "
-    "delivery; refused."
+    "The callback URL resolved to a private, loopback, link-local or reserved address, or a "
+    "cloud metadata service, at delivery; refused."
 )
 
 
@@ -54,13 +63,17 @@ class AttemptResult:
 
 
 class GuardedResolver(ThreadedResolver):
-    """The system resolver, refusing any name that leads to a forbidden address."""
+    """The system resolver, refusing any name that leads to an address `rule` forbids."""
+
+    def __init__(self, rule: Callable[[IPAddress], bool] = forbidden_address) -> None:
+        super().__init__()
+        self.rule = rule
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[Any]:
         results = await super().resolve(host, port, family)
-        if any_forbidden(result["host"] for result in results):
+        if any_forbidden((result["host"] for result in results), self.rule):
             log.warning("callback_address_refused", host=host)
             raise CallbackUrlRefused(REFUSED)
         return results
@@ -77,11 +90,10 @@ class CallbackSender:
     def _client(self) -> aiohttp.ClientSession:
         # Made on first use, inside the running loop (aiohttp binds its session to it).
         if self._session is None:
-            guarded = not self.settings.callback_allow_private_urls
             connector = aiohttp.TCPConnector(
                 limit=0,  # CALLBACK_CONCURRENCY bounds requests in flight
                 limit_per_host=64,
-                resolver=GuardedResolver() if guarded else None,
+                resolver=GuardedResolver(address_rule(self.settings)),
                 ttl_dns_cache=30,
             )
             self._session = aiohttp.ClientSession(
@@ -154,13 +166,8 @@ def static_check(url: str, settings: Settings) -> None:
     """What is checked before connecting: the URL's form (as at registration), and an
     IP-literal host, which no resolver sees."""
     parts = check_form(url, settings)
-    if settings.callback_allow_private_urls:
-        return
-    try:
-        ipaddress.ip_address((parts.hostname or "").split("%")[0])
-    except ValueError:
-        return  # a name: the resolver checks what it leads to
-    if any_forbidden([parts.hostname or ""]):
+    literal = literal_address(parts.hostname or "")  # None for a name: the resolver judges it
+    if literal is not None and address_rule(settings)(literal):
         raise CallbackUrlRefused(REFUSED)
 
 

@@ -1,7 +1,7 @@
 """`nespay networks …` and `nespay currencies …`: reference data from the command line.
 
 The same service functions as the backoffice routes, audit-logged as `system`/`cli`. RPC URLs
-are printed masked (scheme and host): they often embed a provider's API key.
+are printed masked (`nespay.kit.urls.mask_url`): they often embed a provider's API key.
 """
 
 from __future__ import annotations
@@ -152,6 +152,7 @@ def networks_set_rpc(
 
     from nespay.chains import service
     from nespay.chains.schemas import RpcEndpointCreate
+    from nespay.kit.urls import mask_url
 
     try:
         body = RpcEndpointCreate(
@@ -167,7 +168,7 @@ def networks_set_rpc(
 
     result = _with_session(work)
     endpoint = result.endpoint
-    where = f"{service.mask_url(endpoint.url)} on {endpoint.network_code} ({endpoint.id})"
+    where = f"{mask_url(endpoint.url)} on {endpoint.network_code} ({endpoint.id})"
     if result.action == "added":
         state = "enabled" if endpoint.enabled else "disabled"
         _say(f"added RPC endpoint {where}: priority {endpoint.priority}, {state}")

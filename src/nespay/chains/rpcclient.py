@@ -17,6 +17,8 @@ import httpx
 import orjson
 import structlog
 
+from nespay.kit.urls import mask_urls_in
+
 log = structlog.get_logger("nespay.rpc")
 BASE_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 60.0
@@ -191,7 +193,7 @@ def _results(endpoint: Endpoint, content: bytes, count: int) -> list[Any]:
         for i in range(count):
             answer = by_id[i]
             if "error" in answer:
-                message = str(answer["error"].get("message", "error"))[:200]
+                message = mask_urls_in(str(answer["error"].get("message", "error")))[:200]
                 raise _EndpointFailed(f"{endpoint.id}: JSON-RPC error: {message}")
             results.append(answer["result"])
         return results

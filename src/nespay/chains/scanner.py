@@ -33,6 +33,7 @@ from nespay.chains.catalog import CatalogCurrency
 from nespay.chains.cursors import Cursor, LeaseLost
 from nespay.chains.evm import TRANSFER_TOPIC, bloom_mask, bloom_may_contain, decode_transfer_log
 from nespay.chains.rpcclient import ChainIdentity, RpcClient, RpcError
+from nespay.kit.urls import mask_urls_in
 from nespay.payments import service as payments
 from nespay.payments.service import Transfer
 from nespay.runtime import Runtime
@@ -379,6 +380,7 @@ class NetworkScanner:
         await self.release()
 
     async def _failed(self, message: str) -> None:
+        message = mask_urls_in(message)  # a node's error may quote the URL, key and all
         now = time.monotonic()
         if message == self._failure and now - self._failure_said_at < FAILURE_LOG_EVERY_S:
             return

@@ -1,7 +1,8 @@
 """Request and response models of the reference-data routes: networks, currencies, RPC endpoints.
 
-Backoffice models show everything (RPC URLs included: admins need them, provider keys and
-all); merchant-facing models show only what an integration needs.
+Backoffice models show everything but secrets: an RPC URL is shown with its provider key,
+password or token hidden (`nespay.kit.urls.mask_url`; the stored URL stays whole for the
+scanner); merchant-facing models show only what an integration needs.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pydantic import (
 )
 
 from nespay.kit.money import from_base_units
+from nespay.kit.urls import mask_url, mask_urls_in
 
 ChainFamily = Literal["evm", "tron"]
 NetworkCode = Annotated[
@@ -266,7 +268,10 @@ class RpcEndpoint(BaseModel):
 
     id: str
     network: str = Field(validation_alias="network_code")
-    url: str
+    url: str = Field(
+        description="Any key, password or token in it shown as `***`; sending this form back "
+        "in a PATCH keeps the stored URL"
+    )
     priority: int
     enabled: bool
     status: Literal["unknown", "up", "down"]
@@ -277,6 +282,16 @@ class RpcEndpoint(BaseModel):
     last_error: str | None
     created_at: datetime
     updated_at: datetime
+
+    @field_validator("url")
+    @classmethod
+    def _masked_url(cls, value: str) -> str:
+        return mask_url(value)
+
+    @field_validator("last_error")
+    @classmethod
+    def _masked_error(cls, value: str | None) -> str | None:
+        return None if value is None else mask_urls_in(value)
 
 
 class RpcEndpointList(BaseModel):

@@ -2,7 +2,8 @@
 
 Used by the backoffice routes and the `nespay networks|currencies` commands alike. Every change
 is audit-logged (before/after) in the caller's transaction; RPC URLs, which often embed a
-provider's API key, appear in the audit log and in log lines only masked (scheme and host).
+provider's API key, appear in the audit log, in answers and in log lines only masked
+(`nespay.kit.urls.mask_url`); the stored URL stays whole, for the scanner.
 Scanners read these rows at every loop, so a committed change takes effect without a restart.
 
 Rules a payments engineer expects:
@@ -25,7 +26,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import structlog
 from sqlalchemy.exc import IntegrityError
@@ -46,6 +46,7 @@ from nespay.chains.schemas import (
 from nespay.errors import Conflict, NespayError, NotFound
 from nespay.kit.ids import new_id
 from nespay.kit.money import parse_amount, to_base_units
+from nespay.kit.urls import MASK, mask_url
 from nespay.models import Currency, Network, RpcEndpoint
 
 log = structlog.get_logger("nespay.chains")
@@ -160,6 +161,15 @@ class RpcEndpointExists(Conflict):
     message = "This network already has an endpoint with this URL."
 
 
+class RpcUrlMasked(NespayError):
+    status_code = 422
+    code = "rpc_url_masked"
+    message = (
+        f"This URL holds `{MASK}`, as answers show a URL with its key hidden: send the full URL, "
+        "or leave `url` out to keep the stored one."
+    )
+
+
 _CONSTRAINTS: dict[str, type[NespayError]] = {
     "networks_pkey": NetworkExists,
     "pk_networks": NetworkExists,
@@ -187,28 +197,7 @@ async def _flush(session: AsyncSession) -> None:
         raise conflict from None
 
 
-# --- masking, contracts, snapshots -------------------------------------------------------------
-
-
-def mask_url(url: str) -> str:
-    """Scheme and host (and port) only: the path, query and credentials often hold an API key."""
-    try:
-        parts = urlsplit(url)
-        host, port = parts.hostname, parts.port
-    except ValueError:
-        return "…"
-    if not host:
-        return "…"
-    netloc = f"[{host}]" if ":" in host else host
-    if port is not None:
-        netloc += f":{port}"
-    hidden = (
-        parts.username is not None
-        or parts.path not in ("", "/")
-        or bool(parts.query)
-        or bool(parts.fragment)
-    )
-    return f"{parts.scheme.lower()}://{netloc}" + ("/…" if hidden else "")
+# --- contracts, snapshots ----------------------------------------------------------------------
 
 
 _EVM_CONTRACT = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -659,6 +648,7 @@ async def create_rpc_endpoint(
     session: AsyncSession, actor: Actor, body: RpcEndpointCreate
 ) -> RpcEndpoint:
     network = await known_network(session, body.network)
+    _refuse_masked(body.url)
     if await repository.rpc_endpoint_by_url(session, network.code, body.url) is not None:
         raise RpcEndpointExists()
     endpoint = RpcEndpoint(
@@ -689,7 +679,7 @@ async def update_rpc_endpoint(
     endpoint = await repository.get_rpc_endpoint(session, endpoint_id, for_update=True)
     if endpoint is None:
         raise RpcEndpointNotFound()
-    changes = _changed(endpoint, body.changes())
+    changes = _changed(endpoint, _unmasked(endpoint, body.changes()))
     if not changes:
         return endpoint
     moved = {"network", "url"} & changes.keys()
@@ -724,6 +714,23 @@ async def update_rpc_endpoint(
     )
     log.info("rpc_endpoint_updated", rpc_endpoint_id=endpoint.id, fields=sorted(changes))
     return endpoint
+
+
+def _refuse_masked(url: str) -> None:
+    if MASK in url:
+        raise RpcUrlMasked()
+
+
+def _unmasked(endpoint: RpcEndpoint, changes: dict[str, Any]) -> dict[str, Any]:
+    """The changes less a `url` that is the stored one as answers show it (a client sending
+    back what it read to change only `priority` or `enabled` keeps the key it never saw)."""
+    url = changes.get("url")
+    if url is None:
+        return changes
+    if url == mask_url(endpoint.url):
+        return {field: value for field, value in changes.items() if field != "url"}
+    _refuse_masked(url)
+    return changes
 
 
 async def delete_rpc_endpoint(session: AsyncSession, actor: Actor, endpoint_id: str) -> None:

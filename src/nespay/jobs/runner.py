@@ -19,6 +19,7 @@ import structlog
 
 from nespay.jobs import repository
 from nespay.jobs.registry import Job
+from nespay.kit.urls import mask_urls_in
 from nespay.metrics import JOB_DURATION, JOB_RUNS
 from nespay.runtime import Runtime
 
@@ -117,7 +118,7 @@ class JobRunner:
             outcome, error = "timeout", f"did not finish within {job.timeout_s:g}s"
             log.warning("job_timed_out", timeout_s=job.timeout_s)
         except Exception as exc:  # noqa: BLE001 - recorded, and the next run is scheduled
-            outcome, error = "error", f"{type(exc).__name__}: {exc}"[:1000]
+            outcome, error = "error", mask_urls_in(f"{type(exc).__name__}: {exc}")[:1000]
             log.error("job_failed", exc_info=exc)
         finally:
             heartbeat.cancel()

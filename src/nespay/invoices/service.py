@@ -277,8 +277,7 @@ async def create(
     them they are read here."""
     key = check_idempotency_key(idempotency_key)
     digest = request_hash(body) if key is not None else None
-    wallets = runtime.wallets
-    if key is not None and digest is not None and wallets.calls_out:
+    if key is not None and digest is not None and runtime.wallets.calls_out:
         replayed = await _replay_json(runtime, merchant_id, key, digest, must_exist=False)
         if replayed is not None:
             return replayed
@@ -295,12 +294,19 @@ async def create(
             if replayed is not None:
                 return replayed
         raise
-    families = list(dict.fromkeys(entry.chain_family for entry in plan.entries))
-    rows = await wallets.reserve(
+    return await _reserve_and_store(runtime, plan, key, digest)
+
+
+async def _reserve_and_store(
+    runtime: Runtime, plan: _Plan, key: str | None, digest: str | None
+) -> CreatedJson:
+    """The provider's addresses for `plan`, then the one statement; a lost claim replays."""
+    merchant_id = plan.invoice["merchant_id"]
+    rows = await runtime.wallets.reserve(
         runtime.db,
         merchant_id=merchant_id,
-        invoice_id=invoice_id,
-        chain_families=families,
+        invoice_id=plan.invoice["id"],
+        chain_families=list(dict.fromkeys(entry.chain_family for entry in plan.entries)),
         idempotency_key=key,
     )
     options = _options(plan, {row.chain_family: row.address for row in rows})

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from nespay.kit.ids import new_id
 from nespay.models.invoices import DepositAddress
 from nespay.wallets import (
+    AddressRequest,
     HdWalletProvider,
     UnsupportedChainFamily,
     WalletNotConfigured,
@@ -107,14 +108,8 @@ def test_provider_for_picks_by_setting(database_url):
     assert isinstance(privy, PrivyWalletProvider) and isinstance(privy, WalletProvider)
 
 
-async def reserve(provider, database, families, merchant_id="mer_x", invoice_id="inv_x"):
-    return await provider.reserve(
-        database,
-        merchant_id=merchant_id,
-        invoice_id=invoice_id,
-        chain_families=families,
-        idempotency_key=None,
-    )
+async def reserve(provider, database, families):
+    return await provider.reserve(database, AddressRequest("mer_x", "inv_x", families, None))
 
 
 async def test_reserve_gives_a_row_per_family_and_writes_nothing(hd, database):

@@ -10,6 +10,7 @@ import json
 import pytest
 
 from nespay.wallets import (
+    AddressRequest,
     WalletNotConfigured,
     WalletProviderUnavailable,
     check_configuration,
@@ -32,14 +33,12 @@ async def privy(database_url, fake_privy):
     await provider.aclose()
 
 
-async def reserve(provider, database, families, *, key=None, merchant_id=MERCHANT):
-    return await provider.reserve(
-        database,
-        merchant_id=merchant_id,
-        invoice_id=INVOICE,
-        chain_families=families,
-        idempotency_key=key,
-    )
+async def reserve(provider, database, families, *, key=None):
+    return await provider.reserve(database, AddressRequest(MERCHANT, INVOICE, families, key))
+
+
+def wallet_key(merchant_id, key, invoice_id, family):
+    return wallet_idempotency_key(AddressRequest(merchant_id, invoice_id, [family], key), family)
 
 
 async def test_reservation_gives_wallet_id_and_address(database_url, database, fake_privy):
@@ -73,14 +72,14 @@ async def test_reservation_gives_wallet_id_and_address(database_url, database, f
 
 
 def test_wallet_key_comes_from_merchant_key_and_family_when_the_request_has_a_key():
-    key = wallet_idempotency_key("mer_a", "order-7", "inv_1", "evm")
+    key = wallet_key("mer_a", "order-7", "inv_1", "evm")
     # Another invoice id (a retry of the request) keeps the key; all else changes it.
-    assert wallet_idempotency_key("mer_a", "order-7", "inv_2", "evm") == key
-    assert key != wallet_idempotency_key("mer_b", "order-7", "inv_1", "evm")
-    assert key != wallet_idempotency_key("mer_a", "order-8", "inv_1", "evm")
-    assert key != wallet_idempotency_key("mer_a", "order-7", "inv_1", "tron")
+    assert wallet_key("mer_a", "order-7", "inv_2", "evm") == key
+    assert key != wallet_key("mer_b", "order-7", "inv_1", "evm")
+    assert key != wallet_key("mer_a", "order-8", "inv_1", "evm")
+    assert key != wallet_key("mer_a", "order-7", "inv_1", "tron")
     assert "order-7" not in key and len(key) <= 256
-    longest = wallet_idempotency_key("mer_a", "k" * 255, "inv_1", "evm")
+    longest = wallet_key("mer_a", "k" * 255, "inv_1", "evm")
     assert len(longest) == len(key)
 
 
@@ -108,7 +107,7 @@ async def test_transient_500s_are_retried_with_the_same_key(privy, database, fak
     [row] = await reserve(privy, database, ["evm"], key="order-1")
     assert len(fake_privy.requests) == 3
     keys = {r["headers"]["privy-idempotency-key"] for r in fake_privy.requests}
-    assert keys == {wallet_idempotency_key(MERCHANT, "order-1", INVOICE, "evm")}
+    assert keys == {wallet_key(MERCHANT, "order-1", INVOICE, "evm")}
     [wallet] = fake_privy.wallets
     assert row.provider_wallet_id == wallet["id"]
 

@@ -34,6 +34,7 @@ from nespay.models import Invoice as InvoiceRow
 from nespay.rates.service import convert, get_rate
 from nespay.requestid import current_request_id
 from nespay.runtime import Runtime
+from nespay.wallets.provider import AddressRequest
 
 STABLECOINS = ("USDT", "USDC")
 IDEMPOTENCY_KEY_CHARS = frozenset(
@@ -302,13 +303,9 @@ async def _reserve_and_store(
 ) -> CreatedJson:
     """The provider's addresses for `plan`, then the one statement; a lost claim replays."""
     merchant_id = plan.invoice["merchant_id"]
-    rows = await runtime.wallets.reserve(
-        runtime.db,
-        merchant_id=merchant_id,
-        invoice_id=plan.invoice["id"],
-        chain_families=list(dict.fromkeys(entry.chain_family for entry in plan.entries)),
-        idempotency_key=key,
-    )
+    families = tuple(dict.fromkeys(entry.chain_family for entry in plan.entries))
+    request = AddressRequest(merchant_id, plan.invoice["id"], families, key)
+    rows = await runtime.wallets.reserve(runtime.db, request)
     options = _options(plan, {row.chain_family: row.address for row in rows})
     data = _view(plan, options).model_dump(mode="json")
     invoice = {**plan.invoice, "metadata_json": orjson.dumps(plan.invoice["metadata_"]).decode()}

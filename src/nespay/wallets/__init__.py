@@ -4,6 +4,7 @@ from nespay.kit.addresses import checksum_address
 from nespay.wallets.hd import HdWalletProvider
 from nespay.wallets.provider import (
     CHAIN_FAMILIES,
+    AddressRequest,
     ReservedAddress,
     UnsupportedChainFamily,
     WalletError,
@@ -17,6 +18,7 @@ from nespay.wallets.provider import (
 
 __all__ = [
     "CHAIN_FAMILIES",
+    "AddressRequest",
     "HdWalletProvider",
     "ReservedAddress",
     "UnsupportedChainFamily",

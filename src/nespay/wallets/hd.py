@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -38,6 +37,7 @@ from nespay.config import Settings
 from nespay.kit.ids import new_id
 from nespay.wallets import repository
 from nespay.wallets.provider import (
+    AddressRequest,
     ReservedAddress,
     WalletIndexExhausted,
     WalletNotConfigured,
@@ -225,19 +225,11 @@ class HdWalletProvider:
             raise WalletIndexExhausted()
         return _encode(chain_family, self._key(chain_family).ChildKey(index))
 
-    async def reserve(
-        self,
-        db: Database,
-        *,
-        merchant_id: str,
-        invoice_id: str,
-        chain_families: Sequence[str],
-        idempotency_key: str | None,
-    ) -> list[ReservedAddress]:
+    async def reserve(self, db: Database, request: AddressRequest) -> list[ReservedAddress]:
         """The next free index's address per family. A replay under an Idempotency-Key takes
         indexes too (gaps): cheaper than a look-up before every creation."""
         rows = []
-        for family in chain_families:
+        for family in request.chain_families:
             self._key(require_chain_family(family))  # refuse before taking an index
             index = await self._pool.take(db, family)
             address = self.address_at(family, index)

@@ -18,7 +18,6 @@ import asyncio
 import base64
 import hashlib
 import re
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -29,6 +28,7 @@ from bip_utils import TrxAddrDecoder
 from nespay.config import Settings
 from nespay.kit.ids import new_id
 from nespay.wallets.provider import (
+    AddressRequest,
     ReservedAddress,
     WalletNotConfigured,
     WalletProviderUnavailable,
@@ -68,15 +68,13 @@ def check_privy_configuration(settings: Settings) -> str | None:
     return None
 
 
-def wallet_idempotency_key(
-    merchant_id: str, idempotency_key: str | None, invoice_id: str, chain_family: str
-) -> str:
+def wallet_idempotency_key(request: AddressRequest, chain_family: str) -> str:
     """Privy's idempotency key for one deposit wallet (see the module docstring). A digest, so
     the merchant's key is not sent to Privy and any key fits Privy's 256 characters."""
-    if idempotency_key is None:
-        return f"{invoice_id}:{chain_family}"
+    if request.idempotency_key is None:
+        return f"{request.invoice_id}:{chain_family}"
     # "\n" is in neither an id nor an Idempotency-Key: the parts cannot run into each other.
-    material = f"{merchant_id}\n{idempotency_key}\n{chain_family}".encode()
+    material = f"{request.merchant_id}\n{request.idempotency_key}\n{chain_family}".encode()
     return "idem-" + hashlib.sha256(material).hexdigest()
 
 
@@ -187,19 +185,11 @@ class PrivyWalletProvider:
         log.error("privy_bad_answer", status=response.status_code, body=response.text[:500])
         raise WalletProviderUnavailable("Privy answered without a usable wallet id and address.")
 
-    async def reserve(
-        self,
-        db: Database,
-        *,
-        merchant_id: str,
-        invoice_id: str,
-        chain_families: Sequence[str],
-        idempotency_key: str | None,
-    ) -> list[ReservedAddress]:
+    async def reserve(self, db: Database, request: AddressRequest) -> list[ReservedAddress]:
         """A Privy wallet per family; `db` is not used (nothing is held across the call)."""
         rows = []
-        for family in chain_families:
-            key = wallet_idempotency_key(merchant_id, idempotency_key, invoice_id, family)
+        for family in request.chain_families:
+            key = wallet_idempotency_key(request, family)
             wallet_id, address = await self.create_wallet(family, key)
             rows.append(ReservedAddress(new_id("dep"), family, address, self.name, None, wallet_id))
         return rows

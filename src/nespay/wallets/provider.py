@@ -63,6 +63,17 @@ def require_chain_family(chain_family: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class AddressRequest:
+    """What addresses are reserved for: one invoice of a merchant, its chain families, and
+    the request's Idempotency-Key (None without one)."""
+
+    merchant_id: str
+    invoice_id: str
+    chain_families: Sequence[str]
+    idempotency_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class ReservedAddress:
     """A `deposit_addresses` row to insert: HD rows carry their derivation index, Privy rows
     the wallet id."""
@@ -83,18 +94,10 @@ class WalletProvider(Protocol):
     # index from the in-process pool), so the hot path skips that extra round trip.
     calls_out: bool
 
-    async def reserve(
-        self,
-        db: Database,
-        *,
-        merchant_id: str,
-        invoice_id: str,
-        chain_families: Sequence[str],
-        idempotency_key: str | None,
-    ) -> list[ReservedAddress]:
-        """One fresh address per chain family ("evm" | "tron") for `invoice_id`, outside any
-        transaction and holding no connection across a call out. With the merchant's
-        `idempotency_key`, a retry of the same request reserves the same address."""
+    async def reserve(self, db: Database, request: AddressRequest) -> list[ReservedAddress]:
+        """One fresh address per chain family ("evm" | "tron") of `request`, outside any
+        transaction and holding no connection across a call out. With an Idempotency-Key, a
+        retry of the same request reserves the same address where that costs anything."""
         ...
 
     async def aclose(self) -> None: ...

@@ -120,10 +120,9 @@ async def _merchant_and_invoice(runtime: Runtime) -> tuple[str, str, str]:
         _, key = await issue(session, merchant.id, "sandbox", sorted(ALL_SCOPES), None, ACTOR)
     runtime.catalog.invalidate()
     body = InvoiceCreate(amount="25", currency=TOKEN_CODE, network=NETWORK, order_id="sandbox-1")
-    async with runtime.db.session() as session:
-        created = await invoices.create(session, runtime, merchant.id, body, None)
-    option = created.invoice.payment_options[0]
-    return created.invoice.id, option.address, key
+    created = await invoices.create(runtime, merchant.id, body, None)
+    invoice = created.data
+    return invoice["id"], invoice["payment_options"][0]["address"], key
 
 
 async def _pay_and_watch(

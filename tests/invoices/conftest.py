@@ -23,6 +23,7 @@ from tests.fixtures.factories import (
     merchant_with_key,
     register_network,
 )
+from tests.fixtures.fake_privy import fake_privy  # noqa: F401 - a fixture
 from tests.payments.conftest import chain  # noqa: F401 - a fixture
 
 # A mixed-case (EIP-55) contract, so tests can see how the API shows it.

@@ -5,6 +5,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from nespay.invoices import service
+from nespay.invoices.schemas import InvoiceCreate
 from nespay.kit.addresses import checksum_address
 from tests.invoices.conftest import TOKEN
 
@@ -198,3 +200,23 @@ async def test_reads_list_the_options_in_the_order_asked(app, merchant, network,
         invoice = response.json()
         assert [(o["network"], o["currency"]) for o in invoice["payment_options"]] == asked
         assert (await app.get(merchant, invoice["id"])).json() == invoice
+
+
+async def test_without_cached_settings_creation_reads_the_merchants_own(app, merchant, network):
+    # As the sandbox (and any caller without the auth cache's settings) creates invoices.
+    await app.execute(
+        "UPDATE merchants SET default_expiry_s = 1234, underpayment_tolerance_bps = 77 "
+        "WHERE id = :m",
+        m=merchant.merchant_id,
+    )
+    body = InvoiceCreate(amount="1", currency="USDT", network=network)
+    created = await service.create(app.runtime, merchant.merchant_id, body, None)
+    invoice = created.data
+    assert not created.replayed
+    assert at(invoice["expires_at"]) - at(invoice["created_at"]) == timedelta(seconds=1234)
+    tolerance = await app.scalar(
+        "SELECT underpayment_tolerance_bps FROM invoices WHERE id = :i", i=invoice["id"]
+    )
+    assert tolerance == 77
+    assert (await app.get(merchant, invoice["id"])).json() == invoice
+    assert [e.data for e in await app.events(invoice["id"])] == [invoice]

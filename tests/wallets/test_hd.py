@@ -1,18 +1,19 @@
 """HD deposit addresses: what the provider derives from the account xpub alone equals what the
-full private BIP44 path gives; allocation takes unique indexes from the sequence under
-concurrency; misconfiguration is refused clearly."""
+full private BIP44 path gives; reservation takes unique indexes from the sequence under
+concurrency, across processes' pools, and writes no row; misconfiguration is refused clearly."""
 
 import asyncio
 
 import pytest
 from bip_utils import Bip39SeedGenerator, Bip44, Bip44Changes, Bip44Coins
 from pydantic import ValidationError
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from nespay.kit.ids import new_id
 from nespay.models.invoices import DepositAddress
 from nespay.wallets import (
+    AddressRequest,
     HdWalletProvider,
     UnsupportedChainFamily,
     WalletNotConfigured,
@@ -116,78 +117,55 @@ def test_provider_for_picks_by_setting(database_url):
     assert isinstance(privy, PrivyWalletProvider) and isinstance(privy, WalletProvider)
 
 
-async def test_allocate_adds_a_row(hd, session, merchant_id):
-    [invoice_id] = await insert_invoices(session, merchant_id)
-    evm = await hd.allocate(
-        session, chain_family="evm", invoice_id=invoice_id, merchant_id=merchant_id
-    )
-    tron = await hd.allocate(
-        session, chain_family="tron", invoice_id=invoice_id, merchant_id=merchant_id
-    )
-    rows = (
-        await session.scalars(select(DepositAddress).where(DepositAddress.invoice_id == invoice_id))
-    ).all()
-    assert {row.id for row in rows} == {evm.id, tron.id}
+async def reserve(provider, database, families):
+    return await provider.reserve(database, AddressRequest("mer_x", "inv_x", families, None))
+
+
+async def test_reserve_gives_a_row_per_family_and_writes_nothing(hd, database):
+    evm, tron = await reserve(hd, database, ["evm", "tron"])
     assert evm.id.startswith("dep_") and evm.provider == "hd" and evm.provider_wallet_id is None
     assert evm.address == hd.address_at("evm", evm.derivation_index)
     assert evm.address == evm.address.lower()
+    assert tron.chain_family == "tron" and tron.address.startswith("T")
     assert tron.address == hd.address_at("tron", tron.derivation_index)
-    assert tron.address.startswith("T") and tron.merchant_id == merchant_id
+    async with database.engine.connect() as conn:
+        stored = await conn.scalar(
+            select(func.count()).where(DepositAddress.address.in_([evm.address, tron.address]))
+        )
+    assert stored == 0
 
 
-async def test_unknown_chain_family_is_refused(hd, session):
+async def test_unknown_chain_family_is_refused(hd, database):
     with pytest.raises(UnsupportedChainFamily) as caught:
-        await hd.allocate(session, chain_family="solana", invoice_id="inv_x", merchant_id="m")
+        await reserve(hd, database, ["solana"])
     assert caught.value.status_code == 400
 
 
 @pytest.mark.parametrize("family", ["evm", "tron"])
-async def test_200_concurrent_allocations_get_distinct_indexes(database, hd, merchant_id, family):
+async def test_200_concurrent_reservations_get_distinct_indexes(database, merchant_id, family):
+    # Two providers: two processes' index pools, taking blocks of the one sequence.
+    providers = [HdWalletProvider(database.settings), HdWalletProvider(database.settings)]
+    results = await asyncio.gather(
+        *(reserve(providers[i % 2], database, [family]) for i in range(200))
+    )
+    rows = [row for [row] in results]
+    assert len({row.derivation_index for row in rows}) == 200
+    assert len({row.address for row in rows}) == 200
+    assert all(row.address == providers[0].address_at(family, row.derivation_index) for row in rows)
+
+    # The unique indexes hold: the same index (or address) cannot be stored twice.
     async with database.session() as session:
-        invoice_ids = await insert_invoices(session, merchant_id, 200)
-
-    async def allocate(invoice_id):
-        async with database.session() as session:
-            row = await hd.allocate(
-                session, chain_family=family, invoice_id=invoice_id, merchant_id=merchant_id
-            )
-            return row.derivation_index, row.address
-
+        invoice_ids = await insert_invoices(session, merchant_id, 2)
     try:
-        results = await asyncio.gather(*(allocate(i) for i in invoice_ids))
-        assert len({index for index, _ in results}) == 200
-        assert len({address for _, address in results}) == 200
-        assert all(address == hd.address_at(family, index) for index, address in results)
         async with database.session() as session:
-            stored = (
-                await session.execute(
-                    select(DepositAddress.derivation_index, DepositAddress.address).where(
-                        DepositAddress.invoice_id.in_(invoice_ids)
-                    )
-                )
-            ).all()
-        assert sorted(stored) == sorted(results)
-
-        # The unique indexes hold: the same index (or address) cannot be handed out twice.
-        index, address = results[0]
-        async with database.session() as session:
-            [extra_invoice] = await insert_invoices(session, merchant_id)
+            session.add(row_of(rows[0], invoice_ids[0], merchant_id))
         for duplicate in (
-            {"derivation_index": index, "address": "dup-" + new_id("x")},
-            {"derivation_index": None, "address": address},
+            {"derivation_index": rows[0].derivation_index, "address": "dup-" + new_id("x")},
+            {"derivation_index": None, "address": rows[0].address},
         ):
             with pytest.raises(IntegrityError):
                 async with database.session() as session:
-                    session.add(
-                        DepositAddress(
-                            id=new_id("dep"),
-                            chain_family=family,
-                            provider="hd",
-                            invoice_id=extra_invoice,
-                            merchant_id=merchant_id,
-                            **duplicate,
-                        )
-                    )
+                    session.add(row_of(rows[0], invoice_ids[1], merchant_id, **duplicate))
     finally:
         async with database.session() as session:
             await session.execute(
@@ -195,24 +173,34 @@ async def test_200_concurrent_allocations_get_distinct_indexes(database, hd, mer
             )
 
 
-async def test_outside_development_without_xpub_is_not_configured(
-    database_url, session, merchant_id
-):
+def row_of(reserved, invoice_id, merchant_id, **changes):
+    values = {
+        "id": new_id("dep"),
+        "chain_family": reserved.chain_family,
+        "address": reserved.address,
+        "provider": reserved.provider,
+        "derivation_index": reserved.derivation_index,
+        **changes,
+    }
+    return DepositAddress(invoice_id=invoice_id, merchant_id=merchant_id, **values)
+
+
+async def test_outside_development_without_xpub_is_not_configured(database_url, database):
     # Without HD_WALLET_XPUB the process does not start (tests/test_config.py); without
     # TRON_HD_WALLET_XPUB it does, and Tron addresses are refused.
     settings = staging(database_url, hd_wallet_xpub=other_account_xpub(Bip44Coins.ETHEREUM))
     problem = check_configuration(settings)
     assert problem is not None and "TRON_HD_WALLET_XPUB is not set" in problem
-    [invoice_id] = await insert_invoices(session, merchant_id)
-    before = await session.scalar(text("SELECT last_value FROM deposit_index_tron"))
+    async with database.engine.connect() as conn:
+        before = await conn.scalar(text("SELECT last_value FROM deposit_index_tron"))
     with pytest.raises(WalletNotConfigured) as caught:
-        await provider_for(settings).allocate(
-            session, chain_family="tron", invoice_id=invoice_id, merchant_id=merchant_id
-        )
+        await reserve(provider_for(settings), database, ["tron"])
     assert caught.value.status_code == 503 and caught.value.code == "wallet_not_configured"
     assert "TRON_HD_WALLET_XPUB" in caught.value.message
     # Refused before taking an index.
-    assert await session.scalar(text("SELECT last_value FROM deposit_index_tron")) == before
+    async with database.engine.connect() as conn:
+        after = await conn.scalar(text("SELECT last_value FROM deposit_index_tron"))
+    assert after == before
 
 
 def test_configured_xpubs_pass_the_check_outside_development(database_url):

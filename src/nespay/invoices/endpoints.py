@@ -35,7 +35,7 @@ async def create_invoice(
 ) -> JsonResponse:
     """Create an invoice. With `Idempotency-Key`, the same key and body return the same
     invoice (`Idempotent-Replayed: true`); the same key with another body is a 409."""
-    created = await service.create_at_edge(
+    created = await service.create(
         runtime,
         principal.merchant_id,  # type: ignore[arg-type]
         body,

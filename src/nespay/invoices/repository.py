@@ -1,4 +1,4 @@
-"""All SQL of invoices: the creation inserts (Core, on the hot path), reads with their options
+"""All SQL of invoices: creation (one statement through the driver), reads with their options
 and payments, the merchant's list with filters, and the expiry query."""
 
 from __future__ import annotations
@@ -7,34 +7,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nespay.db import Sql
 from nespay.models import Currency, IdempotencyKey, Invoice, InvoiceOption, Payment
-
-_CLAIM_KEY = text(
-    """
-    INSERT INTO idempotency_keys (merchant_id, key, request_hash, invoice_id)
-    VALUES (:merchant_id, :key, :request_hash, :invoice_id)
-    ON CONFLICT (merchant_id, key) DO NOTHING
-    RETURNING invoice_id
-    """
-)
-
-
-async def claim_idempotency_key(
-    session: AsyncSession, merchant_id: str, key: str, request_hash: str, invoice_id: str
-) -> bool:
-    """True if this request now owns the key. A concurrent request with the same key waits on
-    the unique index until the owner commits, then finds the key taken."""
-    params = {
-        "merchant_id": merchant_id,
-        "key": key,
-        "request_hash": request_hash,
-        "invoice_id": invoice_id,
-    }
-    return (await session.execute(_CLAIM_KEY, params)).scalar_one_or_none() is not None
+from nespay.wallets.provider import ReservedAddress
 
 
 async def idempotency_record(
@@ -45,14 +23,6 @@ async def idempotency_record(
             IdempotencyKey.merchant_id == merchant_id, IdempotencyKey.key == key
         )
     )
-
-
-async def insert_invoice(session: AsyncSession, values: dict[str, Any]) -> None:
-    await session.execute(insert(Invoice).values(**values))
-
-
-async def insert_options(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    await session.execute(insert(InvoiceOption), rows)
 
 
 async def get(
@@ -119,10 +89,12 @@ async def list_for_merchant(
 
 
 # Invoice creation in one statement, through the driver, outside any transaction (a statement
-# is atomic by itself): the idempotency claim, the invoice, its deposit addresses, its options
-# and its `invoice.created` event (the same columns `nespay.events.service.emit` writes). With a
-# key that is already taken the claim inserts nothing and neither does anything after it; a
-# concurrent request with the same key waits on the unique index until the owner commits.
+# is atomic by itself): the idempotency claim, the invoice, its deposit addresses (reserved
+# beforehand by whichever wallet provider), its options and its `invoice.created` event (the
+# same columns `nespay.events.service.emit` writes). With a key that is already taken the claim
+# inserts nothing and neither does anything after it; a concurrent request with the same key
+# waits on the unique index until the owner's statement commits (microseconds: nothing slow
+# runs inside it).
 _CREATE = """
 WITH claim AS (
     INSERT INTO idempotency_keys (merchant_id, key, request_hash, invoice_id)
@@ -141,20 +113,21 @@ WITH claim AS (
     RETURNING id
 ), addresses AS (
     INSERT INTO deposit_addresses (id, chain_family, address, provider, derivation_index,
-                                   invoice_id, merchant_id)
-    SELECT a.id, a.family, a.address, 'hd', a.idx, invoice.id, $2::text
-    FROM invoice, unnest($14::text[], $15::text[], $16::text[], $17::bigint[])
-         AS a(id, family, address, idx)
+                                   provider_wallet_id, invoice_id, merchant_id)
+    SELECT a.id, a.family, a.address, a.provider, a.idx, a.wallet, invoice.id, $2::text
+    FROM invoice, unnest($14::text[], $15::text[], $16::text[], $17::text[], $18::bigint[],
+                         $19::text[])
+         AS a(id, family, address, provider, idx, wallet)
 ), options AS (
     INSERT INTO invoice_options (id, invoice_id, network_code, currency_id, chain_family,
                                  address, amount, rate, amount_paid)
     SELECT o.id, invoice.id, o.network, o.currency_id, o.family, o.address, o.amount, o.rate, 0
-    FROM invoice, unnest($18::text[], $19::text[], $20::text[], $21::text[], $22::text[],
-                         $23::numeric[], $24::numeric[])
+    FROM invoice, unnest($20::text[], $21::text[], $22::text[], $23::text[], $24::text[],
+                         $25::numeric[], $26::numeric[])
          AS o(id, network, currency_id, family, address, amount, rate)
 ), event AS (
     INSERT INTO events (id, merchant_id, type, subject_id, data, request_id)
-    SELECT $25::text, $2::text, 'invoice.created', invoice.id, $26::jsonb, $27::text
+    SELECT $27::text, $2::text, 'invoice.created', invoice.id, $28::jsonb, $29::text
     FROM invoice
 )
 SELECT count(*) FROM invoice
@@ -165,12 +138,12 @@ async def create_in_one_statement(
     conn: Any,
     invoice: dict[str, Any],
     claim: tuple[str, str] | None,
-    addresses: list[dict[str, Any]],
+    addresses: Sequence[ReservedAddress],
     options: list[dict[str, Any]],
     event: tuple[str, str, str | None],
 ) -> bool:
-    """Insert everything an HD-addressed invoice needs; false if the idempotency key was
-    already taken (nothing is written then). `event` is (id, data JSON, request id)."""
+    """Insert everything a new invoice needs; false if the idempotency key was already taken
+    (nothing is written then). `event` is (id, data JSON, request id)."""
     key, digest = claim if claim is not None else (None, None)
     created = await conn.fetchval(
         _CREATE,
@@ -187,10 +160,12 @@ async def create_in_one_statement(
         invoice["created_at"],
         key,
         digest,
-        [a["id"] for a in addresses],
-        [a["chain_family"] for a in addresses],
-        [a["address"] for a in addresses],
-        [a["derivation_index"] for a in addresses],
+        [a.id for a in addresses],
+        [a.chain_family for a in addresses],
+        [a.address for a in addresses],
+        [a.provider for a in addresses],
+        [a.derivation_index for a in addresses],
+        [a.provider_wallet_id for a in addresses],
         [o["id"] for o in options],
         [o["network_code"] for o in options],
         [o["currency_id"] for o in options],
@@ -201,15 +176,6 @@ async def create_in_one_statement(
         *event,
     )
     return bool(created)
-
-
-_RESERVE = "SELECT nextval(CAST($1 AS regclass)) FROM generate_series(1, $2)"
-
-
-async def reserve_indexes(conn: Any, sequence: str, count: int) -> list[int]:
-    """`count` values of a derivation-index sequence, committed at once (unused ones are gaps,
-    never reuses)."""
-    return [row[0] for row in await conn.fetch(_RESERVE, sequence, count)]
 
 
 # --- status changes (nespay.invoices.states), `$n` SQL on `nespay.db.Sql` ---------------------

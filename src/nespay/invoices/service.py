@@ -4,7 +4,6 @@ in the same transaction."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,9 +21,7 @@ from nespay.auth.principals import Actor
 from nespay.chains.catalog import Catalog, CatalogCurrency
 from nespay.db import sql
 from nespay.errors import Conflict, NespayError, NotFound
-from nespay.events.service import emit
 from nespay.invoices import repository, states
-from nespay.invoices.addresses import hd_addresses
 from nespay.invoices.schemas import Invoice, InvoiceCreate
 from nespay.invoices.views import PRICE_DECIMALS_CAP, invoice_view
 from nespay.kit.ids import new_id
@@ -35,12 +32,12 @@ from nespay.kit.money import (
     to_base_units,
 )
 from nespay.kit.pagination import fetch_size, split_page
-from nespay.merchants import repository as merchants
+from nespay.merchants import service as merchants
 from nespay.models import Invoice as InvoiceRow
 from nespay.rates.service import convert, get_rate
 from nespay.requestid import current_request_id
 from nespay.runtime import Runtime
-from nespay.wallets.hd import HdWalletProvider
+from nespay.wallets.provider import AddressRequest
 
 STABLECOINS = ("USDT", "USDC")
 IDEMPOTENCY_KEY_CHARS = frozenset(
@@ -98,12 +95,6 @@ class InvoiceNotCancellable(Conflict):
     message = "Only an invoice with no payment, still pending, can be cancelled."
 
 
-@dataclass(frozen=True)
-class Created:
-    invoice: Invoice
-    replayed: bool
-
-
 def check_idempotency_key(key: str | None) -> str | None:
     if key is None:
         return None
@@ -146,24 +137,6 @@ def resolve_options(catalog: Catalog, body: InvoiceCreate) -> list[CatalogCurren
     return found
 
 
-async def create(
-    session: AsyncSession,
-    runtime: Runtime,
-    merchant_id: str,
-    body: InvoiceCreate,
-    idempotency_key: str | None,
-) -> Created:
-    key = check_idempotency_key(idempotency_key)
-    invoice_id = new_id("inv")
-    if key is not None:
-        digest = request_hash(body)
-        if not await repository.claim_idempotency_key(
-            session, merchant_id, key, digest, invoice_id
-        ):
-            return Created(await _replay(session, merchant_id, key, digest), replayed=True)
-    return Created(await _create(session, runtime, merchant_id, body, invoice_id), replayed=False)
-
-
 async def _replay(session: AsyncSession, merchant_id: str, key: str, digest: str) -> Invoice:
     record = await repository.idempotency_record(session, merchant_id, key)
     assert record is not None
@@ -197,15 +170,14 @@ def _check_body(runtime: Runtime, body: InvoiceCreate) -> Decimal:
 
 
 async def _price(
-    session: AsyncSession | None,
     runtime: Runtime,
     body: InvoiceCreate,
     price: Decimal,
     entries: list[CatalogCurrency],
 ) -> list[tuple[int, Decimal]]:
     """Per option: (amount due in its base units, locked rate: 1 option unit in the price
-    currency). Rates are read (in `session`, or a short one of its own) only for options in
-    another currency than the price."""
+    currency). Rates are read, in a short session of their own, only for options in another
+    currency than the price."""
     priced: list[tuple[int, Decimal] | None] = []
     for entry in entries:
         if entry.code != body.currency:
@@ -218,9 +190,7 @@ async def _price(
                 f"{body.currency} on {entry.network} has {entry.decimals} decimal places."
             ) from None
     if None in priced:
-        async with contextlib.AsyncExitStack() as stack:
-            if session is None:
-                session = await stack.enter_async_context(runtime.db.sessionmaker())
+        async with runtime.db.sessionmaker() as session:
             for i, entry in enumerate(entries):
                 if priced[i] is None:
                     rate = await get_rate(session, runtime.settings, entry.code, body.currency)
@@ -229,7 +199,6 @@ async def _price(
 
 
 async def _plan(
-    session: AsyncSession | None,
     runtime: Runtime,
     merchant_id: str,
     body: InvoiceCreate,
@@ -238,7 +207,7 @@ async def _plan(
 ) -> _Plan:
     price = _check_body(runtime, body)
     entries = resolve_options(await runtime.catalog.get(), body)
-    priced = await _price(session, runtime, body, price, entries)
+    priced = await _price(runtime, body, price, entries)
     now = datetime.now(UTC)
     expires_at = now + timedelta(seconds=body.expires_in or merchant.default_expiry_s)
     invoice = dict(
@@ -289,34 +258,6 @@ def _view(plan: _Plan, options: list[dict[str, Any]]) -> Invoice:
     )
 
 
-async def _create(
-    session: AsyncSession, runtime: Runtime, merchant_id: str, body: InvoiceCreate, invoice_id: str
-) -> Invoice:
-    """Creation inside the caller's transaction, with any wallet provider."""
-    merchant = await merchants.get(session, merchant_id)
-    assert merchant is not None
-    settings = MerchantSettings(merchant.default_expiry_s, merchant.underpayment_tolerance_bps)
-    plan = await _plan(session, runtime, merchant_id, body, invoice_id, settings)
-    await repository.insert_invoice(session, plan.invoice)
-    addresses = {}
-    for family in dict.fromkeys(entry.chain_family for entry in plan.entries):
-        deposit = await runtime.wallets.allocate(
-            session, chain_family=family, invoice_id=invoice_id, merchant_id=merchant_id
-        )
-        addresses[family] = deposit.address
-    options = _options(plan, addresses)
-    await repository.insert_options(session, options)
-    view = _view(plan, options)
-    await emit(
-        session,
-        merchant_id=merchant_id,
-        type="invoice.created",
-        subject_id=invoice_id,
-        data=view.model_dump(mode="json"),
-    )
-    return view
-
-
 @dataclass(frozen=True)
 class CreatedJson:
     """The endpoint's answer: the invoice as JSON (rendered once, for the event and the
@@ -326,26 +267,34 @@ class CreatedJson:
     replayed: bool
 
 
-async def create_at_edge(
+async def create(
     runtime: Runtime,
     merchant_id: str,
     body: InvoiceCreate,
     idempotency_key: str | None,
-    merchant: MerchantSettings | None,
+    merchant: MerchantSettings | None = None,
 ) -> CreatedJson:
-    """`create` for the API, which is its own edge here. With HD addresses (the default
-    provider) the whole creation is one statement through the driver, with no transaction
-    around it; with another provider, `create` in a unit of work of its own. The merchant's
-    settings come from the auth cache (`merchant`); without them, `create` reads them."""
-    if not isinstance(runtime.wallets, HdWalletProvider) or merchant is None:
-        async with runtime.db.session() as session:
-            created = await create(session, runtime, merchant_id, body, idempotency_key)
-        return CreatedJson(created.invoice.model_dump(mode="json"), created.replayed)
+    """Create an invoice, whatever the wallet provider; its own edge (no session is passed in).
+
+    In order, holding no transaction and no connection across a call out: an Idempotency-Key
+    already used answers its invoice (or a 409) — looked up first when reserving calls out
+    (Privy), so a replay makes no call; the request is checked and priced; the provider
+    reserves the deposit addresses; then one statement writes the idempotency claim, invoice,
+    addresses, options and `invoice.created` event. A concurrent duplicate that loses the claim
+    answers the winner's invoice (with Privy, both got the same wallet: its idempotency key is
+    derived from the merchant's). `merchant` are the settings from the auth cache; without
+    them they are read here."""
     key = check_idempotency_key(idempotency_key)
     digest = request_hash(body) if key is not None else None
+    if key is not None and digest is not None and runtime.wallets.calls_out:
+        replayed = await _replay_json(runtime, merchant_id, key, digest, must_exist=False)
+        if replayed is not None:
+            return replayed
     invoice_id = new_id("inv")
     try:
-        plan = await _plan(None, runtime, merchant_id, body, invoice_id, merchant)
+        if merchant is None:
+            merchant = await _merchant_settings(runtime, merchant_id)
+        plan = await _plan(runtime, merchant_id, body, invoice_id, merchant)
     except NespayError:
         # As when the key is claimed first: a key that already names an invoice answers with
         # it (or a 409), whatever the checks would say now.
@@ -354,9 +303,18 @@ async def create_at_edge(
             if replayed is not None:
                 return replayed
         raise
-    families = list(dict.fromkeys(entry.chain_family for entry in plan.entries))
-    rows = await hd_addresses(runtime.db, runtime.wallets, families, merchant_id)
-    options = _options(plan, {row["chain_family"]: row["address"] for row in rows})
+    return await _reserve_and_store(runtime, plan, key, digest)
+
+
+async def _reserve_and_store(
+    runtime: Runtime, plan: _Plan, key: str | None, digest: str | None
+) -> CreatedJson:
+    """The provider's addresses for `plan`, then the one statement; a lost claim replays."""
+    merchant_id = plan.invoice["merchant_id"]
+    families = tuple(dict.fromkeys(entry.chain_family for entry in plan.entries))
+    request = AddressRequest(merchant_id, plan.invoice["id"], families, key)
+    rows = await runtime.wallets.reserve(runtime.db, request)
+    options = _options(plan, {row.chain_family: row.address for row in rows})
     data = _view(plan, options).model_dump(mode="json")
     invoice = {**plan.invoice, "metadata_json": orjson.dumps(plan.invoice["metadata_"]).decode()}
     event = (new_id("evt"), orjson.dumps(data).decode(), current_request_id())
@@ -371,6 +329,11 @@ async def create_at_edge(
     replayed = await _replay_json(runtime, merchant_id, key, digest, must_exist=True)
     assert replayed is not None
     return replayed
+
+
+async def _merchant_settings(runtime: Runtime, merchant_id: str) -> MerchantSettings:
+    merchant = await merchants.read(runtime.db, merchant_id)
+    return MerchantSettings(merchant["default_expiry_s"], merchant["underpayment_tolerance_bps"])
 
 
 async def _replay_json(

@@ -4,6 +4,8 @@ from nespay.kit.addresses import checksum_address
 from nespay.wallets.hd import HdWalletProvider
 from nespay.wallets.provider import (
     CHAIN_FAMILIES,
+    AddressRequest,
+    ReservedAddress,
     UnsupportedChainFamily,
     WalletError,
     WalletIndexExhausted,
@@ -16,7 +18,9 @@ from nespay.wallets.provider import (
 
 __all__ = [
     "CHAIN_FAMILIES",
+    "AddressRequest",
     "HdWalletProvider",
+    "ReservedAddress",
     "UnsupportedChainFamily",
     "WalletError",
     "WalletIndexExhausted",

@@ -4,10 +4,12 @@ public key, so the API host derives addresses without any private key.
 - EVM: `HD_WALLET_XPUB` is the account key at m/44'/60'/0'; address i is m/44'/60'/0'/0/i.
 - Tron: `TRON_HD_WALLET_XPUB` is the account key at m/44'/195'/0'; address i is …/0/i.
 
-`i` comes from the sequence `deposit_index_evm` / `deposit_index_tron`: `nextval` is atomic
-and lock-free, so concurrent invoice creations never share an index. A rolled-back
-transaction burns its index (a gap, never a reuse). Sweeping therefore walks the
-`derivation_index` values stored in `deposit_addresses`, not a BIP44 gap-limit scan.
+`i` comes from the sequence `deposit_index_evm` / `deposit_index_tron`, taken `BLOCK` values
+at a time into an in-process pool (one round trip per `BLOCK` invoices, not one per invoice):
+`nextval` is atomic and lock-free, so concurrent creations, in any process, never share an
+index. An index a process never hands out (it stopped, a creation failed or was a replay) is
+a gap, never a reuse. Sweeping therefore walks the `derivation_index` values stored in
+`deposit_addresses`, not a BIP44 gap-limit scan.
 
 EVM addresses are stored lower case (`0x…`; matching is by lower case); `checksum_address`
 gives the EIP-55 form for display. Tron addresses are base58check `T…`, stored as derived.
@@ -15,8 +17,11 @@ gives the EIP-55 form for display. Tron addresses are base58check `T…`, stored
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import structlog
 from bip_utils import (
@@ -27,18 +32,20 @@ from bip_utils import (
     TrxAddrEncoder,
 )
 from bip_utils.bip.bip32.bip32_const import Bip32Const
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import TextClause
 
 from nespay.config import Settings
 from nespay.kit.ids import new_id
-from nespay.models.invoices import DepositAddress
+from nespay.wallets import repository
 from nespay.wallets.provider import (
+    AddressRequest,
+    ReservedAddress,
     WalletIndexExhausted,
     WalletNotConfigured,
     require_chain_family,
 )
+
+if TYPE_CHECKING:
+    from nespay.db import Database
 
 log = structlog.get_logger("nespay.wallets.hd")
 
@@ -59,6 +66,7 @@ DEV_TRON_XPUB = "xpub6BuRy7ZmkGfP4LfiwbWSuu7pRCfSbjyB59BHNudeJgwsJUu23Dzmz4fRKh7
 
 # Non-hardened child indexes are 0 … 2^31-1.
 MAX_INDEX = 2**31 - 1
+BLOCK = 32  # indexes taken from the sequence per round trip
 
 
 @dataclass(frozen=True)
@@ -68,11 +76,7 @@ class _Family:
     env: str
     path: str
     dev_xpub: str
-    sequence: str  # where `i` comes from, for `allocate` and invoice creation's index pool
-
-    @property
-    def next_index(self) -> TextClause:
-        return text(f"SELECT nextval('{self.sequence}')")
+    sequence: str  # where `i` comes from
 
 
 FAMILIES = {
@@ -162,14 +166,34 @@ def check_hd_configuration(
     return "; ".join(problems) or None
 
 
+class IndexPool:
+    """Reserved, not yet used derivation indexes, per chain family."""
+
+    def __init__(self) -> None:
+        self._free: dict[str, deque[int]] = {}
+        self._lock = asyncio.Lock()
+
+    async def take(self, db: Database, chain_family: str) -> int:
+        free = self._free.setdefault(chain_family, deque())
+        if not free:
+            async with self._lock:
+                if not free:
+                    async with db.driver() as conn:
+                        sequence = FAMILIES[chain_family].sequence
+                        free.extend(await repository.reserve_indexes(conn, sequence, BLOCK))
+        return free.popleft()
+
+
 class HdWalletProvider:
     """Deposit addresses derived from account xpubs; see the module docstring."""
 
     name = "hd"
+    calls_out = False
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._keys: dict[str, Bip32Secp256k1] = {}
+        self._pool = IndexPool()
 
     def _key(self, chain_family: str) -> Bip32Secp256k1:
         key = self._keys.get(chain_family)
@@ -201,25 +225,16 @@ class HdWalletProvider:
             raise WalletIndexExhausted()
         return _encode(chain_family, self._key(chain_family).ChildKey(index))
 
-    async def allocate(
-        self, session: AsyncSession, *, chain_family: str, invoice_id: str, merchant_id: str
-    ) -> DepositAddress:
-        family = FAMILIES[require_chain_family(chain_family)]
-        self._key(chain_family)  # refuse before burning a sequence value
-        index = int(await session.scalar(family.next_index))
-        row = DepositAddress(
-            id=new_id("dep"),
-            chain_family=chain_family,
-            address=self.address_at(chain_family, index),
-            provider=self.name,
-            derivation_index=index,
-            provider_wallet_id=None,
-            invoice_id=invoice_id,
-            merchant_id=merchant_id,
-        )
-        session.add(row)
-        await session.flush()
-        return row
+    async def reserve(self, db: Database, request: AddressRequest) -> list[ReservedAddress]:
+        """The next free index's address per family. A replay under an Idempotency-Key takes
+        indexes too (gaps): cheaper than a look-up before every creation."""
+        rows = []
+        for family in request.chain_families:
+            self._key(require_chain_family(family))  # refuse before taking an index
+            index = await self._pool.take(db, family)
+            address = self.address_at(family, index)
+            rows.append(ReservedAddress(new_id("dep"), family, address, self.name, index, None))
+        return rows
 
     async def aclose(self) -> None:
         return None

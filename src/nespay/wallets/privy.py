@@ -1,32 +1,42 @@
 """Privy server wallets: one wallet per invoice and chain family, created with
 `POST {PRIVY_API}/v1/wallets` (Basic auth app id:secret, `privy-app-id`).
 
-`privy-idempotency-key` is `<invoice_id>:<chain_family>`, so a retry after a timeout or a lost
-answer gets the wallet Privy already made instead of a second one. 429, 5xx and transport
-errors are retried twice with backoff; anything else, or a third failure, is a 503
-(`wallet_provider_unavailable`). The app secret never appears in a message or a log line.
+Wallets are reserved before invoice creation's single statement, with no transaction open and
+no connection held (`reserve`). `privy-idempotency-key` makes a retry get the wallet Privy
+already made instead of a second one (Privy keeps a key 24 hours): for a request with an
+Idempotency-Key it is derived from (merchant, that key, chain family), so the merchant's retry
+of a failed request, and a concurrent duplicate, get the same wallet; without one it is
+`<invoice_id>:<chain_family>`, which covers our own retries of one request. 409 (a duplicate
+still in progress at Privy), 429, 5xx and transport errors are retried twice with backoff;
+anything else, or a third failure, is a 503 (`wallet_provider_unavailable`). The app secret
+never appears in a message or a log line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import re
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
 import structlog
 from bip_utils import TrxAddrDecoder
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from nespay.config import Settings
 from nespay.kit.ids import new_id
-from nespay.models.invoices import DepositAddress
 from nespay.wallets.provider import (
+    AddressRequest,
+    ReservedAddress,
     WalletNotConfigured,
     WalletProviderUnavailable,
     require_chain_family,
 )
+
+if TYPE_CHECKING:
+    from nespay.db import Database
 
 log = structlog.get_logger("nespay.wallets.privy")
 
@@ -58,6 +68,16 @@ def check_privy_configuration(settings: Settings) -> str | None:
     return None
 
 
+def wallet_idempotency_key(request: AddressRequest, chain_family: str) -> str:
+    """Privy's idempotency key for one deposit wallet (see the module docstring). A digest, so
+    the merchant's key is not sent to Privy and any key fits Privy's 256 characters."""
+    if request.idempotency_key is None:
+        return f"{request.invoice_id}:{chain_family}"
+    # "\n" is in neither an id nor an Idempotency-Key: the parts cannot run into each other.
+    material = f"{request.merchant_id}\n{request.idempotency_key}\n{chain_family}".encode()
+    return "idem-" + hashlib.sha256(material).hexdigest()
+
+
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("retry-after", "")
     try:
@@ -70,6 +90,7 @@ class PrivyWalletProvider:
     """Deposit addresses from Privy server wallets; see the module docstring."""
 
     name = "privy"
+    calls_out = True
 
     def __init__(
         self,
@@ -122,7 +143,7 @@ class PrivyWalletProvider:
                         f"Privy refused our credentials (HTTP {status}); check PRIVY_APP_ID and "
                         "PRIVY_APP_SECRET."
                     )
-                if status != 429 and status < 500:
+                if status not in (409, 429) and status < 500:
                     log.error("privy_request_rejected", status=status, body=response.text[:500])
                     raise WalletProviderUnavailable(
                         f"Privy rejected the wallet request (HTTP {status})."
@@ -164,23 +185,14 @@ class PrivyWalletProvider:
         log.error("privy_bad_answer", status=response.status_code, body=response.text[:500])
         raise WalletProviderUnavailable("Privy answered without a usable wallet id and address.")
 
-    async def allocate(
-        self, session: AsyncSession, *, chain_family: str, invoice_id: str, merchant_id: str
-    ) -> DepositAddress:
-        wallet_id, address = await self.create_wallet(chain_family, f"{invoice_id}:{chain_family}")
-        row = DepositAddress(
-            id=new_id("dep"),
-            chain_family=chain_family,
-            address=address,
-            provider=self.name,
-            derivation_index=None,
-            provider_wallet_id=wallet_id,
-            invoice_id=invoice_id,
-            merchant_id=merchant_id,
-        )
-        session.add(row)
-        await session.flush()
-        return row
+    async def reserve(self, db: Database, request: AddressRequest) -> list[ReservedAddress]:
+        """A Privy wallet per family; `db` is not used (nothing is held across the call)."""
+        rows = []
+        for family in request.chain_families:
+            key = wallet_idempotency_key(request, family)
+            wallet_id, address = await self.create_wallet(family, key)
+            rows.append(ReservedAddress(new_id("dep"), family, address, self.name, None, wallet_id))
+        return rows
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -6,20 +6,24 @@ Two providers, picked by `WALLET_PROVIDER`:
   sequence — no private key on the API host, no network call, no lock.
 - `privy`: a Privy server wallet per invoice and chain family, created over its REST API.
 
-A provider is built once per process (`provider_for(settings)`) and closed with `aclose()`.
-`allocate` adds the `DepositAddress` row to the caller's session and flushes; the caller's
-transaction decides whether it sticks.
+A provider is built once per process (`provider_for(settings)`, one database per provider)
+and closed with `aclose()`. `reserve` runs before, and outside, any transaction: it writes no
+row, and returns the `deposit_addresses` rows that invoice creation's single statement then
+inserts with the invoice. Whatever it reserved and nobody inserts is a gap (an unused HD
+index) or an unused wallet, never an address handed out twice.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
-
-from sqlalchemy.ext.asyncio import AsyncSession
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from nespay.config import Settings
 from nespay.errors import NespayError
-from nespay.models.invoices import DepositAddress
+
+if TYPE_CHECKING:
+    from nespay.db import Database
 
 CHAIN_FAMILIES = ("evm", "tron")
 
@@ -58,15 +62,42 @@ def require_chain_family(chain_family: str) -> str:
     return chain_family
 
 
+@dataclass(frozen=True, slots=True)
+class AddressRequest:
+    """What addresses are reserved for: one invoice of a merchant, its chain families, and
+    the request's Idempotency-Key (None without one)."""
+
+    merchant_id: str
+    invoice_id: str
+    chain_families: Sequence[str]
+    idempotency_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReservedAddress:
+    """A `deposit_addresses` row to insert: HD rows carry their derivation index, Privy rows
+    the wallet id."""
+
+    id: str
+    chain_family: str
+    address: str
+    provider: str
+    derivation_index: int | None
+    provider_wallet_id: str | None
+
+
 @runtime_checkable
 class WalletProvider(Protocol):
     name: str
+    # True when `reserve` calls another service (Privy): creation then looks up the request's
+    # Idempotency-Key first, so that a replay makes no call. HD reservations are local (an
+    # index from the in-process pool), so the hot path skips that extra round trip.
+    calls_out: bool
 
-    async def allocate(
-        self, session: AsyncSession, *, chain_family: str, invoice_id: str, merchant_id: str
-    ) -> DepositAddress:
-        """A fresh address for `invoice_id` on `chain_family` ("evm" | "tron"), as a
-        `DepositAddress` row added to `session` and flushed."""
+    async def reserve(self, db: Database, request: AddressRequest) -> list[ReservedAddress]:
+        """One fresh address per chain family ("evm" | "tron") of `request`, outside any
+        transaction and holding no connection across a call out. With an Idempotency-Key, a
+        retry of the same request reserves the same address where that costs anything."""
         ...
 
     async def aclose(self) -> None: ...
@@ -74,7 +105,7 @@ class WalletProvider(Protocol):
 
 def provider_for(settings: Settings) -> WalletProvider:
     """The provider `WALLET_PROVIDER` names. Build it once per process; it caches parsed keys
-    (hd) or holds a connection pool (privy). Misconfiguration surfaces at `allocate` as
+    (hd) or holds a connection pool (privy). Misconfiguration surfaces at `reserve` as
     `wallet_not_configured`; call `check_configuration` at start-up to see it earlier."""
     if settings.wallet_provider == "privy":
         from nespay.wallets.privy import PrivyWalletProvider

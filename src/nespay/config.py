@@ -116,6 +116,7 @@ class Settings(BaseSettings):
     base_url: str = "http://localhost:8000"
     public_api_prefix: str = "api/v1"
     internal_api_prefix: str = "api/backoffice/v1"
+    # Unset: on in development (APP_ENV=development), off in test, staging and production.
     swagger_enable: bool = False
     enable_cors_urls: CommaList = []
     health_token: SecretStr | None = None
@@ -404,6 +405,14 @@ class Settings(BaseSettings):
         if value is not None and urlsplit(value.get_secret_value()).scheme not in {"smtp", "smtps"}:
             raise ValueError("expected smtp://user:password@host:port")
         return value
+
+    @model_validator(mode="after")
+    def _swagger_default(self) -> Settings:
+        # A newcomer on `nespay dev` gets the API's docs at /api; a deployment shows them
+        # only when it says so.
+        if "swagger_enable" not in self.model_fields_set:
+            self.swagger_enable = self.app_env == "development"
+        return self
 
     @model_validator(mode="after")
     def _production_guards(self) -> Settings:

@@ -23,7 +23,7 @@ from nespay.chains.catalog import Catalog, CatalogCurrency
 from nespay.db import sql
 from nespay.errors import Conflict, NespayError, NotFound
 from nespay.events.service import emit
-from nespay.invoices import repository, states
+from nespay.invoices import availability, repository, states
 from nespay.invoices.addresses import hd_addresses
 from nespay.invoices.schemas import Invoice, InvoiceCreate
 from nespay.invoices.views import PRICE_DECIMALS_CAP, invoice_view
@@ -146,6 +146,38 @@ def resolve_options(catalog: Catalog, body: InvoiceCreate) -> list[CatalogCurren
     return found
 
 
+def _asked(body: InvoiceCreate) -> list[tuple[str | None, tuple[str, ...]]]:
+    """What the body asks for: (network or None for any, the currency codes that would do)."""
+    if body.payment_options:
+        asked = [(o.network, (o.currency.upper(),)) for o in body.payment_options]
+    elif body.currency in FIAT_DECIMALS:
+        asked = [(body.network, STABLECOINS)]
+    else:
+        asked = [(body.network, (body.currency,))]
+    if body.currency not in FIAT_DECIMALS:
+        asked.append((None, (body.currency,)))  # the price's currency must be known somewhere
+    return asked
+
+
+async def _explained(
+    session: AsyncSession | None,
+    runtime: Runtime,
+    catalog: Catalog,
+    body: InvoiceCreate,
+    refused: NespayError,
+) -> NespayError:
+    """`refused`, said precisely: which network or currency is disabled (or missing), and the
+    command an operator runs to offer it."""
+    async with contextlib.AsyncExitStack() as stack:
+        if session is None:
+            session = await stack.enter_async_context(runtime.db.sessionmaker())
+        found = await availability.explain(session, catalog, _asked(body), body.currency)
+    if found is None:
+        return refused
+    kind = UnknownNetwork if found.kind == "network" else UnknownCurrency
+    return kind(found.message)
+
+
 async def create(
     session: AsyncSession,
     runtime: Runtime,
@@ -237,7 +269,11 @@ async def _plan(
     merchant: MerchantSettings,
 ) -> _Plan:
     price = _check_body(runtime, body)
-    entries = resolve_options(await runtime.catalog.get(), body)
+    catalog = await runtime.catalog.get()
+    try:
+        entries = resolve_options(catalog, body)
+    except (UnknownCurrency, UnknownNetwork) as refused:
+        raise await _explained(session, runtime, catalog, body, refused) from None
     priced = await _price(session, runtime, body, price, entries)
     now = datetime.now(UTC)
     expires_at = now + timedelta(seconds=body.expires_in or merchant.default_expiry_s)

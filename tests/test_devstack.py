@@ -10,7 +10,7 @@ import time
 
 import httpx
 
-from tests.fixtures.processes import free_port
+from tests.fixtures.processes import ROOT, free_port
 
 
 def dev_env(tmp_path, **extra):
@@ -109,3 +109,80 @@ def test_dev_lets_callbacks_reach_localhost_unless_configured(tmp_path, monkeypa
     from_file: dict[str, str] = {}
     _callbacks_for_development(quiet, from_file)
     assert "CALLBACK_ALLOW_PRIVATE_URLS" not in from_file  # the process reads .env itself
+
+
+def load_database_url(folder, **env):
+    """What `nespay` commands run in `folder` connect to (a fresh interpreter, like a new
+    terminal: no DATABASE_URL unless given)."""
+    code = (
+        "from nespay.config import load_settings; "
+        "print(load_settings().database_url.get_secret_value())"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(folder), **env},
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_commands_in_the_folder_find_the_running_dev_stacks_database_and_refuse_a_stopped_one(
+    tmp_path,
+):
+    from nespay import devstate
+
+    # Stands in for `nespay dev` (a process whose command line names nespay).
+    stack = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "nespay"])
+    url = "postgresql://postgres@127.0.0.1:5999/nespay?schema=public"
+    devstate.write(
+        devstate.DevStack(stack.pid, devstate.now(), "http://localhost:8000", url), tmp_path
+    )
+    try:
+        found = load_database_url(tmp_path)
+        configured = load_database_url(tmp_path, DATABASE_URL="postgresql://me@db:5432/shop")
+    finally:
+        stack.kill()
+        stack.wait()
+    stopped = load_database_url(tmp_path)
+    stopped_but_configured = load_database_url(tmp_path, DATABASE_URL="postgresql://me@db/shop")
+
+    assert found.returncode == 0 and found.stdout.strip() == url, found.stderr
+    assert configured.stdout.strip() == "postgresql://me@db:5432/shop"  # the environment wins
+    assert stopped.returncode == 2 and stopped.stdout == ""
+    assert stopped.stderr.strip().splitlines() == [
+        f"config error: DATABASE_URL: not set, and the dev stack recorded in .nespay/dev.json "
+        f"(pid {stack.pid}, started {devstate.read(tmp_path).started_at}) is not running: start "
+        "it with `./run` in this folder (or set DATABASE_URL)"
+    ]
+    assert stopped_but_configured.returncode == 0
+    # Another folder knows nothing of this stack: the default, as before.
+    elsewhere = load_database_url(tmp_path.parent)
+    assert elsewhere.stdout.strip().endswith("127.0.0.1:5432/nespay?schema=public")
+
+
+def test_the_nespay_wrapper_says_to_run_setup_when_there_is_no_venv(tmp_path):
+    shutil.copy(ROOT / "nespay", tmp_path / "nespay")
+    result = subprocess.run(
+        ["./nespay", "merchants", "--help"],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: {tmp_path}/.venv has no nespay yet: run ./run setup (or ./run) in {tmp_path} first"
+    )
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    works = subprocess.run(
+        ["./nespay", "merchants", "--help"],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert works.returncode == 0 and "create" in works.stdout

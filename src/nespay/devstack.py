@@ -26,6 +26,7 @@ from typing import Any
 
 from rich.console import Console
 
+from nespay import devstate
 from nespay.config import load_settings
 
 PG_HINT = (
@@ -190,6 +191,14 @@ def database_url_configured() -> bool:
 
 
 def run_dev(console: Console) -> None:
+    already = devstate.running()
+    if already is not None and already.pid != os.getpid():
+        console.print(
+            f"[red]error:[/red] a dev stack already runs in this folder (pid {already.pid}, "
+            f"since {already.started_at}): stop it first (Ctrl-C in its terminal)"
+        )
+        raise SystemExit(1)
+    devstate.path().unlink(missing_ok=True)  # a stopped stack's: this one replaces it
     cluster: PrivateCluster | None = None
     env = dict(os.environ)
     if not database_url_configured():
@@ -211,12 +220,28 @@ def run_dev(console: Console) -> None:
     try:
         _migrate_and_seed(env)
         chain = _local_chain(console, env)
+        _announce(cluster, chain)
         _serve_all(console, env)
     finally:
+        devstate.remove(os.getpid())
         if chain is not None:
             chain.stop()
         if cluster is not None:
             cluster.stop()
+
+
+def _announce(cluster: PrivateCluster | None, chain: Any) -> None:
+    """Tell the commands run in this folder (another terminal) where this stack is."""
+    settings = load_settings()
+    devstate.write(
+        devstate.DevStack(
+            pid=os.getpid(),
+            started_at=devstate.now(),
+            api_url=f"http://localhost:{settings.api_port}",
+            database_url=cluster.url if cluster is not None else None,
+            chain_url=chain.url if chain is not None else None,
+        )
+    )
 
 
 def _callbacks_for_development(console: Console, env: dict[str, str]) -> None:
@@ -284,6 +309,10 @@ def _serve_all(console: Console, env: dict[str, str]) -> None:
         console.print(f"{name:<8} http://localhost:{port}/{prefix}/health")
     if settings.swagger_enable:
         console.print(f"swagger  http://localhost:{settings.api_port}/api")
+    console.print(
+        "In another terminal, in this folder: `./nespay merchants create --name … --email …` "
+        "(the CLI finds this stack by itself); see README.md."
+    )
     console.print("Ctrl-C stops everything.")
     stopping = False
 

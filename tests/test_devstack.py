@@ -2,13 +2,16 @@
 migrated and seeded, and all three processes serving."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import httpx
+import pytest
 
 from tests.fixtures.processes import ROOT, free_port
 
@@ -186,3 +189,81 @@ def test_the_nespay_wrapper_says_to_run_setup_when_there_is_no_venv(tmp_path):
         timeout=30,
     )
     assert works.returncode == 0 and "create" in works.stdout
+
+
+@contextmanager
+def dev_stack(folder, env, log_name):
+    """`nespay dev` in `folder`, healthy; stopped with Ctrl-C (SIGINT) on leaving."""
+    log = (folder / log_name).open("w")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "nespay.cli", "dev"], env=env, cwd=folder, stdout=log, stderr=log
+    )
+    try:
+        for var in ("API_PORT", "WEBHOOK_PORT", "JOB_PORT"):
+            wait_healthy(f"http://127.0.0.1:{env[var]}/api/v1/health", child)
+        yield child
+    finally:
+        child.send_signal(signal.SIGINT)
+        child.wait(timeout=60)
+        log.close()
+
+
+def local_scanner(env, *, past=-1, timeout_s=60):
+    """`local` as GET /jobs shows it, once its scanner has read past block `past`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        jobs = httpx.get(f"http://127.0.0.1:{env['JOB_PORT']}/api/v1/jobs", timeout=5).json()
+        local = next((n for n in jobs["networks"] if n["code"] == "local"), None)
+        if local and local["cursor"] is not None and local["cursor"] > past:
+            return local
+        time.sleep(0.5)
+    raise AssertionError(f"the local scanner did not pass block {past}: {local}")
+
+
+def chain_rpc(env, method, *params):
+    url = f"http://127.0.0.1:{env['NESPAY_DEV_CHAIN_PORT']}"
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
+    return httpx.post(url, json=body, timeout=5).json()["result"]
+
+
+def token_of(log_text):
+    return re.findall(r"token TUSD at (0x[0-9a-f]{40})", log_text)[-1]
+
+
+@pytest.mark.timeout(400)
+def test_dev_keeps_its_chain_across_restarts_and_scans_afresh_on_a_new_one(tmp_path):
+    data = f"/var/tmp/nespay-test-pg-keep-{os.getpid()}"
+    env = dev_env(tmp_path, NESPAY_DEV_PG_DIR=data, COLUMNS="250")
+    state = tmp_path / ".nespay" / "anvil" / "state.json"
+    try:
+        with dev_stack(tmp_path, env, "first.log"):
+            first = local_scanner(env, past=2)
+            sender = chain_rpc(env, "eth_accounts")[0]
+        assert state.exists() and not (tmp_path / ".nespay" / "dev.json").exists()
+
+        with dev_stack(tmp_path, env, "second.log"):
+            second = local_scanner(env, past=first["cursor"] + 2)
+            nonce = int(chain_rpc(env, "eth_getTransactionCount", sender, "latest"), 16)
+            genesis = chain_rpc(env, "eth_getBlockByNumber", "0x0", False)["hash"]
+
+        state.write_text(state.read_text()[:1000])  # cut short, as by a kill during a save
+        with dev_stack(tmp_path, env, "third.log"):
+            third = local_scanner(env, past=0)
+            new_genesis = chain_rpc(env, "eth_getBlockByNumber", "0x0", False)["hash"]
+            time.sleep(3)
+            third = local_scanner(env, past=third["cursor"])
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+    logs = {name: (tmp_path / f"{name}.log").read_text() for name in ("first", "second", "third")}
+
+    # Restarted: the same chain, the token where it was, not deployed again, scanned on.
+    assert token_of(logs["second"]) == token_of(logs["first"])
+    assert nonce == 1, "the test token was deployed again"
+    assert second["last_error"] is None and second["cursor"] > first["cursor"]
+    assert "a new chain" not in logs["second"]
+    # A new chain (the saved one unreadable): said once, and its scanner runs on it.
+    assert "its saved state could not be read" in logs["third"]
+    assert logs["third"].count("a new chain (the saved one is gone)") == 1
+    assert new_genesis != genesis
+    assert third["last_error"] is None and third["cursor"] is not None
+    assert third["cursor"] < second["cursor"]  # the old cursor was forgotten

@@ -41,6 +41,31 @@ def test_sandbox_pays_an_invoice_and_prints_each_state(seeded_database):
     assert "paid 25 of 25 TUSD" in result.stdout
 
 
+def run_sandbox(database_url):
+    result = subprocess.run(
+        [sys.executable, "-m", "nespay.cli", "sandbox", "--port", str(free_port())],
+        env=base_env(database_url, COLUMNS="200"),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def states_of(output):
+    return [line.split("→ ")[1].split(" ")[0] for line in output.splitlines() if "→ " in line]
+
+
+@pytest.mark.timeout(400)
+def test_a_second_sandbox_on_a_new_chain_forgets_the_first_chains_cursor(seeded_database):
+    first = run_sandbox(seeded_database)
+    second = run_sandbox(seeded_database)  # a fresh anvil: another chain behind `local`
+    assert "a new chain" not in first
+    assert "local chain: a new chain (the saved one is gone)" in second
+    assert states_of(second) == ["pending", "paid", "confirmed"]
+
+
 def test_sandbox_on_a_taken_port_says_what_to_do(seeded_database):
     import socket
 

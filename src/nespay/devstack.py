@@ -269,7 +269,8 @@ def _migrate_and_seed(env: dict[str, str]) -> None:
 
 def _local_chain(console: Console, env: dict[str, str]) -> Any:
     """Where the machine allows (anvil installed, its port free): a local chain with one block
-    a second and the test token, registered as the enabled `local` network."""
+    a second and the test token, registered as the enabled `local` network. The chain is kept
+    in `.nespay/anvil/state.json` across restarts (delete the folder for a new one)."""
     from nespay import sandbox
     from nespay.chains.localchain import find_anvil
     from nespay.db import Database
@@ -279,22 +280,44 @@ def _local_chain(console: Console, env: dict[str, str]) -> Any:
         return None
     port = int(os.environ.get("NESPAY_DEV_CHAIN_PORT", "8545"))
     try:
-        chain = sandbox.start_chain(port, block_time=1)
+        chain = _start_kept_chain(console, port, Path.cwd() / ".nespay" / "anvil" / "state.json")
     except sandbox.SandboxError as error:
         console.print(f"local chain: off ({error})")
         return None
 
-    async def register() -> None:
+    async def register() -> list[str]:
         overrides = {"database_url": env["DATABASE_URL"]} if "DATABASE_URL" in env else {}
         db = Database(load_settings(**overrides))
         try:
-            await sandbox.register_local_chain(db, chain)
+            return await sandbox.prepare_local_chain(db, chain)
         finally:
             await db.dispose()
 
-    asyncio.run(register())
+    try:
+        said = asyncio.run(register())
+    except BaseException:
+        chain.stop()
+        raise
+    for line in said:
+        console.print(line)
     console.print(f"local chain: {chain.url} (network `local`, token TUSD at {chain.token})")
     return chain
+
+
+def _start_kept_chain(console: Console, port: int, state: Path) -> Any:
+    """anvil with its state file; one it cannot read (cut short by a kill during a save) is
+    kept aside and a new chain starts (`prepare_local_chain` then forgets the old cursor)."""
+    from nespay import sandbox
+
+    try:
+        return sandbox.start_chain(port, block_time=1, state=state)
+    except sandbox.SandboxError as error:
+        if not state.exists() or "--state" not in str(error):
+            raise
+    aside = state.with_name(f"state-unreadable-{int(time.time())}.json")
+    state.rename(aside)
+    console.print(f"local chain: its saved state could not be read (kept as {aside}); a new chain")
+    return sandbox.start_chain(port, block_time=1, state=state)
 
 
 def _serve_all(console: Console, env: dict[str, str]) -> None:

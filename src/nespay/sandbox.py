@@ -31,7 +31,7 @@ from nespay.chains.schemas import CurrencyCreate, CurrencyUpdate, NetworkUpdate
 from nespay.config import Settings
 from nespay.db import Database
 from nespay.invoices import service as invoices
-from nespay.invoices.schemas import InvoiceCreate
+from nespay.invoices.schemas import Invoice, InvoiceCreate
 from nespay.merchants.service import create_merchant
 from nespay.runtime import Runtime
 
@@ -230,8 +230,13 @@ async def _status(runtime: Runtime, invoice_id: str, console: Console, last: str
     async with runtime.db.session() as session:
         invoice = await invoices.get(session, invoice_id, merchant_id=None)
     if invoice.status != last:
-        console.print(
-            f"  → {invoice.status} (paid {invoice.amount_paid} of {invoice.amount} "
-            f"{invoice.currency}, {len(invoice.payments)} payment(s))"
-        )
+        console.print(describe(invoice))
     return invoice.status
+
+
+def describe(invoice: Invoice) -> str:
+    """One line per state an invoice reaches, as the sandbox commands print them."""
+    return (
+        f"  → {invoice.status} (paid {invoice.amount_paid} of {invoice.amount} "
+        f"{invoice.currency}, {len(invoice.payments)} payment(s))"
+    )

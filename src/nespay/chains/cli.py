@@ -66,7 +66,7 @@ def _invalid(error: ValidationError) -> NoReturn:
     _fail("invalid " + "; ".join(problems))
 
 
-def _quiet_logs() -> None:
+def quiet_logs() -> None:
     """Outside a configured process, log lines would only repeat what the command prints (and
     the audit log keeps): show warnings and errors only."""
     import logging
@@ -84,7 +84,7 @@ def _with_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     from nespay.errors import NespayError
 
     settings = settings_or_exit()
-    _quiet_logs()
+    quiet_logs()
 
     async def run() -> T:
         db = Database(settings)

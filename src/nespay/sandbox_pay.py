@@ -23,6 +23,7 @@ from nespay.config import Settings
 from nespay.invoices import public
 from nespay.invoices import service as invoices
 from nespay.invoices.schemas import Invoice, InvoicePayment, PublicInvoice, PublicPaymentOption
+from nespay.kit.addresses import display_address
 from nespay.kit.money import from_base_units, parse_amount, to_base_units
 from nespay.runtime import Runtime
 from nespay.sandbox import NETWORK, SandboxError, describe
@@ -60,6 +61,7 @@ async def pay(
             f"{from_base_units(payment.amount, payment.option.decimals)} {payment.option.currency}"
         )
         tx_hash, payer = await asyncio.to_thread(send, payment)
+        payer = display_address("evm", payer)
         console.print(f"sent {what} to {payment.option.address} from {payer} (tx {tx_hash})")
         return await watch(runtime, console, invoice_id, tx_hash, last, timeout_s)
     finally:

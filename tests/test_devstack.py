@@ -166,28 +166,24 @@ def test_commands_in_the_folder_find_the_running_dev_stacks_database_and_refuse_
 
 
 def test_the_nespay_wrapper_says_to_run_setup_when_there_is_no_venv(tmp_path):
+    def wrapper(*args):
+        return subprocess.run(
+            ["./nespay", *args],
+            cwd=tmp_path,
+            env={"PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
     shutil.copy(ROOT / "nespay", tmp_path / "nespay")
-    result = subprocess.run(
-        ["./nespay", "merchants", "--help"],
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = wrapper("merchants", "--help")
     assert result.returncode == 1
     assert result.stderr.strip() == (
         f"error: {tmp_path}/.venv has no nespay yet: run ./run setup (or ./run) in {tmp_path} first"
     )
     (tmp_path / ".venv").symlink_to(ROOT / ".venv")
-    works = subprocess.run(
-        ["./nespay", "merchants", "--help"],
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    works = wrapper("merchants", "--help")
     assert works.returncode == 0 and "create" in works.stdout
 
 

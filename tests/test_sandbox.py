@@ -27,19 +27,9 @@ async def seeded_database():
 
 
 def test_sandbox_pays_an_invoice_and_prints_each_state(seeded_database):
-    result = subprocess.run(
-        [sys.executable, "-m", "nespay.cli", "sandbox", "--port", str(free_port())],
-        env=base_env(seeded_database, COLUMNS="200"),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    states = [
-        line.split("→ ")[1].split(" ")[0] for line in result.stdout.splitlines() if "→ " in line
-    ]
-    assert states == ["pending", "paid", "confirmed"]
-    assert "paid 25 of 25 TUSD" in result.stdout
+    output = run_sandbox(seeded_database)
+    assert states_of(output) == ["pending", "paid", "confirmed"]
+    assert "paid 25 of 25 TUSD" in output
 
 
 def run_sandbox(database_url):

@@ -237,3 +237,36 @@ def test_describe_errors_never_includes_input():
         Settings(_env_file=None, ENCRYPTION_MASTER_KEY="short-secret-value")
     lines = describe_errors(caught.value)
     assert lines and all("short-secret-value" not in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("env", "served"),
+    [
+        ({}, True),  # APP_ENV defaults to development: `nespay dev` shows its API at /api
+        ({"APP_ENV": "test"}, False),
+        (
+            {"APP_ENV": "staging", "ENCRYPTION_MASTER_KEY": GOOD_KEY, "HD_WALLET_XPUB": REAL_XPUB},
+            False,
+        ),
+        ({"APP_ENV": "development", "SWAGGER_ENABLE": "false"}, False),
+        (
+            {
+                "APP_ENV": "staging",
+                "ENCRYPTION_MASTER_KEY": GOOD_KEY,
+                "HD_WALLET_XPUB": REAL_XPUB,
+                "SWAGGER_ENABLE": "1",
+            },
+            True,
+        ),
+    ],
+)
+def test_swagger_is_on_by_default_in_development_only(env, served):
+    code = "from nespay.config import load_settings; print(load_settings().swagger_enable)"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"} | env,
+        capture_output=True,
+        text=True,
+        cwd="/tmp",
+    )
+    assert result.stdout.strip() == str(served), result.stderr

@@ -126,11 +126,22 @@ def dev() -> None:
     devstack.run_dev(out)
 
 
-@app.command()
+sandbox_app = typer.Typer(
+    invoke_without_command=True,
+    help="A local chain with a test token: an invoice paid end to end, or pay one of yours.",
+)
+app.add_typer(sandbox_app, name="sandbox")
+
+
+@sandbox_app.callback()
 def sandbox(
+    ctx: typer.Context,
     port: Annotated[int, typer.Option(help="Port for the local anvil node")] = 8545,
 ) -> None:
-    """A local chain with a test token, a merchant and an invoice paid end to end."""
+    """Without a command: a local chain with a test token, a merchant and an invoice paid end
+    to end (no other process needed)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from nespay import sandbox as sandbox_module
     from nespay.db import Database, ensure_schema_current
 
@@ -148,6 +159,43 @@ def sandbox(
         run_async(run)
     except sandbox_module.SandboxError as error:
         fail(str(error))
+
+
+@sandbox_app.command("pay")
+def sandbox_pay(
+    invoice_id: Annotated[str, typer.Argument(help="The invoice to pay, e.g. inv_…")],
+    amount: Annotated[
+        str | None,
+        typer.Option(help="Whole units of the option's currency (default: what is still due)"),
+    ] = None,
+    currency: Annotated[
+        str | None, typer.Option(help="Which local option, when there are several (e.g. ETH)")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the confirmation")] = 120,
+) -> None:
+    """Pay an invoice on the local chain from the funded dev account, and print each state
+    it reaches until the payment is confirmed (the jobs process of `nespay dev` scans it)."""
+    from nespay import sandbox_pay as paying
+    from nespay.chains.cli import quiet_logs
+    from nespay.sandbox import SandboxError
+
+    settings = settings_or_exit()
+    quiet_logs()
+    try:
+        invoice = run_async(
+            lambda: paying.pay(
+                settings, out, invoice_id, amount=amount, currency=currency, timeout_s=timeout
+            )
+        )
+    except SandboxError as error:
+        fail(str(error))
+    if invoice.status == "confirmed":
+        out.print(f"invoice {invoice.id} is confirmed")
+    else:
+        out.print(
+            f"invoice {invoice.id} is {invoice.status}: {invoice.amount_due} {invoice.currency} "
+            f"still due; `nespay sandbox pay {invoice.id}` pays the rest"
+        )
 
 
 # --- db ---------------------------------------------------------------------------------------

@@ -23,7 +23,16 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from nespay import devstate
+from nespay.devstate import DevStackStopped
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 CommaList = Annotated[list[str], NoDecode]
@@ -95,6 +104,27 @@ def validate_cron(value: str) -> str:
     return value
 
 
+class DevStackSource(PydanticBaseSettingsSource):
+    """The lowest-priority source: the database of the `nespay dev` running in this folder
+    (`nespay.devstate`), when nothing else names one. Not read when the caller asked for no
+    `.env` (explicit settings only) or outside development."""
+
+    def __init__(self, settings_cls: type[BaseSettings], enabled: bool) -> None:
+        super().__init__(settings_cls)
+        self.enabled = enabled
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything is decided in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        given = {key.lower(): value for key, value in self.current_state.items()}
+        env = given.get("app_env", given.get("node_env", "development"))
+        if not self.enabled or "database_url" in given or env in ("staging", "production"):
+            return {}
+        url = devstate.database_url()  # DevStackStopped when its stack is gone
+        return {} if url is None else {"database_url": url}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env",
@@ -116,6 +146,7 @@ class Settings(BaseSettings):
     base_url: str = "http://localhost:8000"
     public_api_prefix: str = "api/v1"
     internal_api_prefix: str = "api/backoffice/v1"
+    # Unset: on in development (APP_ENV=development), off in test, staging and production.
     swagger_enable: bool = False
     enable_cors_urls: CommaList = []
     health_token: SecretStr | None = None
@@ -256,6 +287,24 @@ class Settings(BaseSettings):
     rates_job_schedule: str = "*/5 * * * *"
     invoice_expiry_job_enabled: bool = True
     invoice_expiry_job_schedule: str = "* * * * *"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        with_files = getattr(dotenv_settings, "env_file", None) is not None
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            file_secret_settings,
+            DevStackSource(settings_cls, with_files),
+        )
 
     # ---------------------------------------------------------------------------------------
     @field_validator(
@@ -416,6 +465,14 @@ class Settings(BaseSettings):
         if value is not None and urlsplit(value.get_secret_value()).scheme not in {"smtp", "smtps"}:
             raise ValueError("expected smtp://user:password@host:port")
         return value
+
+    @model_validator(mode="after")
+    def _swagger_default(self) -> Settings:
+        # A newcomer on `nespay dev` gets the API's docs at /api; a deployment shows them
+        # only when it says so.
+        if "swagger_enable" not in self.model_fields_set:
+            self.swagger_enable = self.app_env == "development"
+        return self
 
     @model_validator(mode="after")
     def _production_guards(self) -> Settings:
@@ -583,6 +640,9 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as error:
         for line in describe_errors(error):
             print(line, file=sys.stderr)
+        raise ConfigError(2) from None
+    except DevStackStopped as error:
+        print(f"config error: DATABASE_URL: {error}", file=sys.stderr)
         raise ConfigError(2) from None
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from rich.console import Console
 
+from nespay import devstate
 from nespay.config import load_settings
 
 PG_HINT = (
@@ -190,6 +191,14 @@ def database_url_configured() -> bool:
 
 
 def run_dev(console: Console) -> None:
+    already = devstate.running()
+    if already is not None and already.pid != os.getpid():
+        console.print(
+            f"[red]error:[/red] a dev stack already runs in this folder (pid {already.pid}, "
+            f"since {already.started_at}): stop it first (Ctrl-C in its terminal)"
+        )
+        raise SystemExit(1)
+    devstate.path().unlink(missing_ok=True)  # a stopped stack's: this one replaces it
     cluster: PrivateCluster | None = None
     env = dict(os.environ)
     if not database_url_configured():
@@ -211,12 +220,28 @@ def run_dev(console: Console) -> None:
     try:
         _migrate_and_seed(env)
         chain = _local_chain(console, env)
+        _announce(cluster, chain)
         _serve_all(console, env)
     finally:
+        devstate.remove(os.getpid())
         if chain is not None:
             chain.stop()
         if cluster is not None:
             cluster.stop()
+
+
+def _announce(cluster: PrivateCluster | None, chain: Any) -> None:
+    """Tell the commands run in this folder (another terminal) where this stack is."""
+    settings = load_settings()
+    devstate.write(
+        devstate.DevStack(
+            pid=os.getpid(),
+            started_at=devstate.now(),
+            api_url=f"http://localhost:{settings.api_port}",
+            database_url=cluster.url if cluster is not None else None,
+            chain_url=chain.url if chain is not None else None,
+        )
+    )
 
 
 def _callbacks_for_development(console: Console, env: dict[str, str]) -> None:
@@ -244,7 +269,8 @@ def _migrate_and_seed(env: dict[str, str]) -> None:
 
 def _local_chain(console: Console, env: dict[str, str]) -> Any:
     """Where the machine allows (anvil installed, its port free): a local chain with one block
-    a second and the test token, registered as the enabled `local` network."""
+    a second and the test token, registered as the enabled `local` network. The chain is kept
+    in `.nespay/anvil/state.json` across restarts (delete the folder for a new one)."""
     from nespay import sandbox
     from nespay.chains.localchain import find_anvil
     from nespay.db import Database
@@ -254,22 +280,44 @@ def _local_chain(console: Console, env: dict[str, str]) -> Any:
         return None
     port = int(os.environ.get("NESPAY_DEV_CHAIN_PORT", "8545"))
     try:
-        chain = sandbox.start_chain(port, block_time=1)
+        chain = _start_kept_chain(console, port, Path.cwd() / ".nespay" / "anvil" / "state.json")
     except sandbox.SandboxError as error:
         console.print(f"local chain: off ({error})")
         return None
 
-    async def register() -> None:
+    async def register() -> list[str]:
         overrides = {"database_url": env["DATABASE_URL"]} if "DATABASE_URL" in env else {}
         db = Database(load_settings(**overrides))
         try:
-            await sandbox.register_local_chain(db, chain)
+            return await sandbox.prepare_local_chain(db, chain)
         finally:
             await db.dispose()
 
-    asyncio.run(register())
+    try:
+        said = asyncio.run(register())
+    except BaseException:
+        chain.stop()
+        raise
+    for line in said:
+        console.print(line)
     console.print(f"local chain: {chain.url} (network `local`, token TUSD at {chain.token})")
     return chain
+
+
+def _start_kept_chain(console: Console, port: int, state: Path) -> Any:
+    """anvil with its state file; one it cannot read (cut short by a kill during a save) is
+    kept aside and a new chain starts (`prepare_local_chain` then forgets the old cursor)."""
+    from nespay import sandbox
+
+    try:
+        return sandbox.start_chain(port, block_time=1, state=state)
+    except sandbox.SandboxError as error:
+        if not state.exists() or "--state" not in str(error):
+            raise
+    aside = state.with_name(f"state-unreadable-{int(time.time())}.json")
+    state.rename(aside)
+    console.print(f"local chain: its saved state could not be read (kept as {aside}); a new chain")
+    return sandbox.start_chain(port, block_time=1, state=state)
 
 
 def _serve_all(console: Console, env: dict[str, str]) -> None:
@@ -284,6 +332,10 @@ def _serve_all(console: Console, env: dict[str, str]) -> None:
         console.print(f"{name:<8} http://localhost:{port}/{prefix}/health")
     if settings.swagger_enable:
         console.print(f"swagger  http://localhost:{settings.api_port}/api")
+    console.print(
+        "In another terminal, in this folder: `./nespay merchants create --name … --email …` "
+        "(the CLI finds this stack by itself); see README.md."
+    )
     console.print("Ctrl-C stops everything.")
     stopping = False
 

@@ -4,8 +4,8 @@ It starts anvil (from the project's npm packages), deploys the test token (`TUSD
 on a fresh anvil it always lands at the same address), points the `local` network at the node
 and enables it with the token, creates a merchant and an invoice, pays it from anvil's first
 account, and scans the chain in-process, printing each state as it changes until the invoice
-is confirmed. `nespay dev` uses `prepare_local_chain` to give the three processes the same
-chain.
+is confirmed. `nespay dev` uses `start_chain` (with a state file, so its chain survives a
+restart) and `prepare_local_chain` to give the three processes the same chain.
 """
 
 from __future__ import annotations
@@ -14,27 +14,34 @@ import asyncio
 import subprocess
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 import httpx
 from rich.console import Console
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from nespay.apikeys.service import issue
 from nespay.auth.principals import Actor
 from nespay.auth.scopes import ALL_SCOPES
-from nespay.chains import localchain
+from nespay.chains import cursors, localchain
 from nespay.chains import service as chains
 from nespay.chains.scanner import NetworkScanner
-from nespay.chains.schemas import CurrencyCreate, NetworkUpdate
+from nespay.chains.schemas import CurrencyCreate, CurrencyUpdate, NetworkUpdate
 from nespay.config import Settings
 from nespay.db import Database
 from nespay.invoices import service as invoices
-from nespay.invoices.schemas import InvoiceCreate
+from nespay.invoices.schemas import Invoice, InvoiceCreate
 from nespay.merchants.service import create_merchant
 from nespay.runtime import Runtime
 
 ACTOR = Actor("system", "sandbox")
 NETWORK = "local"
 TOKEN_CODE = "TUSD"  # noqa: S105 - a currency code, not a password
+# How often a kept chain is saved: a kill -9 loses at most this many seconds of blocks (the
+# scanner rolls them back like a reorg); each save writes the whole file (~6 MB an hour of
+# one-second blocks), so not every block.
+STATE_INTERVAL_S = 10
 ANVIL_HINT = (
     "anvil was not found: run `npm ci` in the project folder (it installs @foundry-rs/anvil), "
     "or put anvil on PATH"
@@ -48,8 +55,8 @@ class SandboxError(RuntimeError):
 @dataclass
 class LocalChain:
     url: str
-    token: str
     process: subprocess.Popen[bytes]
+    token: str = ""  # the test token's contract, set by `prepare_local_chain`
 
     def stop(self) -> None:
         self.process.terminate()
@@ -59,52 +66,117 @@ class LocalChain:
             self.process.kill()
 
 
-def start_chain(port: int, *, block_time: int | None = None) -> LocalChain:
+def start_chain(
+    port: int, *, block_time: int | None = None, state: Path | None = None
+) -> LocalChain:
+    """anvil on 127.0.0.1:`port`. With `state`, the chain is loaded from that file if it
+    exists and saved to it every STATE_INTERVAL_S and on exit, so it survives a restart."""
     binary = localchain.find_anvil()
     if binary is None:
         raise SandboxError(ANVIL_HINT)
+    extra: list[str] = []
+    if state is not None:
+        state.parent.mkdir(parents=True, exist_ok=True)
+        extra = ["--state", str(state), "--state-interval", str(STATE_INTERVAL_S)]
     try:
-        process = localchain.start_anvil(port, block_time=block_time, anvil=binary)
+        process = localchain.start_anvil(
+            port, block_time=block_time, anvil=binary, extra_args=extra
+        )
     except localchain.LocalChainError as error:
         raise SandboxError(f"{error} (choose another with --port)") from None
-    url = f"http://127.0.0.1:{port}"
-    try:
-        token = localchain.deploy_test_token(url, "Sandbox USD", TOKEN_CODE, 6)
-    except Exception:
-        process.terminate()
-        raise
-    return LocalChain(url, token, process)
+    return LocalChain(f"http://127.0.0.1:{port}", process)
 
 
-async def register_local_chain(db: Database, chain: LocalChain) -> None:
-    """Point `local` at the node (first priority), enable it, offer the token."""
+async def prepare_local_chain(db: Database, chain: LocalChain) -> list[str]:
+    """Make `local` the node's network: the test token (deployed only if the node does not
+    have the stored one), the node as first RPC endpoint, the network enabled with the
+    token; and, in development, a scan cursor left by another chain forgotten. Returns the
+    lines worth telling the developer."""
+    said = []
     async with db.session() as session:
-        await chains.set_rpc(session, ACTOR, NETWORK, chain.url, priority=0)
-        await chains.update_network(
-            session, ACTOR, NETWORK, NetworkUpdate(enabled=True), watch_window_s=0
-        )
-        existing = await chains.list_currencies(session, network=NETWORK)
-        if not any(c.code == TOKEN_CODE for c in existing):
-            await chains.create_currency(
-                session,
-                ACTOR,
-                CurrencyCreate(
-                    network=NETWORK,
-                    code=TOKEN_CODE,
-                    contract=chain.token,
-                    decimals=6,
-                    name="Sandbox USD",
-                ),
+        stored = await _stored_token(session)
+        if stored is not None and await asyncio.to_thread(
+            localchain.has_code, chain.url, stored.contract
+        ):
+            chain.token = stored.contract
+        else:
+            chain.token = await asyncio.to_thread(
+                localchain.deploy_test_token, chain.url, "Sandbox USD", TOKEN_CODE, 6
             )
+        await _register(session, chain, stored)
+        if db.settings.is_development and await _forget_other_chain(session, chain):
+            said.append(
+                "local chain: a new chain (the saved one is gone), so the `local` scanner "
+                "starts afresh on it; invoices paid on the old chain keep their state"
+            )
+    return said
+
+
+async def _stored_token(session: AsyncSession) -> Any:
+    found = await chains.list_currencies(session, network=NETWORK)
+    return next((c for c in found if c.code == TOKEN_CODE and c.contract), None)
+
+
+async def _register(session: AsyncSession, chain: LocalChain, stored: Any) -> None:
+    """Point `local` at the node (first priority), enable it, offer the token."""
+    await chains.set_rpc(session, ACTOR, NETWORK, chain.url, priority=0)
+    await chains.update_network(
+        session, ACTOR, NETWORK, NetworkUpdate(enabled=True), watch_window_s=0
+    )
+    if stored is None:
+        await chains.create_currency(
+            session,
+            ACTOR,
+            CurrencyCreate(
+                network=NETWORK,
+                code=TOKEN_CODE,
+                contract=chain.token,
+                decimals=6,
+                name="Sandbox USD",
+            ),
+        )
+    elif stored.contract != chain.token:
+        # A fresh chain puts the token where the first one did (account 0's first contract);
+        # only a node used for something else first lands elsewhere.
+        try:
+            await chains.update_currency(
+                session, ACTOR, stored.id, CurrencyUpdate(contract=chain.token), watch_window_s=0
+            )
+        except chains.CurrencyInUse:
+            raise SandboxError(
+                f"the test token landed at {chain.token}, but {TOKEN_CODE} on `{NETWORK}` is "
+                f"{stored.contract}, which invoices refer to: start from a fresh node (remove "
+                ".nespay/anvil) or reset the database (`nespay db reset`)"
+            ) from None
+
+
+async def _forget_other_chain(session: AsyncSession, chain: LocalChain) -> bool:
+    """Whether `local`'s cursor was made on another chain than the node's (its state file was
+    lost, or a fresh sandbox node): then it is forgotten, so the scanner starts on this one
+    rather than failing for ever. A chain that only lost its last blocks (anvil killed
+    between two saves) is the same chain: the scanner's reorg handling rolls those back."""
+    marks = await cursors.chain_marks(await session.connection(), NETWORK)
+    if marks is None or await asyncio.to_thread(_same_chain, chain.url, marks):
+        return False
+    return await chains.reset_cursor(session, ACTOR, NETWORK)
+
+
+def _same_chain(url: str, marks: cursors.ChainMarks) -> bool:
+    if marks.genesis is not None and localchain.get_block(url, 0)["hash"] != marks.genesis:
+        return False
+    number, hash_ = marks.oldest or marks.cursor
+    found = localchain.rpc(url, "eth_getBlockByNumber", hex(number), False)
+    return found is not None and found["hash"] == hash_
 
 
 async def run(settings: Settings, console: Console, port: int) -> None:
     chain = await asyncio.to_thread(start_chain, port)
-    console.print(f"anvil on {chain.url}; test token {TOKEN_CODE} at {chain.token}")
     runtime = Runtime(settings, "sandbox")
     try:
         await runtime.start()
-        await register_local_chain(runtime.db, chain)
+        for line in await prepare_local_chain(runtime.db, chain):
+            console.print(line)
+        console.print(f"anvil on {chain.url}; test token {TOKEN_CODE} at {chain.token}")
         invoice_id, address, key = await _merchant_and_invoice(runtime)
         console.print(f"merchant API key (for curl): {key}")
         console.print(f"invoice {invoice_id}: pay 25 {TOKEN_CODE} to {address}")
@@ -157,8 +229,13 @@ async def _status(runtime: Runtime, invoice_id: str, console: Console, last: str
     async with runtime.db.session() as session:
         invoice = await invoices.get(session, invoice_id, merchant_id=None)
     if invoice.status != last:
-        console.print(
-            f"  → {invoice.status} (paid {invoice.amount_paid} of {invoice.amount} "
-            f"{invoice.currency}, {len(invoice.payments)} payment(s))"
-        )
+        console.print(describe(invoice))
     return invoice.status
+
+
+def describe(invoice: Invoice) -> str:
+    """One line per state an invoice reaches, as the sandbox commands print them."""
+    return (
+        f"  → {invoice.status} (paid {invoice.amount_paid} of {invoice.amount} "
+        f"{invoice.currency}, {len(invoice.payments)} payment(s))"
+    )

@@ -166,6 +166,38 @@ async def test_currencies_add_tokens_and_native_coins_and_list_them(env, databas
     assert len(log) == 2
 
 
+async def test_enable_and_disable_a_currency(env, database):
+    code = await new_network(database)
+    await run(currencies_app, "add", "--network", code, "--code", "USDT", "--contract", USDT,
+              "--decimals", "6", env=env)  # fmt: skip
+    off = await run(currencies_app, "disable", "--network", code, "--code", "usdt", env=env)
+    again = await run(currencies_app, "disable", "--network", code, "--code", "USDT", env=env)
+    on = await run(currencies_app, "enable", "--network", code, "--code", "USDT", env=env)
+    missing = await run(currencies_app, "enable", "--network", code, "--code", "DAI", env=env)
+
+    assert off.exit_code == 0 and f"USDT on {code} disabled" in one_line(off)
+    assert "already disabled: nothing to change" in one_line(again)
+    assert on.exit_code == 0 and f"USDT on {code} enabled: new invoices offer it" in one_line(on)
+    # the network was made disabled: enabling the currency alone does not offer it
+    assert f"`nespay networks enable {code}`" in one_line(on)
+    assert missing.exit_code == 1
+    assert f"{code} has no currency DAI" in one_line(missing)
+    async with database.engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT a.before, a.after, a.actor_id FROM audit_logs a"
+                " JOIN currencies c ON c.id = a.target_id"
+                " WHERE a.action = 'currency.updated' AND c.network_code = :n ORDER BY a.id"
+            ),
+            {"n": code},
+        )
+        log = [tuple(row) for row in rows]
+    assert log == [
+        ({"enabled": True}, {"enabled": False}, "cli"),
+        ({"enabled": False}, {"enabled": True}, "cli"),
+    ]
+
+
 async def test_mistakes_are_one_clear_line_and_a_non_zero_exit(env, database):
     code = await new_network(database)
     await run(currencies_app, "add", "--network", code, "--code", "ETH", "--decimals", "18",

@@ -170,3 +170,70 @@ async def test_without_a_key_the_create_is_a_401_and_without_the_scope_a_403(
     forbidden = await app.create(reader, fill(usdt(), network))
     assert forbidden.status_code == 403 and error_code(forbidden) == "scope_missing"
     assert await app.invoice_count(reader) == 0
+
+
+async def _refusal(app, merchant, body):
+    app.runtime.catalog.invalidate()
+    response = await app.create(merchant, body)
+    assert response.status_code == 422, response.text
+    return error_code(response), response.json()["error"]["message"]
+
+
+async def test_a_disabled_network_is_named_with_the_command_that_enables_it(app, merchant, network):
+    await app.execute("UPDATE networks SET enabled = false WHERE code = :n", n=network)
+    for body in (
+        {"amount": "10", "currency": "USDT", "network": network},
+        {"amount": "10", "currency": "USDT",
+         "payment_options": [{"network": network, "currency": "USDT"}]},
+        {"amount": "10", "currency": "USD", "network": network},
+    ):  # fmt: skip
+        assert await _refusal(app, merchant, body) == (
+            "unknown_network",
+            f"USDT on {network} is disabled: an operator enables it with "
+            f"`nespay networks enable {network}`.",
+        )
+
+
+async def test_a_disabled_currency_is_named_with_the_command_that_enables_it(
+    app, merchant, network
+):
+    await app.execute(
+        "UPDATE currencies SET enabled = false WHERE network_code = :n AND code = 'USDT'",
+        n=network,
+    )
+    body = {"amount": "10", "currency": "USDT", "network": network}
+    assert await _refusal(app, merchant, body) == (
+        "unknown_currency",
+        f"USDT on {network} is disabled: an operator enables it with "
+        f"`nespay currencies enable --network {network} --code USDT`.",
+    )
+    await app.execute("UPDATE networks SET enabled = false WHERE code = :n", n=network)
+    code, message = await _refusal(app, merchant, body)
+    assert code == "unknown_network"
+    assert message.endswith(
+        f"`nespay networks enable {network}` and "
+        f"`nespay currencies enable --network {network} --code USDT`."
+    )
+
+
+async def test_a_currency_disabled_everywhere_and_an_unknown_one_say_which(app, merchant, network):
+    only_here = f"T{network[-6:].upper()}"
+    await app.execute(
+        "INSERT INTO currencies (id, network_code, code, name, decimals, enabled)"
+        " VALUES (:i, :n, :c, :c, 6, false)",
+        i=f"cur_{only_here.lower()}",
+        n=network,
+        c=only_here,
+    )
+    assert await _refusal(app, merchant, {"amount": "1", "currency": only_here}) == (
+        "unknown_currency",
+        f"{only_here} on {network} is disabled: an operator enables it with "
+        f"`nespay currencies enable --network {network} --code {only_here}`.",
+    )
+    assert await _refusal(app, merchant, {"amount": "1", "currency": "DOGE"}) == (
+        "unknown_currency",
+        "DOGE is not a currency Nespay knows or a fiat code.",
+    )
+    code, message = await _refusal(app, merchant, {"amount": "1", "currency": "USDT",
+                                                   "network": "no-such-network"})  # fmt: skip
+    assert (code, message) == ("unknown_network", "There is no network 'no-such-network'.")

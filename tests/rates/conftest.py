@@ -2,15 +2,17 @@ import pytest
 from sqlalchemy import delete, func, insert
 
 from nespay.models import Rate
-from nespay.rates.tasks import cooldowns
+from nespay.rates.tasks import cooldowns, outages
 from tests.fixtures.fake_coingecko import fake_coingecko  # noqa: F401 - a fixture
 
 
 @pytest.fixture(autouse=True)
 def _no_cooldowns():
     cooldowns.clear()
+    outages.clear()
     yield
     cooldowns.clear()
+    outages.clear()
 
 
 @pytest.fixture

@@ -145,3 +145,46 @@ async def test_admin_only_sources_fetch_nothing(database_url, currencies, fake_c
     finally:
         await runtime.close()
     assert fake_coingecko.requests == []
+
+
+async def test_an_outage_is_one_warning_when_it_starts_and_one_info_line_when_it_ends(
+    database_url, currencies, fake_coingecko
+):
+    """Offline, the job fails every run: one warning as the source goes down, no traceback
+    per run, one info line as it comes back."""
+    from urllib.parse import urlsplit
+
+    from structlog.testing import capture_logs
+
+    from nespay.jobs.registry import all_jobs
+    from nespay.jobs.runner import JobRunner
+    from tests.fixtures.tcpproxy import TcpProxy
+
+    price_everything(fake_coingecko)
+    target = urlsplit(fake_coingecko.url)
+    proxy = TcpProxy(target.hostname, target.port)
+    port = await proxy.start()
+    settings = make_settings(database_url, coingecko_api_url=f"http://127.0.0.1:{port}")
+    runtime = Runtime(settings, "jobs")
+    await runtime.start()
+    runner = JobRunner(runtime, {"rates.refresh": all_jobs(settings)["rates.refresh"]})
+    try:
+        await runner.register()
+        with capture_logs() as logs:
+            assert await runner.run_now("rates.refresh") == "ok"
+            await proxy.cut()  # the machine goes offline
+            outcomes = [await runner.run_now("rates.refresh") for _ in range(3)]
+            await proxy.start(port)
+            assert await runner.run_now("rates.refresh") == "ok"
+    finally:
+        await proxy.cut()
+        await runtime.close()
+    assert outcomes == ["error"] * 3
+    loud = [entry for entry in logs if entry["log_level"] in ("warning", "error", "critical")]
+    assert [(entry["event"], entry["source"]) for entry in loud] == [
+        ("rates_source_down", "coingecko")
+    ]
+    assert "coingecko unreachable" in loud[0]["error"]
+    assert not any("exc_info" in entry for entry in logs)
+    recovered = [entry for entry in logs if entry["event"] == "rates_source_recovered"]
+    assert len(recovered) == 1 and recovered[0]["log_level"] == "info"

@@ -66,7 +66,7 @@ def _invalid(error: ValidationError) -> NoReturn:
     _fail("invalid " + "; ".join(problems))
 
 
-def _quiet_logs() -> None:
+def quiet_logs() -> None:
     """Outside a configured process, log lines would only repeat what the command prints (and
     the audit log keeps): show warnings and errors only."""
     import logging
@@ -84,7 +84,7 @@ def _with_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     from nespay.errors import NespayError
 
     settings = settings_or_exit()
-    _quiet_logs()
+    quiet_logs()
 
     async def run() -> T:
         db = Database(settings)
@@ -311,6 +311,69 @@ def currencies_add(
         f"added {currency.code} on {currency.network_code} ({currency.id}): {what}, "
         f"{currency.decimals} decimals, {'enabled' if currency.enabled else 'disabled'}"
     )
+
+
+def _set_currency_enabled(network: str, code: str, enabled: bool) -> None:
+    from nespay.chains import service
+    from nespay.chains.schemas import CurrencyUpdate
+    from nespay.cli import settings_or_exit
+
+    code = code.strip().upper()
+
+    async def work(session: AsyncSession) -> tuple[bool, Any, bool]:
+        found = await service.list_currencies(session, network=network)
+        currency = next((c for c in found if c.code.upper() == code), None)
+        if currency is None:
+            raise service.CurrencyNotFound(
+                f"{network} has no currency {code}; `nespay currencies list --network {network}` "
+                "shows them"
+            )
+        was = currency.enabled
+        if was != enabled:
+            currency = await service.update_currency(
+                session,
+                _actor(),
+                currency.id,
+                CurrencyUpdate(enabled=enabled),
+                watch_window_s=settings_or_exit().scanner_watch_after_expiry_s,
+            )
+        network_enabled = (await service.known_network(session, network)).enabled
+        return was, currency, network_enabled
+
+    was, currency, network_enabled = _with_session(work)
+    state = "enabled" if enabled else "disabled"
+    if was == enabled:
+        _say(f"{code} on {network} is already {state}: nothing to change")
+    elif enabled:
+        _say(f"{code} on {network} enabled: new invoices offer it")
+    elif currency.watch_until is not None:
+        _say(
+            f"{code} on {network} disabled: no new invoice offers it; it is still scanned until "
+            f"{currency.watch_until:%Y-%m-%d %H:%M} UTC (chain time) for the invoices already "
+            "issued"
+        )
+    else:
+        _say(f"{code} on {network} disabled: no new invoice offers it")
+    if enabled and not network_enabled:
+        _say(f"note: {network} itself is disabled; `nespay networks enable {network}` offers it")
+
+
+@currencies_app.command("enable")
+def currencies_enable(
+    network: Annotated[str, typer.Option(help="The network's code, e.g. polygon")],
+    code: Annotated[str, typer.Option(help="e.g. USDT")],
+) -> None:
+    """Offer a currency on new invoices again (on an enabled network)."""
+    _set_currency_enabled(network, code, True)
+
+
+@currencies_app.command("disable")
+def currencies_disable(
+    network: Annotated[str, typer.Option(help="The network's code, e.g. polygon")],
+    code: Annotated[str, typer.Option(help="e.g. USDT")],
+) -> None:
+    """Stop offering a currency; it is still scanned for the invoices already issued in it."""
+    _set_currency_enabled(network, code, False)
 
 
 @currencies_app.command("list")

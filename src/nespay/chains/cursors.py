@@ -71,6 +71,38 @@ async def stored_genesis(conn: AsyncConnection, network: str) -> tuple[bool, str
     return (row is not None, None if row is None else row[0])
 
 
+@dataclass(frozen=True)
+class ChainMarks:
+    """What a network's scanning state says of the chain behind it: its block 0, the cursor,
+    and the oldest block hash kept (the deepest reorg the scanner can still resolve)."""
+
+    genesis: str | None
+    cursor: tuple[int, str]
+    oldest: tuple[int, str] | None
+
+
+_MARKS = text(
+    """
+    SELECT c.genesis_hash, c.block_number, c.block_hash, b.number AS oldest, b.hash AS oldest_hash
+    FROM chain_cursors c
+    LEFT JOIN LATERAL (
+        SELECT number, hash FROM chain_blocks
+        WHERE network_code = c.network_code ORDER BY number LIMIT 1
+    ) b ON true
+    WHERE c.network_code = :n
+    """
+)
+
+
+async def chain_marks(conn: AsyncConnection, network: str) -> ChainMarks | None:
+    """None while the network was never scanned."""
+    row = (await conn.execute(_MARKS, {"n": network})).one_or_none()
+    if row is None:
+        return None
+    oldest = None if row.oldest is None else (row.oldest, row.oldest_hash)
+    return ChainMarks(row.genesis_hash, (row.block_number, row.block_hash), oldest)
+
+
 async def acquire(
     conn: AsyncConnection,
     network: str,

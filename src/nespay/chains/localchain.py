@@ -21,6 +21,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -144,8 +145,9 @@ def start_anvil(
     """Start anvil on host:port and return once it answers `eth_chainId` with `chain_id`.
 
     `block_time` (seconds) turns on interval mining; None keeps automine (a block per
-    transaction). Output goes to `log_path` if given, else anvil runs `--silent`. The caller
-    stops it (`process.terminate(); process.wait()`)."""
+    transaction). Output goes to `log_path` if given, else anvil runs `--silent` and what it
+    says before it is ready (e.g. why it refused its arguments) ends the LocalChainError. The
+    caller stops it (`process.terminate(); process.wait()`)."""
     binary = anvil or find_anvil()
     if binary is None:
         raise LocalChainError("anvil not found: run `npm ci` in the project root or put it on PATH")
@@ -157,25 +159,37 @@ def start_anvil(
     command += list(extra_args)
     if log_path is None:
         command.append("--silent")
-        output: Any = subprocess.DEVNULL
+        output: Any = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
     else:
         output = log_path.open("ab")
     try:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)  # noqa: S603
+        try:
+            wait_ready(f"http://{host}:{port}", process, chain_id=chain_id, timeout=timeout)
+        except LocalChainError as error:
+            process.terminate()
+            process.wait(timeout=10)
+            said = _tail(output) if log_path is None else ""
+            raise LocalChainError(f"{error}: {said}" if said else str(error)) from None
+        except BaseException:
+            process.terminate()
+            process.wait(timeout=10)
+            raise
     finally:
-        if log_path is not None:
-            output.close()
-    try:
-        wait_ready(f"http://{host}:{port}", process, chain_id=chain_id, timeout=timeout)
-    except BaseException:
-        process.terminate()
-        process.wait(timeout=10)
-        raise
+        output.close()
     return process
+
+
+def _tail(output: Any, limit: int = 600) -> str:
+    output.seek(0)
+    return " ".join(output.read().decode(errors="replace").split())[-limit:]
 
 
 def _check_port_free(host: str, port: int) -> None:
     with socket.socket() as probe:
+        # As servers bind: a port whose last node's connections linger in TIME_WAIT (a
+        # restart) is free; one something listens on is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as error:
@@ -516,6 +530,11 @@ def token_metadata(rpc_url: str, token: str) -> tuple[str, str, int]:
 def native_balance(rpc_url: str, holder: str, block: str | int = "latest") -> int:
     tag = hex(block) if isinstance(block, int) else block
     return hex_to_int(rpc(rpc_url, "eth_getBalance", normalize_address(holder), tag))
+
+
+def has_code(rpc_url: str, address: str) -> bool:
+    """Whether a contract is deployed at `address` (on a new chain, a stored one is not)."""
+    return rpc(rpc_url, "eth_getCode", normalize_address(address), "latest") not in ("0x", "0x0")
 
 
 def block_number(rpc_url: str) -> int:

@@ -341,3 +341,34 @@ async def forget_cursor(session: AsyncSession, network: str) -> dict[str, Any] |
     """Delete the network's cursor, stored blocks and failure; returns the cursor it had."""
     row = (await session.execute(_FORGET_CURSOR, {"n": network})).one_or_none()
     return None if row is None else dict(row._mapping)
+
+
+@dataclass(frozen=True)
+class OfferState:
+    """A network, and one of the asked currencies on it (None: the network has none of them)."""
+
+    network: str
+    chain_family: str
+    network_enabled: bool
+    currency: str | None
+    currency_enabled: bool | None
+
+
+_OFFER_STATES = text(
+    """
+    SELECT n.code AS network, n.chain_family, n.enabled AS network_enabled,
+           c.code AS currency, c.enabled AS currency_enabled
+    FROM networks n LEFT JOIN currencies c ON c.network_code = n.code AND c.code = ANY(:codes)
+    WHERE n.code = ANY(:networks) OR c.id IS NOT NULL
+    ORDER BY n.code, c.code
+    """
+)
+
+
+async def offer_states(
+    session: AsyncSession, networks: Sequence[str], codes: Sequence[str]
+) -> list[OfferState]:
+    """Whatever their state: the named networks (with any of `codes` on them), and every
+    network that has one of `codes`."""
+    rows = await session.execute(_OFFER_STATES, {"networks": list(networks), "codes": list(codes)})
+    return [OfferState(**row._mapping) for row in rows]

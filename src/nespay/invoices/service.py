@@ -21,7 +21,7 @@ from nespay.auth.principals import Actor
 from nespay.chains.catalog import Catalog, CatalogCurrency
 from nespay.db import sql
 from nespay.errors import Conflict, NespayError, NotFound
-from nespay.invoices import repository, states
+from nespay.invoices import availability, repository, states
 from nespay.invoices.schemas import Invoice, InvoiceCreate
 from nespay.invoices.views import PRICE_DECIMALS_CAP, invoice_view
 from nespay.kit.ids import new_id
@@ -137,6 +137,32 @@ def resolve_options(catalog: Catalog, body: InvoiceCreate) -> list[CatalogCurren
     return found
 
 
+def _asked(body: InvoiceCreate) -> list[tuple[str | None, tuple[str, ...]]]:
+    """What the body asks for: (network or None for any, the currency codes that would do)."""
+    if body.payment_options:
+        asked = [(o.network, (o.currency.upper(),)) for o in body.payment_options]
+    elif body.currency in FIAT_DECIMALS:
+        asked = [(body.network, STABLECOINS)]
+    else:
+        asked = [(body.network, (body.currency,))]
+    if body.currency not in FIAT_DECIMALS:
+        asked.append((None, (body.currency,)))  # the price's currency must be known somewhere
+    return asked
+
+
+async def _explained(
+    runtime: Runtime, catalog: Catalog, body: InvoiceCreate, refused: NespayError
+) -> NespayError:
+    """`refused`, said precisely: which network or currency is disabled (or missing), and the
+    command an operator runs to offer it (the database is read only to explain a refusal)."""
+    async with runtime.db.sessionmaker() as session:
+        found = await availability.explain(session, catalog, _asked(body), body.currency)
+    if found is None:
+        return refused
+    kind = UnknownNetwork if found.kind == "network" else UnknownCurrency
+    return kind(found.message)
+
+
 async def _replay(session: AsyncSession, merchant_id: str, key: str, digest: str) -> Invoice:
     record = await repository.idempotency_record(session, merchant_id, key)
     assert record is not None
@@ -206,7 +232,11 @@ async def _plan(
     merchant: MerchantSettings,
 ) -> _Plan:
     price = _check_body(runtime, body)
-    entries = resolve_options(await runtime.catalog.get(), body)
+    catalog = await runtime.catalog.get()
+    try:
+        entries = resolve_options(catalog, body)
+    except (UnknownCurrency, UnknownNetwork) as refused:
+        raise await _explained(runtime, catalog, body, refused) from None
     priced = await _price(runtime, body, price, entries)
     now = datetime.now(UTC)
     expires_at = now + timedelta(seconds=body.expires_in or merchant.default_expiry_s)

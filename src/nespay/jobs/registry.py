@@ -16,6 +16,12 @@ from nespay.runtime import Runtime
 JobFunc = Callable[[Runtime], Awaitable[str | None]]
 
 
+class JobFailed(Exception):
+    """A run that failed for a reason the job has already logged (a rate source down, say):
+    recorded as the run's outcome with this message, logged without a traceback, so an
+    outage that lasts hours is not a stack trace every run."""
+
+
 @dataclass(frozen=True)
 class Job:
     name: str

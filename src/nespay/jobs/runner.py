@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import structlog
 
 from nespay.jobs import repository
-from nespay.jobs.registry import Job
+from nespay.jobs.registry import Job, JobFailed
 from nespay.kit.urls import mask_urls_in
 from nespay.metrics import JOB_DURATION, JOB_RUNS
 from nespay.runtime import Runtime
@@ -117,6 +117,9 @@ class JobRunner:
         except TimeoutError:
             outcome, error = "timeout", f"did not finish within {job.timeout_s:g}s"
             log.warning("job_timed_out", timeout_s=job.timeout_s)
+        except JobFailed as exc:  # expected, and already explained by the job's own lines
+            outcome, error = "error", mask_urls_in(str(exc))[:1000]
+            log.info("job_failed", error=error)
         except Exception as exc:  # noqa: BLE001 - recorded, and the next run is scheduled
             outcome, error = "error", mask_urls_in(f"{type(exc).__name__}: {exc}")[:1000]
             log.error("job_failed", exc_info=exc)

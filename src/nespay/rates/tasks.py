@@ -4,7 +4,9 @@ from each fetching source of `RATES_SOURCES`, and store them.
 No transaction is held open across the network calls: read the currencies, fetch, then write.
 A source that fails this run leaves its previous rows as they were (they age out after
 `RATES_MAX_AGE_S`); one that answers 429 is not asked again before its Retry-After. The run
-fails (and the job status says why) only when every fetching source failed.
+fails (and the job status says why) only when every fetching source failed. An outage is one
+warning line when the source starts failing and one info line when it answers again, however
+many runs it lasts (a machine offline must not log a traceback every five minutes).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from decimal import Decimal
 import httpx
 import structlog
 
+from nespay.jobs.registry import JobFailed
 from nespay.rates import repository
 from nespay.rates.sources import (
     Pair,
@@ -32,7 +35,7 @@ FIATS: tuple[str, ...] = ("USD", "IDR", "EUR")
 UPDATED_BY = "rates.refresh"
 
 
-class RatesRefreshFailed(RuntimeError):
+class RatesRefreshFailed(JobFailed):
     pass
 
 
@@ -53,6 +56,31 @@ class Cooldowns:
 
 
 cooldowns = Cooldowns()
+
+
+class Outages:
+    """Per source, since when it has been failing in this process: a warning as an outage
+    starts, an info line as it ends, nothing in between."""
+
+    def __init__(self) -> None:
+        self._since: dict[str, float] = {}
+
+    def failed(self, source: str, error: str) -> None:
+        if source not in self._since:
+            self._since[source] = time.monotonic()
+            log.warning("rates_source_down", source=source, error=error)
+
+    def answered(self, source: str) -> None:
+        since = self._since.pop(source, None)
+        if since is not None:
+            down_for = round(time.monotonic() - since)
+            log.info("rates_source_recovered", source=source, down_for_s=down_for)
+
+    def clear(self) -> None:
+        self._since.clear()
+
+
+outages = Outages()
 
 
 def pairs_for(codes: list[str] | tuple[str, ...]) -> list[Pair]:
@@ -97,13 +125,12 @@ async def fetch_all(
         except RateSourceLimited as error:
             cooldowns.start(source.name, error.retry_after_s)
             failures.append(f"{source.name}: {error}")
-            log.warning(
-                "rates_source_limited", source=source.name, retry_after_s=error.retry_after_s
-            )
+            outages.failed(source.name, str(error))
         except RateSourceError as error:
             failures.append(f"{source.name}: {error}")
-            log.warning("rates_source_failed", source=source.name, error=str(error))
+            outages.failed(source.name, str(error))
         else:
+            outages.answered(source.name)
             if rates:
                 fetched[source.name] = rates
             else:

@@ -1,23 +1,21 @@
 """Callbacks are never lost: the jobs process killed mid-delivery, RabbitMQ stopped and started
-during a burst, a merchant down for three days — and never sent where they must not go."""
+during a burst, a merchant down for three days — and never sent where they must not go.
+
+Each test has a database of its own (the jobs processes' sweep and relay read everything
+committed) and the private RabbitMQ node without what earlier tests left in its queues."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import signal
-import subprocess
 from contextlib import contextmanager
 from email import message_from_bytes
 from typing import Any
 
-import aio_pika
 import pytest
 from aiosmtpd.controller import Controller
 
 from nespay.apps import api
-from nespay.broker import CALLBACKS_QUEUE, RETRY_DELAYS_S, retry_queue_name
-from nespay.callbacks.messages import DELIVERIES, KIND
+from nespay.callbacks.messages import DELIVERIES
 from nespay.callbacks.ssrf import CallbackUrlRefused, check_callback_url
 from tests.callbacks.delivery_rig import (
     attempts,
@@ -33,6 +31,9 @@ from tests.fixtures.app import app_client
 from tests.fixtures.database import make_settings
 from tests.fixtures.fake_ses import REGION
 from tests.fixtures.processes import base_env, free_port, nespay_process
+from tests.fixtures.rabbitmq import take_left
+
+pytestmark = pytest.mark.own_database
 
 
 def jobs_env(database_url: str, rabbit_url: str, **extra: str) -> dict[str, str]:
@@ -61,10 +62,10 @@ async def _all_succeeded(database, event_ids: list[str]) -> bool:
 
 
 async def test_sigkill_mid_delivery_delivers_after_restart_with_the_same_webhook_id(
-    database, settings, database_url, rabbit_node, receiver, tmp_path
+    database, settings, database_url, rabbit, receiver, tmp_path
 ):
     merchant = await hook(database, settings, receiver.plan("/hook", "hang:8"))
-    env = jobs_env(database_url, rabbit_node.url)
+    env = jobs_env(database_url, rabbit.url)
     with nespay_process("jobs", env, tmp_path) as first:
         burst = [await event(database, merchant.merchant_id) for _ in range(20)]
         await receiver.wait_for("/hook", 1)  # one POST hangs: the process is mid-delivery
@@ -88,20 +89,20 @@ async def test_sigkill_mid_delivery_delivers_after_restart_with_the_same_webhook
 
 
 async def test_rabbitmq_stopped_and_started_during_a_burst_loses_nothing(
-    database, settings, database_url, rabbit_node, receiver, tmp_path
+    database, settings, database_url, rabbit, receiver, tmp_path
 ):
     merchant = await hook(database, settings, receiver.plan("/hook"))
     # No sweep: the burst must get through RabbitMQ once it is back (the relay republishes,
     # the consumer is restored), not through the database safety net.
-    env = jobs_env(database_url, rabbit_node.url, CALLBACK_SWEEP_INTERVAL_S="3600")
+    env = jobs_env(database_url, rabbit.url, CALLBACK_SWEEP_INTERVAL_S="3600")
     sent: list[str] = []
     with nespay_process("jobs", env, tmp_path) as jobs:
         sent += [await event(database, merchant.merchant_id) for _ in range(50)]
-        rabbit_node.stop_app()
+        rabbit.stop_app()
         try:
             sent += [await event(database, merchant.merchant_id) for _ in range(50)]
         finally:
-            rabbit_node.start_app()
+            rabbit.start_app()
         sent += [await event(database, merchant.merchant_id) for _ in range(50)]
         await eventually(
             lambda: _all_succeeded(database, sent), timeout_s=90, what="burst delivered"
@@ -117,14 +118,10 @@ async def test_rabbitmq_stopped_and_started_during_a_burst_loses_nothing(
 
 
 async def test_two_jobs_processes_share_the_work_and_send_each_callback_once(
-    database, settings, database_url, rabbit_node, receiver, tmp_path
+    database, settings, database_url, rabbit, receiver, tmp_path
 ):
     merchant = await hook(database, settings, receiver.plan("/hook"))
-    env = jobs_env(database_url, rabbit_node.url)
-    # Earlier tests' wake-ups may still sit in the node's queues: start from empty ones.
-    for queue in [CALLBACKS_QUEUE] + [retry_queue_name(d) for d in RETRY_DELAYS_S]:
-        with contextlib.suppress(subprocess.CalledProcessError):  # not declared yet: empty
-            rabbit_node.ctl("purge_queue", queue)
+    env = jobs_env(database_url, rabbit.url)
     with nespay_process("jobs", env, tmp_path) as one, nespay_process("jobs", env, tmp_path) as two:
         sent = [
             await event(database, merchant.merchant_id, subject=f"inv_{i % 10}") for i in range(100)
@@ -134,12 +131,18 @@ async def test_two_jobs_processes_share_the_work_and_send_each_callback_once(
         one.stop()
         two.stop()
     # Every message was acknowledged: none went back to a queue when the consumers left. What
-    # may remain are delayed wake-ups one replica scheduled for a delivery the other held a
-    # lease on (this test's, or an earlier test's still-retrying one that the replicas' sweep
-    # picked up from the shared database); a wake-up claims nothing that is not due.
-    left = await _left_in_queues(rabbit_node.url)
+    # may remain is a delayed wake-up one replica scheduled for a delivery the other held a
+    # lease on; it names only this test's deliveries, all succeeded: it claims nothing.
+    left = await take_left(rabbit.url)
     assert not [m for m in left if m["redelivered"]], left
     assert all(m["kind"] == DELIVERIES for m in left), left
+    woken = [delivery_id for m in left for delivery_id in m["body"]["deliveries"]]
+    succeeded = await rows(
+        database,
+        "SELECT id FROM webhook_deliveries WHERE event_id = ANY(:events) AND status = 'succeeded'",
+        events=sent,
+    )
+    assert set(woken) <= {row["id"] for row in succeeded}, left
     got = [r.webhook_id for r in receiver.at("/hook")]
     assert sorted(got) == sorted(sent)  # each exactly once: no crash, so no duplicate
     assert logs.count('"relay_leading"') == 1  # one relay; the other replica stands by
@@ -149,28 +152,6 @@ async def test_two_jobs_processes_share_the_work_and_send_each_callback_once(
     assert len(by_invoice) == 10
     for event_ids in by_invoice.values():  # and each invoice's events in commit order
         assert event_ids == sorted(event_ids, key=sent.index)
-
-
-async def _left_in_queues(url: str) -> list[dict[str, Any]]:
-    """Take every message left in the callbacks queue and its retry queues."""
-    connection = await aio_pika.connect(url)
-    left: list[dict[str, Any]] = []
-    try:
-        channel = await connection.channel()
-        for name in [CALLBACKS_QUEUE] + [retry_queue_name(d) for d in RETRY_DELAYS_S]:
-            queue = await channel.get_queue(name)
-            while (message := await queue.get(no_ack=True, fail=False)) is not None:
-                left.append(
-                    {
-                        "queue": name,
-                        "redelivered": message.redelivered,
-                        "kind": (message.headers or {}).get(KIND),
-                        "body": json.loads(message.body),
-                    }
-                )
-    finally:
-        await connection.close()
-    return left
 
 
 class _Inbox:

@@ -118,10 +118,10 @@ async def test_patch_refuses_a_private_url_when_private_urls_are_not_allowed(set
 
 
 async def test_disabling_then_enabling_clears_the_marks_and_resumes_pending_deliveries(
-    client, database, wakes
+    woken_client, database, wake_ups
 ):
     owner = await merchant_with_key(database)
-    endpoint = await register(client, owner)
+    endpoint = await register(woken_client, owner)
     later = datetime.now(UTC) + timedelta(hours=5)
     pending = await add_delivery(
         database,
@@ -137,10 +137,10 @@ async def test_disabling_then_enabling_clears_the_marks_and_resumes_pending_deli
         next_attempt_at=later,
     )
 
-    disabled = (await patch(client, owner, endpoint["id"], enabled=False)).json()
+    disabled = (await patch(woken_client, owner, endpoint["id"], enabled=False)).json()
     assert disabled["enabled"] is False
     assert disabled["disabled_at"] is not None and "API" in disabled["disabled_reason"]
-    assert wakes.calls == []
+    assert await wake_ups.taken() == []
     async with database.engine.begin() as conn:
         await conn.execute(
             text(
@@ -150,11 +150,11 @@ async def test_disabling_then_enabling_clears_the_marks_and_resumes_pending_deli
             {"w": endpoint["id"]},
         )
 
-    enabled = (await patch(client, owner, endpoint["id"], enabled=True)).json()
+    enabled = (await patch(woken_client, owner, endpoint["id"], enabled=True)).json()
     assert enabled["enabled"] is True
     assert enabled["disabled_at"] is None and enabled["disabled_reason"] is None
     assert enabled["failing_since"] is None
-    assert wakes.calls == [[pending]]
+    assert await wake_ups.taken() == [[pending]]
     async with database.engine.connect() as conn:
         due = dict(
             (
@@ -171,14 +171,14 @@ async def test_disabling_then_enabling_clears_the_marks_and_resumes_pending_deli
 
 
 async def test_enabling_an_enabled_endpoint_wakes_nothing_and_audits_nothing(
-    client, database, wakes
+    woken_client, database, wake_ups
 ):
     owner = await merchant_with_key(database)
-    endpoint = await register(client, owner)
+    endpoint = await register(woken_client, owner)
     await add_delivery(database, await emit_event(database, owner.merchant_id), endpoint["id"])
-    response = await patch(client, owner, endpoint["id"], enabled=True)
+    response = await patch(woken_client, owner, endpoint["id"], enabled=True)
     assert response.status_code == 200
-    assert wakes.calls == []
+    assert await wake_ups.taken() == []
     actions = [e["action"] for e in await audit_entries(database, endpoint["id"])]
     assert actions == ["webhook_endpoint.created"]
 

@@ -1,8 +1,6 @@
 """Webhook endpoints: URL guarded, signing secret shown once and stored encrypted."""
 
 import base64
-import os
-import subprocess
 
 import pytest
 from sqlalchemy import text
@@ -12,6 +10,7 @@ from nespay.callbacks.service import signing_secret
 from nespay.callbacks.ssrf import CallbackUrlRefused, check_callback_url
 from nespay.models import WebhookEndpoint
 from tests.fixtures.app import app_client
+from tests.fixtures.database import pg_dump
 from tests.fixtures.factories import merchant_with_key
 
 
@@ -51,13 +50,7 @@ async def test_secret_is_shown_once_in_standard_webhooks_form_and_stored_encrypt
 async def test_a_database_dump_holds_no_secret_or_key_in_plain_text(client, database, database_url):
     owner = await merchant_with_key(database)
     secrets = [(await register(client, owner)).json()["secret"] for _ in range(3)]
-    dump = subprocess.run(
-        ["/usr/lib/postgresql/15/bin/pg_dump", "--data-only", database_url.split("?")[0]],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ},
-    ).stdout
+    dump = await pg_dump(database_url, "--data-only")
     assert "webhook_endpoints" in dump
     for secret in [*secrets, owner.key]:
         assert secret not in dump

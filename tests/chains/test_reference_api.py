@@ -37,8 +37,8 @@ def bearer(token):
 
 
 @pytest.fixture(scope="module")
-async def client(cognito, database_url):
-    settings = make_settings(database_url, log_level="info", **cognito.setting_values())
+async def client(cognito, shared_database_url):
+    settings = make_settings(shared_database_url, log_level="info", **cognito.setting_values())
 
     def factory(settings):
         return build_app(
@@ -64,8 +64,8 @@ def admins(cognito):
 
 
 @pytest.fixture(scope="module")
-async def merchant(database):
-    return await merchant_with_key(database, scopes={INVOICES_READ})
+async def merchant(shared_database):
+    return await merchant_with_key(shared_database, scopes={INVOICES_READ})
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ _n = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def env(database_url):
-    return base_env(database_url, COLUMNS="250", NO_COLOR="1")
+def env(shared_database_url):
+    return base_env(shared_database_url, COLUMNS="250", NO_COLOR="1")
 
 
 async def run(app, *args, env):

@@ -1,12 +1,12 @@
 """A scanner that cannot go on is visible: a node serving another chain is refused with a clear
 error (never read), `GET /jobs` shows each network's head, cursor, lag, last scan and error,
 the jobs health check names a stuck scanner and reports a lagging one, and the lag is a
-Prometheus metric. In a database of their own: the health check judges every network in it."""
+Prometheus metric. Each test has a database of its own: the health check judges every network
+in it."""
 
 import asyncio
 import json
 import logging
-import os
 import time
 
 import httpx
@@ -18,38 +18,23 @@ from nespay.apps import jobs
 from nespay.chains import service as chains
 from nespay.chains.rpcclient import RpcError
 from nespay.chains.scanner import NetworkScanner
-from nespay.db import Database, migrate
 from nespay.health import collect
 from nespay.logging import configure_logging
 from nespay.runtime import Runtime
 from tests.fixtures.anvil import run_anvil
 from tests.fixtures.app import app_client
-from tests.fixtures.database import create_database, drop_database, make_settings
 from tests.fixtures.factories import TEST_ACTOR, register_network
 from tests.fixtures.json_server import json_server
 from tests.payments.conftest import chain_on, units
 
-
-@pytest.fixture(scope="module")
-async def own():
-    name = f"nespay_test_{os.getpid()}_scanning"
-    url = await create_database(name)
-    settings = make_settings(url)
-    await migrate(settings)
-    database = Database(settings)
-    yield settings, database
-    await database.dispose()
-    await drop_database(name)
+pytestmark = pytest.mark.own_database
 
 
 @pytest.fixture
-async def chain(own):
-    settings, database = own
+async def chain(settings, database):
     with run_anvil() as node:
         async with chain_on(settings, database, node) as value:
             yield value
-    async with database.engine.begin() as conn:  # the next test's network is the only one
-        await conn.execute(text("UPDATE networks SET enabled = false WHERE code LIKE 'anvil%'"))
 
 
 async def run_for(scanner: NetworkScanner, seconds: float) -> None:
@@ -67,9 +52,8 @@ async def jobs_view(settings, network: str) -> dict:
 
 
 async def test_a_node_serving_another_chain_is_refused_and_shown_until_the_cursor_is_reset(
-    chain, own, caplog
+    chain, settings, database, caplog
 ):
-    settings, database = own
     chain.pay(await chain.invoice("10"), units("10"))
     await chain.scan()
     cursor = chain.scanner.cursor.number
@@ -112,8 +96,7 @@ async def test_a_node_serving_another_chain_is_refused_and_shown_until_the_curso
         await scanner.release()
 
 
-async def test_a_node_of_another_chain_id_is_never_read(chain, own):
-    settings, database = own
+async def test_a_node_of_another_chain_id_is_never_read(chain, settings, database):
     async with database.engine.begin() as conn:
         await conn.execute(
             text("UPDATE networks SET chain_id = 137 WHERE code = :n"), {"n": chain.network}
@@ -124,8 +107,7 @@ async def test_a_node_of_another_chain_id_is_never_read(chain, own):
         await scanner.acquire()
 
 
-async def test_jobs_lists_each_networks_head_cursor_lag_and_last_scan(chain, own):
-    settings, _ = own
+async def test_jobs_lists_each_networks_head_cursor_lag_and_last_scan(chain, settings, database):
     await chain.scan()
     chain.node.mine(3)
     await chain.scan()
@@ -137,8 +119,9 @@ async def test_jobs_lists_each_networks_head_cursor_lag_and_last_scan(chain, own
     assert f'nespay_scanner_lag_blocks{{network="{chain.network}"}} 0.0' in metrics
 
 
-async def test_the_jobs_health_names_a_stuck_scanner_and_reports_a_lagging_one(chain, own):
-    settings, database = own
+async def test_the_jobs_health_names_a_stuck_scanner_and_reports_a_lagging_one(
+    chain, settings, database
+):
     scanning = settings.model_copy(update={"scanner_enabled": True})
     runtime = Runtime(scanning, "jobs")
     await runtime.start()
@@ -211,9 +194,8 @@ def written(records) -> str:
 
 
 async def test_an_rpc_urls_key_quoted_by_a_failing_node_is_in_no_log_line_nor_in_get_jobs(
-    own, caplog
+    settings, database, caplog
 ):
-    settings, database = own
     configure_logging(settings, "jobs")
     runtime = Runtime(settings, "jobs")
     await runtime.start()

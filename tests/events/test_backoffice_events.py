@@ -7,7 +7,7 @@ from sqlalchemy import text
 
 from nespay.apps import api
 from tests.fixtures.app import app_client, unthrottled
-from tests.fixtures.callbacks import add_delivery, emit_event, register
+from tests.fixtures.callbacks import add_delivery, emit_event, register, woken_app
 from tests.fixtures.cognito import LOCAL_ADMIN_CLIENT, LOCAL_ADMIN_POOL, REGION
 from tests.fixtures.database import make_settings
 from tests.fixtures.factories import merchant_with_key
@@ -16,15 +16,25 @@ BO = "/api/backoffice/v1"
 
 
 @pytest.fixture
-async def client(database_url, local_issuer):
-    settings = make_settings(
+def backoffice_settings(database_url, local_issuer):
+    return make_settings(
         database_url,
         aws_region=REGION,
         cognito_admin_pool_id=LOCAL_ADMIN_POOL,
         cognito_admin_client_id=LOCAL_ADMIN_CLIENT,
         cognito_endpoint_url=local_issuer.endpoint_url,
     )
-    async with app_client(api.create_app, unthrottled(settings)) as (_, client):
+
+
+@pytest.fixture
+async def client(backoffice_settings):
+    async with app_client(api.create_app, unthrottled(backoffice_settings)) as (_, client):
+        yield client
+
+
+@pytest.fixture
+async def woken_client(backoffice_settings, wake_ups):
+    async with woken_app(backoffice_settings, wake_ups) as client:
         yield client
 
 
@@ -74,17 +84,17 @@ async def test_an_admin_reads_any_event_and_its_deliveries(client, database, adm
 
 
 async def test_support_redelivers_and_the_redelivery_is_audited_as_theirs(
-    client, database, admin, wakes
+    woken_client, database, admin, wake_ups
 ):
     owner = await merchant_with_key(database)
-    endpoint = await register(client, owner, events=["*"])
+    endpoint = await register(woken_client, owner, events=["*"])
     event_id = await emit_event(database, owner.merchant_id)
     sub = "a1b2c3d4-0000-4000-8000-00000000beef"
-    response = await client.post(f"{BO}/events/{event_id}/redeliver", headers=admin(sub=sub))
+    response = await woken_client.post(f"{BO}/events/{event_id}/redeliver", headers=admin(sub=sub))
     assert response.status_code == 202, response.text
     [delivery] = response.json()["data"]
     assert delivery["endpoint_id"] == endpoint["id"] and delivery["status"] == "pending"
-    assert wakes.calls == [[delivery["id"]]]
+    assert await wake_ups.taken() == [[delivery["id"]]]
     async with database.engine.connect() as conn:
         entry = (
             await conn.execute(

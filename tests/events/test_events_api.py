@@ -168,24 +168,25 @@ async def test_reading_events_needs_events_read(client, database, path):
 
 
 async def test_redelivery_goes_to_every_enabled_endpoint_subscribed_to_the_type(
-    client, database, wakes
+    woken_client, database, wake_ups
 ):
     owner = await merchant_with_key(database)
     event_id = await emit_event(database, owner.merchant_id, "invoice.paid")
-    listed = await register(client, owner, events=["invoice.paid", "invoice.expired"])
-    everything = await register(client, owner, events=["*"])
-    await register(client, owner, events=["invoice.created"])
-    disabled = await register(client, owner, events=["invoice.paid"])
-    await client.patch(
+    listed = await register(woken_client, owner, events=["invoice.paid", "invoice.expired"])
+    everything = await register(woken_client, owner, events=["*"])
+    await register(woken_client, owner, events=["invoice.created"])
+    disabled = await register(woken_client, owner, events=["invoice.paid"])
+    await woken_client.patch(
         f"{API}/webhook-endpoints/{disabled['id']}", headers=owner.headers, json={"enabled": False}
     )
-    response = await redeliver(client, owner, event_id)
+    response = await redeliver(woken_client, owner, event_id)
     assert response.status_code == 202, response.text
     deliveries = response.json()["data"]
     assert {d["endpoint_id"] for d in deliveries} == {listed["id"], everything["id"]}
     assert all(d["status"] == "pending" and d["attempts"] == 0 for d in deliveries)
     assert all(d["id"].startswith("whd_") for d in deliveries)
-    assert len(wakes.calls) == 1 and sorted(wakes.calls[0]) == sorted(d["id"] for d in deliveries)
+    [woken] = await wake_ups.taken()  # one wake-up, naming both
+    assert sorted(woken) == sorted(d["id"] for d in deliveries)
     rows = await delivery_rows(database, event_id)
     assert set(rows) == {listed["id"], everything["id"]}
     async with database.engine.connect() as conn:
@@ -200,16 +201,16 @@ async def test_redelivery_goes_to_every_enabled_endpoint_subscribed_to_the_type(
 
 
 async def test_redelivery_resets_a_failed_delivery_to_pending_with_a_fresh_window(
-    client, database, wakes
+    woken_client, database, wake_ups
 ):
     owner = await merchant_with_key(database)
     event_id = await emit_event(database, owner.merchant_id)
-    endpoint = await register(client, owner)
+    endpoint = await register(woken_client, owner)
     failed = await add_delivery(
         database, event_id, endpoint["id"], status="failed", attempts=[500, 500]
     )
     before = await delivery_rows(database, event_id)
-    response = await redeliver(client, owner, event_id, {"endpoint_id": endpoint["id"]})
+    response = await redeliver(woken_client, owner, event_id, {"endpoint_id": endpoint["id"]})
     assert response.status_code == 202, response.text
     [delivery] = response.json()["data"]
     assert delivery["id"] == failed and delivery["status"] == "pending"
@@ -218,7 +219,7 @@ async def test_redelivery_resets_a_failed_delivery_to_pending_with_a_fresh_windo
     assert after.manual is True and after.lease_until is None and after.failed_at is None
     assert after.window_started_at > before[endpoint["id"]].window_started_at
     assert after.next_attempt_at <= datetime.now(UTC)
-    assert wakes.calls == [[failed]]
+    assert await wake_ups.taken() == [[failed]]
 
 
 async def test_redelivery_to_a_leased_pending_delivery_releases_the_lease(client, database):
@@ -247,20 +248,20 @@ async def test_redelivery_to_a_named_endpoint_ignores_the_others_and_its_subscri
 
 
 async def test_redelivery_to_a_disabled_endpoint_is_409_and_says_how_to_re_enable(
-    client, database, wakes
+    woken_client, database, wake_ups
 ):
     owner = await merchant_with_key(database)
     event_id = await emit_event(database, owner.merchant_id)
-    endpoint = await register(client, owner)
-    await client.patch(
+    endpoint = await register(woken_client, owner)
+    await woken_client.patch(
         f"{API}/webhook-endpoints/{endpoint['id']}", headers=owner.headers, json={"enabled": False}
     )
-    response = await redeliver(client, owner, event_id, {"endpoint_id": endpoint["id"]})
+    response = await redeliver(woken_client, owner, event_id, {"endpoint_id": endpoint["id"]})
     assert response.status_code == 409
     error = response.json()["error"]
     assert error["code"] == "webhook_endpoint_disabled"
     assert "PATCH" in error["message"] and '{"enabled": true}' in error["message"]
-    assert await delivery_rows(database, event_id) == {} and wakes.calls == []
+    assert await delivery_rows(database, event_id) == {} and await wake_ups.taken() == []
 
 
 async def test_redelivery_with_no_subscribed_endpoint_is_409(client, database):

@@ -64,19 +64,32 @@ async def test_the_new_key_works_and_records_last_use(client, database):
     assert mine["last_used_at"] is not None
 
 
-async def test_revocation_takes_effect_at_once_on_every_replica(settings, database):
+async def test_revocation_takes_effect_at_once_on_every_replica(redis_settings, database):
+    """Two api replicas sharing Redis; the second serves the key from its memory, and refuses
+    it on the request right after the first one revoked it."""
     owner = await merchant_with_key(database)
     victim = await key_for(database, owner.merchant_id, scopes={API_KEYS_READ})
     async with (
-        app_client(api.create_app, settings) as (_, one),
-        app_client(api.create_app, settings) as (_, two),
+        app_client(api.create_app, redis_settings) as (_, one),
+        app_client(api.create_app, redis_settings) as (_, two),
     ):
-        assert (await two.get("/api/v1/api-keys", headers=victim.headers)).status_code == 200
+        for _ in range(2):  # the first request learns Redis's generation, the second caches
+            assert (await two.get("/api/v1/api-keys", headers=victim.headers)).status_code == 200
+        # Its scope taken away in the database alone (nothing announces it): the key still
+        # works on the second replica, which shows that replica answers from its memory.
+        async with database.engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE api_keys SET scopes = '{}' WHERE id = :k"), {"k": victim.key_id}
+            )
+        cached = await two.get("/api/v1/api-keys", headers=victim.headers)
         revoked = await one.delete(f"/api/v1/api-keys/{victim.key_id}", headers=owner.headers)
         after = await two.get("/api/v1/api-keys", headers=victim.headers)
+        still = await two.get("/api/v1/api-keys", headers=owner.headers)
+    assert cached.status_code == 200, cached.text
     assert revoked.status_code == 200 and revoked.json()["revoked_at"]
     assert after.status_code == 401
     assert after.json()["error"]["code"] == "api_key_revoked"
+    assert still.status_code == 200  # the other keys keep working (read again, then cached)
     assert await audit_actions(database, victim.key_id) == ["api_key.created", "api_key.revoked"]
 
 

@@ -5,6 +5,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 
+# A database of its own: the statements below name every row, and the count is exact.
+@pytest.mark.own_database
 async def test_database_refuses_update_delete_and_truncate_of_the_audit_log(database):
     async with database.engine.begin() as conn:
         await conn.execute(
@@ -19,7 +21,5 @@ async def test_database_refuses_update_delete_and_truncate_of_the_audit_log(data
             async with database.engine.begin() as conn:
                 await conn.execute(text(statement))
     async with database.engine.connect() as conn:
-        count = await conn.scalar(
-            text("SELECT count(*) FROM audit_logs WHERE action = 'test.entry'")
-        )
-    assert count >= 1
+        actions = (await conn.execute(text("SELECT action FROM audit_logs"))).scalars().all()
+    assert actions == ["test.entry"]

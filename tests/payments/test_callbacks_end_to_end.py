@@ -1,12 +1,17 @@
 """From a token transfer on a real chain to the merchant's server: the scanner moves the
 invoice, its events commit with it, and the callback pipeline delivers them signed and in
-order — partially paid, then paid, then confirmed."""
+order — partially paid, then paid, then confirmed. In a database of its own: the pipeline's
+relay and sweep read everything committed."""
 
 from __future__ import annotations
+
+import pytest
 
 from tests.callbacks.delivery_rig import body, hook, pipeline
 from tests.fixtures.database import make_settings
 from tests.payments.conftest import CONFIRMATIONS, units
+
+pytestmark = pytest.mark.own_database
 
 
 async def test_a_payment_on_chain_reaches_the_merchant_as_signed_ordered_callbacks(

@@ -6,7 +6,8 @@ bookkeeping check: each transfer counted exactly once, each option's amount_paid
 its payments, one `payment.detected` per payment and one `invoice.paid` per invoice.
 
 Waits are "eventually, within a deadline" (a process's log is attached when one expires);
-nothing asserts speed."""
+nothing asserts speed. Each test has a database of its own: a jobs process scans every
+enabled network it finds there."""
 
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ from tests.fixtures.factories import MerchantWithKey, merchant_with_key, registe
 from tests.fixtures.processes import RunningProcess, base_env, free_port, nespay_process
 from tests.payments import fake_rpc
 from tests.payments.conftest import CONFIRMATIONS, units
+
+pytestmark = pytest.mark.own_database
 
 LEASE_S = 5
 WAIT_S = 45.0
@@ -267,13 +270,7 @@ def rig_on(settings, database, database_url, tmp_path):
         merchant = await merchant_with_key(database)
         async with app_client(api.create_app, settings) as (app, client):
             app.state.runtime.catalog.invalidate()
-            try:
-                yield Rig(node, token, network, database, client, merchant, database_url, tmp_path)
-            finally:
-                async with database.engine.begin() as conn:  # no later jobs process scans it
-                    await conn.execute(
-                        text("UPDATE networks SET enabled = false WHERE code = :n"), {"n": network}
-                    )
+            yield Rig(node, token, network, database, client, merchant, database_url, tmp_path)
 
     return open_rig
 

@@ -8,12 +8,12 @@ import pytest
 from sqlalchemy import select, text
 
 from nespay.callbacks.service import signing_secret
-from nespay.db import Database, migrate
+from nespay.db import Database
 from nespay.models import WebhookEndpoint
 from tests.fixtures.app import app_client
-from tests.fixtures.database import create_database, drop_database, make_settings
+from tests.fixtures.database import make_settings
 from tests.fixtures.factories import merchant_with_key
-from tests.fixtures.processes import base_env, free_port
+from tests.fixtures.processes import base_env
 
 OLD = "11" * 64
 
@@ -34,19 +34,11 @@ def test_generate_prints_a_fresh_128_hex_key():
     assert re.fullmatch(r"[0-9a-f]{128}", first) and first != second
 
 
-@pytest.fixture
-async def own_database():
-    name = f"nespay_rotate_{free_port()}"
-    url = await create_database(name)
-    await migrate(make_settings(url))
-    yield url
-    await drop_database(name)
-
-
-async def test_rotate_reencrypts_every_secret_and_the_new_key_alone_reads_them(own_database):
+@pytest.mark.own_database  # every secret of the database is rotated, and counted
+async def test_rotate_reencrypts_every_secret_and_the_new_key_alone_reads_them(database_url):
     from nespay.apps import api
 
-    old = make_settings(own_database, encryption_master_key=OLD)
+    old = make_settings(database_url, encryption_master_key=OLD)
     database = Database(old)
     owner = await merchant_with_key(database)
     async with app_client(api.create_app, old) as (_, client):
@@ -60,8 +52,8 @@ async def test_rotate_reencrypts_every_secret_and_the_new_key_alone_reads_them(o
             ).json()["secret"]
             for _ in range(3)
         ]
-    new_key = nespay("keys", "generate", env=base_env(own_database)).stdout.strip()
-    env = base_env(own_database, ENCRYPTION_MASTER_KEY=new_key, ENCRYPTION_MASTER_KEY_PREVIOUS=OLD)
+    new_key = nespay("keys", "generate", env=base_env(database_url)).stdout.strip()
+    env = base_env(database_url, ENCRYPTION_MASTER_KEY=new_key, ENCRYPTION_MASTER_KEY_PREVIOUS=OLD)
     rotated = nespay("keys", "rotate", env=env)
     again = nespay("keys", "rotate", env=env)
     assert rotated.returncode == 0, rotated.stderr
@@ -72,7 +64,7 @@ async def test_rotate_reencrypts_every_secret_and_the_new_key_alone_reads_them(o
     assert "0 re-encrypted" in again.stdout
     assert new_key not in rotated.stdout + rotated.stderr and OLD not in rotated.stdout
 
-    only_new = make_settings(own_database, encryption_master_key=new_key)
+    only_new = make_settings(database_url, encryption_master_key=new_key)
     async with database.session() as session:
         endpoints = (await session.scalars(select(WebhookEndpoint))).all()
         read = sorted(signing_secret(only_new, endpoint) for endpoint in endpoints)

@@ -1,18 +1,15 @@
 """Key rotation on a real table: complete, resumable, safe beside writers, robust to bad rows."""
 
 import asyncio
-import os
 import secrets
-import shutil
-import subprocess
 
 import pytest
 from sqlalchemy import text
 
-from nespay.db import plain_dsn
 from nespay.kit.crypto import Keyring, generate_master_key, token_version
 from nespay.security.encryption import EncryptedColumn, seal, unseal
 from nespay.security.rotation import rotate
+from tests.fixtures.database import pg_dump
 
 ROWS = 1200
 A = generate_master_key()
@@ -220,36 +217,12 @@ async def test_two_rotations_at_once_share_the_work(database, scratch):
     await check(database, scratch, plain)
 
 
-def pg_dump_binary():
-    found = shutil.which("pg_dump")
-    if found:
-        return found
-    fallback = "/usr/lib/postgresql/15/bin/pg_dump"
-    if os.path.exists(fallback):
-        return fallback
-    pytest.skip("pg_dump is not installed")
-
-
 async def test_a_database_dump_holds_no_plaintext(database, settings, scratch):
     plain = await fill(database, scratch, rows=200)
     await rotate(database.engine, BOTH, [scratch], batch_size=64)
-
-    def dump():
-        return subprocess.run(
-            [
-                pg_dump_binary(),
-                "--data-only",
-                "-t",
-                scratch.table,
-                plain_dsn(settings.database_url.get_secret_value()),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        ).stdout
-
-    output = await asyncio.to_thread(dump)
+    output = await pg_dump(
+        settings.database_url.get_secret_value(), "--data-only", "-t", scratch.table
+    )
     assert output.count(NEW.current_prefix) == 200  # the rows are there, encrypted
     leaked = [value for value in plain.values() if value in output]
     assert leaked == []

@@ -58,8 +58,8 @@ def staging(database_url: str, **overrides: object):
 
 
 @pytest.fixture(scope="module")
-def hd(settings):
-    return HdWalletProvider(settings)
+def hd(shared_settings):
+    return HdWalletProvider(shared_settings)
 
 
 @pytest.fixture

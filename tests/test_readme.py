@@ -82,7 +82,10 @@ def test_the_readme_blocks_are_found_and_only_the_listed_ones_are_not_run():
 def test_the_readmes_commands_work_verbatim_in_a_new_terminal(tmp_path):
     prefix = namespace_prefix()
     if prefix is None and not ports_free((8000, 8001, 8002, 8545)):
-        pytest.skip("no network namespace here and the README's ports 8000-8002/8545 are taken")
+        pytest.fail(
+            "the README's ports 8000-8002/8545 are taken and no network namespace can be made "
+            "here (`ip netns add` needs root and iproute2): free the ports and run again"
+        )
     run, _ = readme_blocks(README.read_text())
     folder = tmp_path / "checkout"
     folder.mkdir()

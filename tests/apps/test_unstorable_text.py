@@ -18,8 +18,8 @@ BO = "/api/backoffice/v1"
 
 
 @pytest.fixture(scope="module")
-def app_settings(cognito, database_url):
-    return make_settings(database_url, log_level="info", **cognito.setting_values())
+def app_settings(cognito, shared_database_url):
+    return make_settings(shared_database_url, log_level="info", **cognito.setting_values())
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +36,8 @@ def admin(cognito):
 
 
 @pytest.fixture(scope="module")
-async def network(database):
-    return await register_network(database, ["http://127.0.0.1:9"], TOKEN)
+async def network(shared_database):
+    return await register_network(shared_database, ["http://127.0.0.1:9"], TOKEN)
 
 
 @pytest.fixture

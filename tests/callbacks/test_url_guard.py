@@ -95,8 +95,8 @@ def url_of(address: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def strict(settings):
-    return settings.model_copy(update={"callback_allow_private_urls": False})
+def strict(shared_settings):
+    return shared_settings.model_copy(update={"callback_allow_private_urls": False})
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +106,8 @@ async def strict_client(strict):
 
 
 @pytest.fixture(scope="module")
-async def owner(database):
-    return await merchant_with_key(database)
+async def owner(shared_database):
+    return await merchant_with_key(shared_database)
 
 
 async def endpoints_of(database, merchant_id: str, url: str) -> int:

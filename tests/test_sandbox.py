@@ -3,6 +3,7 @@
 import asyncio
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -187,3 +188,33 @@ async def test_sandbox_pay_refuses_an_invoice_off_the_local_chain_and_a_stopped_
     assert f"the local chain does not answer ({dev_chain.url}" in " ".join(stopped.stderr.split())
     assert "start the dev stack with `./run`" in " ".join(stopped.stderr.split())
     assert "Traceback" not in off_local.stderr + stopped.stderr
+
+
+def test_a_kept_chain_restarts_with_the_same_block_0_and_blocks_on_the_wall_clock(tmp_path):
+    # anvil 1.7.1 makes a new genesis block at every start and keeps every one in its state
+    # file: without a fixed genesis timestamp, block 0 answers with any of them (a restarted
+    # dev chain then looks like another chain to the scanner's genesis check).
+    from nespay import sandbox
+    from nespay.chains import localchain
+
+    state = tmp_path / "anvil" / "state.json"
+    port = free_port()
+    seen = []
+    for _ in range(12):
+        chain = sandbox.start_chain(port, block_time=1, state=state)
+        try:
+            seen.append(localchain.get_block(chain.url, 0)["hash"])
+            localchain.mine(chain.url, 1)
+        finally:
+            chain.stop()
+    assert len(set(seen)) == 1, f"block 0 changed across restarts: {seen}"
+
+    time.sleep(4)  # downtime: the restored chain must not stay behind the clock by it
+    chain = sandbox.start_chain(port, block_time=1, state=state)
+    try:
+        head = localchain.mine(chain.url, 1)
+        stamp = int(localchain.get_block(chain.url, head)["timestamp"], 16)
+        assert localchain.get_block(chain.url, 0)["hash"] == seen[0]
+    finally:
+        chain.stop()
+    assert abs(stamp - time.time()) <= 2, f"block {head} is {time.time() - stamp:.0f}s behind"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -78,13 +79,48 @@ def start_chain(
     if state is not None:
         state.parent.mkdir(parents=True, exist_ok=True)
         extra = ["--state", str(state), "--state-interval", str(STATE_INTERVAL_S)]
+        extra += ["--timestamp", str(_genesis_timestamp(state))]
     try:
         process = localchain.start_anvil(
             port, block_time=block_time, anvil=binary, extra_args=extra
         )
     except localchain.LocalChainError as error:
         raise SandboxError(f"{error} (choose another with --port)") from None
-    return LocalChain(f"http://127.0.0.1:{port}", process)
+    chain = LocalChain(f"http://127.0.0.1:{port}", process)
+    if state is not None:
+        _catch_up_with_the_clock(chain)
+    return chain
+
+
+def _genesis_timestamp(state: Path) -> int:
+    """The kept chain's block 0 time, fixed at its first start (beside its state file).
+
+    anvil 1.7.1 makes a new genesis block at every start and keeps all of them in the state
+    file; unless each start makes the same one (same time), block 0 answers with any of them
+    and the restarted chain fails the scanner's genesis check. A new state file (first start,
+    or one set aside) gets a new time."""
+    marker = state.with_name("genesis-timestamp")
+    if state.exists():
+        try:
+            return int(marker.read_text().strip())
+        except (OSError, ValueError):
+            pass  # a state file kept by an older nespay: its block 0 cannot be made again
+    stamp = int(time.time())
+    marker.write_text(f"{stamp}\n")
+    return stamp
+
+
+def _catch_up_with_the_clock(chain: LocalChain) -> None:
+    """A fixed genesis time also sets anvil's clock back: restarted, the chain would mine on
+    from its last block, behind the wall clock by the downtime (and the expiry job waits for
+    chain time to pass `expires_at`). Set the clock to now."""
+    now = int(time.time())
+    try:
+        if int(localchain.get_block(chain.url)["timestamp"], 16) < now:
+            localchain.set_time(chain.url, now)
+    except Exception:
+        chain.stop()
+        raise
 
 
 async def prepare_local_chain(db: Database, chain: LocalChain) -> list[str]:

@@ -575,6 +575,11 @@ def set_automine(rpc_url: str, on: bool) -> None:
     rpc(rpc_url, "evm_setAutomine", on)
 
 
+def set_time(rpc_url: str, timestamp: int) -> None:
+    """`evm_setTime`: the node's clock; the blocks mined next carry times from `timestamp` on."""
+    rpc(rpc_url, "evm_setTime", timestamp)
+
+
 def snapshot(rpc_url: str) -> str:
     """`evm_snapshot`: an id to `revert` to (the whole chain state, blocks included)."""
     return rpc(rpc_url, "evm_snapshot")

@@ -224,3 +224,28 @@ async def test_an_rpc_urls_key_quoted_by_a_failing_node_is_in_no_log_line_nor_in
             text("SELECT url FROM rpc_endpoints WHERE network_code = :n"), {"n": network}
         )
     assert stored == url  # what the scanner calls is untouched
+
+
+async def test_a_failure_left_by_a_replica_that_died_is_not_current_once_another_scans(
+    chain, settings, database
+):
+    async with database.engine.begin() as conn:  # a replica failed, then was killed
+        await conn.execute(
+            text(
+                "INSERT INTO scanner_status (network_code, last_error, failing_since,"
+                " last_error_at) VALUES (:n, 'node gone', now() - interval '1 hour',"
+                " now() - interval '10 minutes')"
+            ),
+            {"n": chain.network},
+        )
+    await chain.scan()  # another replica scans fine
+    shown = await jobs_view(settings, chain.network)
+    assert shown["last_error"] is None and shown["failing_since"] is None
+    scanning = settings.model_copy(update={"scanner_enabled": True})
+    runtime = Runtime(scanning, "jobs")
+    await runtime.start()
+    try:
+        status, body = await collect(runtime)
+    finally:
+        await runtime.close()
+    assert status == 200 and body["info"]["scanners"] == {"status": "up"}

@@ -269,13 +269,15 @@ _STATES = text(
            c.block_number AS cursor,
            GREATEST(0, c.head_number - c.block_number) AS lag_blocks,
            c.updated_at AS last_scan_at, c.lease_owner AS scanned_by,
-           c.lease_expires_at > now() AS leased, s.last_error, s.failing_since,
-           s.last_error_at, extract(epoch FROM now() - s.failing_since) AS failing_for_s,
+           c.lease_expires_at > now() AS leased, f.last_error, f.failing_since,
+           f.last_error_at, extract(epoch FROM now() - f.failing_since) AS failing_for_s,
            extract(epoch FROM now() - c.updated_at) AS idle_s,
            e.endpoints_up, e.endpoints_total
     FROM networks n
     LEFT JOIN chain_cursors c ON c.network_code = n.code
-    LEFT JOIN scanner_status s ON s.network_code = n.code
+    -- a failure is current until a step succeeds after it (on this replica or another)
+    LEFT JOIN scanner_status f ON f.network_code = n.code
+        AND f.last_error_at >= COALESCE(c.updated_at, '-infinity')
     LEFT JOIN LATERAL (
         SELECT max(r.head_block) FILTER (WHERE r.status = 'up') AS head,
                count(*) FILTER (WHERE r.status = 'up') AS endpoints_up,

@@ -11,6 +11,7 @@ then string slicing and `int(x, 16)`. It never raises; anything malformed gives 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
@@ -289,6 +290,7 @@ def _encode_dynamic(kind: str, value: Any) -> str:
     return _uint_word(len(value)) + "".join(_encode_static(item, entry) for entry in value)
 
 
+@functools.cache  # a handful of tokens, asked for every block
 def bloom_mask(value_hex: str) -> int:
     """The three bits (as one int mask) a log's address or topic sets in a block's
     `logsBloom` (the yellow paper's M3:2048: keccak256 of the bytes, three 11-bit indexes from

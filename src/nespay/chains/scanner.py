@@ -60,16 +60,7 @@ class NetworkConfig:
 
     def masks(self) -> dict[str, int]:
         """Each token's `logsBloom` bits."""
-        return {contract: _mask_of(contract) for contract in self.tokens}
-
-
-_MASKS: dict[str, int] = {}
-
-
-def _mask_of(contract: str) -> int:
-    if contract not in _MASKS:
-        _MASKS[contract] = bloom_mask(contract)
-    return _MASKS[contract]
+        return {contract: bloom_mask(contract) for contract in self.tokens}
 
 
 class NetworkScanner:

@@ -55,7 +55,6 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -426,7 +425,13 @@ async def lag_run(
         for row in invoices:
             async with database.engine.begin() as tx:
                 change = states.Change(
-                    row["id"], row["merchant_id"], "pending", "paid", Fraction(1), False, False
+                    row["id"],
+                    row["merchant_id"],
+                    "pending",
+                    "paid",
+                    states.Share(1, 1),
+                    False,
+                    False,
                 )
                 (event_id,) = await states.apply(sql(tx), [change])
             committed[event_id] = time.time()

@@ -343,14 +343,15 @@ async def test_three_options_each_paid_a_third_pay_the_invoice_exactly(chain, da
 
 def test_shares_are_exact_fractions():
     thirds = [states.OptionAmounts(due=3 * 10**6, paid=10**6) for _ in range(3)]
-    assert states.share(thirds) == 1
+    assert states.share(thirds).fraction() == 1 and states.share(thirds).reaches(0)
     facts = states.InvoiceFacts("partially_paid", tuple(thirds), False, False, 0)
     assert states.derive_status(facts) == "paid"
     short = [*thirds[:2], states.OptionAmounts(due=3 * 10**6, paid=10**6 - 1)]
     assert states.derive_status(states.InvoiceFacts("pending", tuple(short), True, False, 0)) == (
         "partially_paid"
     )
-    assert states.share_string(states.share(thirds[:1])) == "0.333333"
+    assert states.share(thirds[:1]).text() == "0.333333"
+    assert states.share(thirds).text() == "1"
 
 
 # --- 8. one invoice's events in the order of its changes ---------------------------------------

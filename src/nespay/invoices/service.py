@@ -8,7 +8,6 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from fractions import Fraction
 from types import SimpleNamespace
 from typing import Any
 
@@ -451,7 +450,7 @@ async def cancel(session: AsyncSession, merchant_id: str, invoice_id: str) -> In
                 f"The invoice is {row['status']}; only pending ones can be cancelled."
             )
         return states.Change(
-            row["id"], row["merchant_id"], "pending", "cancelled", Fraction(0), False, False
+            row["id"], row["merchant_id"], "pending", "cancelled", states.NOTHING, False, False
         )
 
     if await states.change_one(sql(session), invoice_id, merchant_id=merchant_id, decide=decide):
@@ -484,7 +483,7 @@ async def mark(
             row["merchant_id"],
             row["status"],
             target,
-            Fraction(row["paid_ppm"], states.PPM),
+            states.Share(row["paid_ppm"], states.PPM),
             row["overpaid"],
             row["paid_late"],
             marked=True,

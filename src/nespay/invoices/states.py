@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 from nespay.db import Sql
 from nespay.events.service import NewEvent, emit_all
@@ -49,30 +49,46 @@ class OptionAmounts:
     confirmed: int = 0
 
 
-def share(options: Iterable[OptionAmounts], *, confirmed: bool = False) -> Fraction:
+class Share(NamedTuple):
+    """A share of an invoice, exactly: `num / den` (not reduced: the scanner's settle compares
+    and formats it with integer arithmetic, no `Fraction` on its hot path)."""
+
+    num: int
+    den: int
+
+    def reaches(self, tolerance_bps: int) -> bool:
+        """At least 1 − the merchant's underpayment tolerance (basis points)."""
+        return self.num * 10_000 >= self.den * (10_000 - tolerance_bps)
+
+    @property
+    def ppm(self) -> int:
+        """In millionths, rounded down."""
+        return self.num * PPM // self.den
+
+    def text(self) -> str:
+        """An exact decimal string in millionths, rounded down ("1" when paid in full exactly,
+        "0.333333" for a third)."""
+        return decimal_string(Decimal(self.ppm).scaleb(-6))
+
+    def fraction(self) -> Fraction:
+        return Fraction(self.num, self.den)
+
+
+NOTHING = Share(0, 1)
+
+
+def share(options: Sequence[OptionAmounts], *, confirmed: bool = False) -> Share:
     """The share of the invoice paid, exactly: Σ paid / due over its options (three options
     each paid a third sum to exactly 1)."""
-    total = _ZERO
+    if len(options) == 1:
+        o = options[0]
+        return Share(o.confirmed if confirmed else o.paid, o.due)
+    total = Fraction(0)
     for o in options:
         counted = o.confirmed if confirmed else o.paid
         if counted:
             total += Fraction(counted, o.due)
-    return total
-
-
-_ZERO = Fraction(0)
-
-
-@functools.cache
-def threshold(tolerance_bps: int) -> Fraction:
-    """The share that counts as paid under the merchant's underpayment tolerance."""
-    return Fraction(10_000 - tolerance_bps, 10_000)
-
-
-def share_string(value: Fraction) -> str:
-    """A share as an exact decimal string in millionths, rounded down ("1" when paid in full
-    exactly, "0.333333" for a third)."""
-    return decimal_string(Decimal(int(value * PPM)).scaleb(-6))
+    return Share(total.numerator, total.denominator)
 
 
 @dataclass(frozen=True)
@@ -85,7 +101,7 @@ class InvoiceFacts:
     marked: bool = False
 
     @functools.cached_property
-    def paid(self) -> Fraction:
+    def paid(self) -> Share:
         return share(self.options)
 
 
@@ -93,19 +109,19 @@ def derive_status(facts: InvoiceFacts) -> str:
     """The status an invoice's payments put it in (SPEC §5)."""
     if facts.marked or facts.status in TERMINAL:
         return facts.status
-    needed = threshold(facts.tolerance_bps)
-    if facts.status == "confirmed" and share(facts.options, confirmed=True) >= needed:
+    tolerance = facts.tolerance_bps
+    if facts.status == "confirmed" and share(facts.options, confirmed=True).reaches(tolerance):
         # Paid in full by confirmed payments: another payment (an overpayment, still
         # confirming) is recorded and flagged, but does not take the invoice back to paid.
         return "confirmed"
-    if facts.paid >= needed:
+    if facts.paid.reaches(tolerance):
         # Also the way back from `invalid`: the reorged payment was mined again.
         return "confirmed" if facts.all_confirmed else "paid"
     if facts.status in ("confirmed", "invalid"):
         return "invalid"  # a counted, confirmed payment disappeared (and is not back)
     if facts.expired:
         return "expired"  # a late partial payment is recorded and credited; it stays expired
-    return "partially_paid" if facts.paid > 0 else "pending"
+    return "partially_paid" if facts.paid.num > 0 else "pending"
 
 
 @dataclass(frozen=True)
@@ -116,7 +132,7 @@ class Change:
     merchant_id: str
     previous: str
     status: str
-    share: Fraction
+    share: Share
     overpaid: bool
     late: bool
     marked: bool = False
@@ -142,7 +158,7 @@ async def apply(db: Sql, changes: Sequence[Change]) -> list[str]:
             (
                 c.invoice_id,
                 c.status,
-                min(int(c.share * PPM), 1000 * PPM),
+                min(c.share.ppm, 1000 * PPM),
                 c.overpaid,
                 c.late,
                 c.marked,
@@ -159,7 +175,7 @@ async def apply(db: Sql, changes: Sequence[Change]) -> list[str]:
                 "id": change.invoice_id,
                 "status": step,
                 "previous_status": previous,
-                "paid_share": share_string(change.share),
+                "paid_share": change.share.text(),
                 "flags": {"overpaid": change.overpaid, "paid_late": change.late},
             }
             if change.reason is not None:
@@ -219,7 +235,7 @@ async def settle(
         facts = _facts(row, row["any_pending"] or row["id"] in early)
         status = derive_status(facts)
         paid = facts.paid
-        overpaid, late = paid > 1, bool(row["any_late"])
+        overpaid, late = paid.num > paid.den, bool(row["any_late"])
         if (status, overpaid, late) != (row["status"], row["overpaid"], row["paid_late"]):
             changes.append(
                 Change(row["id"], row["merchant_id"], row["status"], status, paid, overpaid, late)

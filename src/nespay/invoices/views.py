@@ -27,7 +27,7 @@ PRICE_DECIMALS_CAP = 18
 def paid_share(options: Sequence[InvoiceOption]) -> Fraction:
     """Share of the invoice paid, exactly: the computation its status comes from
     (`nespay.invoices.states.share`)."""
-    return share(OptionAmounts(int(o.amount), int(o.amount_paid)) for o in options)
+    return share([OptionAmounts(int(o.amount), int(o.amount_paid)) for o in options]).fraction()
 
 
 def price_decimals(invoice: InvoiceRow, currencies: Sequence[Currency]) -> int:

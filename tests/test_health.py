@@ -5,6 +5,7 @@ import asyncio
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import pytest
 
 from nespay.apps import api, jobs, webhook
 from tests.fixtures.app import app_client
@@ -32,21 +33,17 @@ async def eventually(client, path, status, timeout_s=15.0):
         await asyncio.sleep(0.2)
 
 
+# A database of its own, so the jobs process's scanners are judged on its networks alone (none).
+@pytest.mark.own_database
 async def test_every_process_answers_the_guides_exact_body_with_redis_up(database_url, tmp_path):
-    # Without scanners: the jobs process would add `scanners` to `info`, judged on the shared
-    # test database's networks (tests/chains/test_scanner_status.py covers that check).
-    env = base_env(
-        database_url,
-        REDIS_ENABLED="true",
-        REDIS_HOST="127.0.0.1",
-        REDIS_PORT="6379",
-        SCANNER_ENABLED="false",
-    )
+    env = base_env(database_url, REDIS_ENABLED="true", REDIS_HOST="127.0.0.1", REDIS_PORT="6379")
     for process in ("api", "webhook", "jobs"):
         with nespay_process(process, env, tmp_path) as running:
             response = httpx.get(running.base_url + "/api/v1/health")
         assert response.status_code == 200, running.log()
-        assert response.json() == GUIDE_BODY
+        # The jobs process runs the chain scanners, and says how they are (SPEC §13).
+        scanners = {"scanners": {"status": "up"}} if process == "jobs" else {}
+        assert response.json() == {**GUIDE_BODY, "info": GUIDE_BODY["info"] | scanners}
 
 
 async def test_redis_disabled_is_reported_and_does_not_fail(database_url):

@@ -276,6 +276,10 @@ class Settings(BaseSettings):
     scanner_stuck_after_s: int = Field(120, ge=10, le=86_400)
     scanner_lag_alert_blocks: int = Field(500, ge=1)
 
+    # --- ledger and withdrawals -------------------------------------------------------------
+    # The platform's fee on confirmed payments (basis points), for merchants without their own.
+    platform_fee_bps: int = Field(0, ge=0, le=10_000)
+
     # --- jobs (each: enabled flag + cron schedule) ------------------------------------------
     consolidation_job_enabled: bool = False
     consolidation_job_schedule: str = "0 * * * *"

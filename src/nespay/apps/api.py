@@ -19,6 +19,7 @@ from nespay.config import Settings, get_settings
 from nespay.events.endpoints import router as events_router
 from nespay.invoices.endpoints import public_router as public_invoices_router
 from nespay.invoices.endpoints import router as invoices_router
+from nespay.ledger.endpoints import router as ledger_router
 from nespay.merchants.endpoints import router as merchants_router
 from nespay.rates.endpoints import rates_router
 
@@ -33,6 +34,7 @@ def merchant_api() -> APIRouter:
         events_router,
         invoices_router,
         chains_router,
+        ledger_router,
     ):
         router.include_router(domain)
     return router

@@ -254,6 +254,7 @@ class NetworkScanner:
                 tip=tip,
                 needed=config.confirmations,
                 ancestor=ancestor,
+                fee_bps=self.settings.platform_fee_bps,
             )
             await cursors.store_blocks(db, self.network, [_block_row(b) for b in blocks])
         self.cursor.number, self.cursor.hash = tip, blocks[-1]["hash"]

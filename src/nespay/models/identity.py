@@ -31,6 +31,7 @@ class Merchant(TimestampMixin, Base):
     __table_args__ = (
         CheckConstraint("status IN ('active', 'suspended')", name="status"),
         CheckConstraint("underpayment_tolerance_bps BETWEEN 0 AND 10000", name="tolerance_range"),
+        CheckConstraint("fee_bps BETWEEN 0 AND 10000", name="fee_range"),
         Index(
             "ix_merchants_name_trgm",
             "name",
@@ -58,6 +59,9 @@ class Merchant(TimestampMixin, Base):
     withdrawal_approval_threshold_usd: Mapped[Decimal] = mapped_column(
         Numeric(20, 2), server_default=text("1000")
     )
+    # The platform's fee on confirmed payments, in basis points; NULL: the platform default
+    # (`PLATFORM_FEE_BPS`).
+    fee_bps: Mapped[int | None]
 
 
 class MerchantUser(TimestampMixin, Base):

@@ -198,6 +198,9 @@ class Payment(Base):
     status: Mapped[str] = mapped_column(String(16), server_default=text("'pending'"))
     confirmations: Mapped[int] = mapped_column(server_default=text("0"))
     late: Mapped[bool] = mapped_column(server_default=text("false"))
+    # Times the payment was counted again after a reorg orphaned it: each counting has its own
+    # ledger transfers (their keys carry it), so a re-mined payment is credited afresh.
+    ledger_generation: Mapped[int] = mapped_column(server_default=text("0"))
     detected_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
     confirmed_at: Mapped[datetime | None]
     orphaned_at: Mapped[datetime | None]

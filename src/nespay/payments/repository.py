@@ -40,10 +40,11 @@ ORDER BY t.n
 ON CONFLICT (network_code, tx_hash, log_index) DO UPDATE
     SET status = excluded.status, block_number = excluded.block_number,
         block_hash = excluded.block_hash, orphaned_at = NULL, late = excluded.late,
-        confirmations = excluded.confirmations, confirmed_at = excluded.confirmed_at
+        confirmations = excluded.confirmations, confirmed_at = excluded.confirmed_at,
+        ledger_generation = p.ledger_generation + 1
     WHERE p.status = 'orphaned'
 RETURNING p.id, p.invoice_id, p.merchant_id, p.status, p.tx_hash, p.log_index, p.block_number,
-          p.amount
+          p.amount, p.currency_id, p.ledger_generation
 """
 
 _CONFIRM = """
@@ -53,13 +54,19 @@ UPDATE payments SET confirmations = $2 - block_number + 1,
 WHERE network_code = $1 AND status = 'pending' AND block_number <= $2
   -- a re-read of the same tip changes nothing (unless the network's threshold was lowered)
   AND (confirmations <> $2 - block_number + 1 OR $2 - block_number + 1 >= $3)
-RETURNING id, invoice_id, merchant_id, status, tx_hash, log_index, block_number, amount
+RETURNING id, invoice_id, merchant_id, status, tx_hash, log_index, block_number, amount,
+          currency_id, ledger_generation
 """
 
+# `previous_status`: whether the ledger posted the payment (reverse it) or only held it (void).
 _ORPHAN = """
-UPDATE payments SET status = 'orphaned', orphaned_at = now(), confirmations = 0
-WHERE network_code = $1 AND block_number > $2 AND status <> 'orphaned'
-RETURNING id, invoice_id, merchant_id, tx_hash, log_index, block_number, amount
+UPDATE payments p SET status = 'orphaned', orphaned_at = now(), confirmations = 0
+FROM (SELECT id, status FROM payments
+      WHERE network_code = $1 AND block_number > $2 AND status <> 'orphaned'
+      FOR UPDATE) old
+WHERE p.id = old.id
+RETURNING p.id, p.invoice_id, p.merchant_id, p.tx_hash, p.log_index, p.block_number, p.amount,
+          p.currency_id, p.ledger_generation, old.status AS previous_status
 """
 
 

@@ -18,6 +18,7 @@ from nespay.db import Sql
 from nespay.events.service import NewEvent, emit_all
 from nespay.invoices import states
 from nespay.kit.ids import new_id
+from nespay.ledger import postings
 from nespay.payments import repository
 
 
@@ -131,10 +132,12 @@ async def apply_batch(
     tip: int,
     needed: int,
     ancestor: int | None = None,
+    fee_bps: int = 0,
 ) -> dict[str, str]:
-    """Everything a scanned batch does to payments and invoices, in the caller's transaction
-    (see the module's docstring). `ancestor`: the common ancestor of a reorg, above which
-    payments stop counting until the rescan finds them again. Returns id → new status."""
+    """Everything a scanned batch does to payments, the ledger and invoices, in the caller's
+    transaction (see the module's docstring). `ancestor`: the common ancestor of a reorg, above
+    which payments stop counting until the rescan finds them again. `fee_bps`: the platform's
+    fee for merchants without their own. Returns id → new status."""
     orphaned = await repository.orphan_after(db, network, ancestor) if ancestor is not None else []
     newly_confirmed = [
         row
@@ -149,6 +152,13 @@ async def apply_batch(
         + [option["invoice_id"] for _, option in matched],
     )
     recorded, detected = await _record(db, network, matched, tip=tip, needed=needed)
+    await postings.post_payments(
+        db,
+        orphaned=orphaned,
+        recorded=recorded,
+        newly_confirmed=newly_confirmed,
+        default_fee_bps=fee_bps,
+    )
     await emit_all(
         db,
         [

@@ -1,0 +1,46 @@
+"""Which accounts exist, by name. An account's id says what it is, so a posting names its
+accounts without reading them first, and a missing one is created on first use.
+
+Per (network, currency) — `currency_id` already names both:
+
+- `m:{merchant}:available:{currency}` — what the merchant holds (credit normal, limited:
+  debits, posted and pending, may not exceed posted credits). Pending credits there are
+  payments still confirming: shown, never spendable.
+- `p:custody:{currency}` — funds on the deposit addresses (debit normal: it mirrors the chain).
+- `p:treasury:{currency}` — funds swept into the treasury.
+- `p:hot_wallet:{currency}` — funds in the hot wallet that sends withdrawals.
+- `p:payouts:{currency}` — withdrawals held and sent, until confirmed (credit normal).
+- `p:fees:{currency}` — the platform's revenue (credit normal).
+- `p:network_fees:{currency}` — gas the platform spent (debit normal).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+PLATFORM_KINDS = frozenset({"custody", "treasury", "hot_wallet", "payouts", "fees", "network_fees"})
+MERCHANT_KINDS = frozenset({"available"})
+LIMITED_KINDS = frozenset({"available"})
+
+
+class Account(NamedTuple):
+    id: str
+    merchant_id: str | None
+    kind: str
+    currency_id: str
+
+    @property
+    def limited(self) -> bool:
+        return self.kind in LIMITED_KINDS
+
+
+def merchant(merchant_id: str, currency_id: str, kind: str = "available") -> Account:
+    if kind not in MERCHANT_KINDS:
+        raise ValueError(f"not a merchant account kind: {kind}")
+    return Account(f"m:{merchant_id}:{kind}:{currency_id}", merchant_id, kind, currency_id)
+
+
+def platform(kind: str, currency_id: str) -> Account:
+    if kind not in PLATFORM_KINDS:
+        raise ValueError(f"not a platform account kind: {kind}")
+    return Account(f"p:{kind}:{currency_id}", None, kind, currency_id)

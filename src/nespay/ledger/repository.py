@@ -1,0 +1,169 @@
+"""All SQL of the ledger: `$n` statements on whatever connection the caller's transaction runs
+on (the scanner's asyncpg connection, a request's session through `nespay.db.sql`). Each
+takes a whole batch of transfers or accounts, one statement whatever its size."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from nespay.db import Sql
+
+# Existing accounts of a batch, locked in id order (two batches never wait on each other in a
+# cycle). An account not returned does not exist yet.
+_LOCK = """
+SELECT id, credits_posted, debits_posted, debits_pending
+FROM ledger_accounts WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
+"""
+
+# A concurrent creator of the same account makes this wait for its commit, then do nothing:
+# the lock that follows then sees its row.
+_CREATE = """
+INSERT INTO ledger_accounts (id, merchant_id, kind, currency_id, limited)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[])
+ORDER BY 1
+ON CONFLICT (id) DO NOTHING
+"""
+
+_INSERT = """
+INSERT INTO ledger_transfers (id, key, type, code, debit_account_id, credit_account_id,
+                              currency_id, amount, merchant_id, source_type, source_id, overdrew)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::text[], $8::numeric[], $9::text[], $10::text[], $11::text[], $12::bool[])
+ON CONFLICT (key) DO NOTHING
+RETURNING id, key
+"""
+
+# Resolve pending transfers: only one whose accounts are the ones named, by an amount no
+# larger than it held, and at most once (the unique index on pending_id: a second resolution
+# under another key inserts nothing).
+_RESOLVE = """
+WITH r AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::text[], $7::text[], $8::numeric[], $9::text[], $10::text[],
+                         $11::text[])
+        AS r(id, key, type, code, pending_key, debit_account_id, credit_account_id, amount,
+             merchant_id, source_type, source_id)
+), p AS (
+    SELECT id, key, debit_account_id, credit_account_id, currency_id, amount
+    FROM ledger_transfers WHERE key = ANY($5::text[]) AND type = 'pending'
+), ins AS (
+    INSERT INTO ledger_transfers (id, key, type, code, debit_account_id, credit_account_id,
+                                  currency_id, amount, pending_id, merchant_id, source_type,
+                                  source_id)
+    SELECT r.id, r.key, r.type, r.code, p.debit_account_id, p.credit_account_id, p.currency_id,
+           CASE WHEN r.type = 'void' THEN 0 ELSE coalesce(r.amount, p.amount) END, p.id,
+           r.merchant_id, r.source_type, r.source_id
+    FROM r JOIN p ON p.key = r.pending_key
+        AND p.debit_account_id = r.debit_account_id AND p.credit_account_id = r.credit_account_id
+    WHERE r.type = 'void' OR coalesce(r.amount, p.amount) <= p.amount
+    ON CONFLICT DO NOTHING
+    RETURNING id, key, pending_id, amount
+)
+SELECT ins.id, ins.key, ins.amount, p.amount AS pending_amount
+FROM ins JOIN p ON p.id = ins.pending_id
+"""
+
+# Apply each account's change; an account that must stay covered (a limited account debited
+# by anything but a forced reversal) is changed only if it stays covered, in this same
+# statement, on the row it locks: no read-then-write window.
+_APPLY = """
+UPDATE ledger_accounts a
+SET debits_pending = a.debits_pending + d.debits_pending,
+    debits_posted = a.debits_posted + d.debits_posted,
+    credits_pending = a.credits_pending + d.credits_pending,
+    credits_posted = a.credits_posted + d.credits_posted
+FROM unnest($1::text[], $2::numeric[], $3::numeric[], $4::numeric[], $5::numeric[], $6::bool[])
+    AS d(id, debits_pending, debits_posted, credits_pending, credits_posted, covered)
+WHERE a.id = d.id
+  AND (NOT d.covered
+       OR a.debits_posted + d.debits_posted + a.debits_pending + d.debits_pending
+          <= a.credits_posted + d.credits_posted)
+RETURNING a.id
+"""
+
+_BY_KEYS = """
+SELECT t.id, t.key, t.type, t.code, t.debit_account_id, t.credit_account_id, t.amount,
+       p.key AS pending_key
+FROM ledger_transfers t LEFT JOIN ledger_transfers p ON p.id = t.pending_id
+WHERE t.key = ANY($1::text[])
+"""
+
+
+async def lock_accounts(db: Sql, ids: list[str]) -> Sequence[Any]:
+    return await db.fetch(_LOCK, ids)
+
+
+async def create_accounts(db: Sql, rows: Sequence[tuple[str, str | None, str, str, bool]]) -> None:
+    await db.execute(_CREATE, *(list(column) for column in zip(*rows, strict=True)))
+
+
+async def insert(db: Sql, rows: Sequence[tuple[Any, ...]]) -> Sequence[Any]:
+    """Insert new transfers (12 columns, see `_INSERT`); returns those inserted."""
+    return await db.fetch(_INSERT, *(list(column) for column in zip(*rows, strict=True)))
+
+
+async def resolve(db: Sql, rows: Sequence[tuple[Any, ...]]) -> Sequence[Any]:
+    """Insert post/void transfers (11 columns, see `_RESOLVE`); returns those inserted, each
+    with the amount its pending transfer held."""
+    return await db.fetch(_RESOLVE, *(list(column) for column in zip(*rows, strict=True)))
+
+
+async def apply(db: Sql, rows: Sequence[tuple[Any, ...]]) -> set[str]:
+    """Change the accounts' counters; returns the ids changed (a covered account that would
+    have gone short is left out, unchanged)."""
+    result = await db.fetch(_APPLY, *(list(column) for column in zip(*rows, strict=True)))
+    return {row["id"] for row in result}
+
+
+async def by_keys(db: Sql, keys: list[str]) -> Sequence[Any]:
+    return await db.fetch(_BY_KEYS, keys)
+
+
+async def amounts(db: Sql, keys: list[str]) -> dict[str, int]:
+    """The amounts of the transfers recorded under `keys` (those that exist)."""
+    rows = await db.fetch(
+        "SELECT key, amount FROM ledger_transfers WHERE key = ANY($1::text[])", keys
+    )
+    return {row["key"]: int(row["amount"]) for row in rows}
+
+
+async def fee_rates(db: Sql, merchant_ids: list[str], default_bps: int) -> dict[str, int]:
+    """Each merchant's fee in basis points (its own, else `default_bps`)."""
+    rows = await db.fetch(
+        "SELECT id, coalesce(fee_bps, $2) AS bps FROM merchants WHERE id = ANY($1::text[])",
+        merchant_ids,
+        default_bps,
+    )
+    return {row["id"]: int(row["bps"]) for row in rows}
+
+
+_BALANCES = """
+SELECT c.network_code, c.code, c.decimals, a.credits_posted, a.debits_posted, a.debits_pending,
+       a.credits_pending
+FROM ledger_accounts a JOIN currencies c ON c.id = a.currency_id
+WHERE a.merchant_id = $1 AND a.kind = 'available'
+ORDER BY c.network_code, c.code
+"""
+
+_TRANSACTIONS = """
+SELECT t.id, t.type, t.code, t.amount, t.debit_account_id, t.source_type, t.source_id,
+       t.created_at, p.amount AS held, c.network_code, c.code AS currency, c.decimals
+FROM ledger_transfers t
+JOIN currencies c ON c.id = t.currency_id
+LEFT JOIN ledger_transfers p ON p.id = t.pending_id
+WHERE t.merchant_id = $1 AND ($2::text IS NULL OR t.id < $2)
+  AND ($3::text IS NULL OR t.source_id = $3)
+ORDER BY t.id DESC
+LIMIT $4
+"""
+
+
+async def balances(db: Sql, merchant_id: str) -> Sequence[Any]:
+    return await db.fetch(_BALANCES, merchant_id)
+
+
+async def transactions(
+    db: Sql, merchant_id: str, *, starting_after: str | None, source_id: str | None, limit: int
+) -> Sequence[Any]:
+    return await db.fetch(_TRANSACTIONS, merchant_id, starting_after, source_id, limit)

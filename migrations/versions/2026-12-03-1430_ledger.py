@@ -89,6 +89,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("requires_approval", sa.Boolean(), nullable=False),
         sa.Column("requested_by", sa.String(length=100), nullable=False),
+        sa.Column("requested_by_email", sa.String(length=320), nullable=True),
         sa.Column("decided_by", sa.String(length=100), nullable=True),
         sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("decision_reason", sa.String(length=500), nullable=True),

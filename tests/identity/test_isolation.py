@@ -13,6 +13,7 @@ from nespay.auth.scopes import (
     ALL_SCOPES,
     API_KEYS_READ,
     API_KEYS_WRITE,
+    BALANCES_READ,
     EVENTS_READ,
     INVOICES_READ,
     INVOICES_WRITE,
@@ -20,6 +21,8 @@ from nespay.auth.scopes import (
     MERCHANT_WRITE,
     WEBHOOKS_READ,
     WEBHOOKS_WRITE,
+    WITHDRAWALS_READ,
+    WITHDRAWALS_WRITE,
 )
 from tests.fixtures.app import app_client, unthrottled
 from tests.fixtures.factories import key_for, merchant_user, merchant_with_key, register_network
@@ -60,12 +63,23 @@ REQUIRED_SCOPES: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/invoices/{invoice_id}/cancel"): {INVOICES_WRITE},
     ("GET", "/api/v1/networks"): {INVOICES_READ},  # what an invoice may be created on
     ("GET", "/api/v1/currencies"): {INVOICES_READ},
+    ("GET", "/api/v1/balances"): {BALANCES_READ},
+    ("GET", "/api/v1/balance-transactions"): {BALANCES_READ},
+    ("POST", "/api/v1/withdrawals"): {WITHDRAWALS_WRITE},
+    ("GET", "/api/v1/withdrawals"): {WITHDRAWALS_READ},
+    ("GET", "/api/v1/withdrawals/{withdrawal_id}"): {WITHDRAWALS_READ},
+    ("POST", "/api/v1/withdrawals/{withdrawal_id}/cancel"): {WITHDRAWALS_WRITE},
+    ("POST", "/api/v1/invoices/{invoice_id}/refunds"): {WITHDRAWALS_WRITE},
 }
 # Routes open to anyone by design (none may be merchant-owned objects).
 PUBLIC = re.compile(r"^/api/v1/(health|public/)")
 # Bodies for routes whose body must validate before the object lookup can answer.
 BODIES: dict[tuple[str, str], dict] = {
     ("PATCH", "/api/v1/webhook-endpoints/{endpoint_id}"): {"description": "changed"},
+    ("POST", "/api/v1/invoices/{invoice_id}/refunds"): {
+        "amount": "1",
+        "address": "0x8ba1f109551bD432803012645Ac136ddd64DBA72",
+    },
 }
 
 
@@ -87,6 +101,7 @@ async def make_objects(database, client, owner):
         event_id = await conn.scalar(
             text("SELECT id FROM events WHERE subject_id = :i"), {"i": invoice.json()["id"]}
         )
+    withdrawal = await _withdrawal(database, client, owner, network)
     spare = await key_for(database, owner.merchant_id)
     user = await merchant_user(database, owner.merchant_id)
     return {
@@ -95,7 +110,42 @@ async def make_objects(database, client, owner):
         "user_id": user.id,
         "invoice_id": invoice.json()["id"],
         "event_id": event_id,
+        "withdrawal_id": withdrawal,
     }
+
+
+async def _withdrawal(database, client, owner, network) -> str:
+    """A withdrawal of `owner`'s (its balance funded straight in the ledger)."""
+    from nespay.ledger import accounts
+    from nespay.ledger.service import Transfer, record
+
+    async with database.driver() as db, db.transaction():
+        currency = await db.fetchval(
+            "SELECT id FROM currencies WHERE network_code = $1 AND code = 'USDT'", network
+        )
+        await record(
+            db,
+            [
+                Transfer(
+                    f"test/{network}/{owner.merchant_id}/fund",
+                    "payment",
+                    accounts.platform("custody", currency),
+                    accounts.merchant(owner.merchant_id, currency),
+                    10**6,
+                )
+            ],
+        )
+    response = await client.post(
+        "/api/v1/withdrawals",
+        headers=owner.headers,
+        json={
+            **BODIES[("POST", "/api/v1/invoices/{invoice_id}/refunds")],
+            "network": network,
+            "currency": "USDT",
+        },
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
 
 
 def merchant_operations(app):

@@ -13,6 +13,7 @@ from nespay.backoffice.endpoints import router as backoffice_router
 from nespay.backoffice.events import router as backoffice_events_router
 from nespay.backoffice.invoices import router as backoffice_invoices_router
 from nespay.backoffice.reference import router as reference_router
+from nespay.backoffice.withdrawals import router as backoffice_withdrawals_router
 from nespay.callbacks.endpoints import router as callbacks_router
 from nespay.chains.endpoints import router as chains_router
 from nespay.config import Settings, get_settings
@@ -22,6 +23,7 @@ from nespay.invoices.endpoints import router as invoices_router
 from nespay.ledger.endpoints import router as ledger_router
 from nespay.merchants.endpoints import router as merchants_router
 from nespay.rates.endpoints import rates_router
+from nespay.withdrawals.endpoints import router as withdrawals_router
 
 
 def merchant_api() -> APIRouter:
@@ -35,6 +37,7 @@ def merchant_api() -> APIRouter:
         invoices_router,
         chains_router,
         ledger_router,
+        withdrawals_router,
     ):
         router.include_router(domain)
     return router
@@ -53,6 +56,7 @@ def backoffice_api() -> APIRouter:
     router.include_router(reference_router)
     router.include_router(backoffice_events_router)
     router.include_router(backoffice_invoices_router)
+    router.include_router(backoffice_withdrawals_router)
     return router
 
 

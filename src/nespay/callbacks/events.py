@@ -19,6 +19,7 @@ EVENT_TYPES: frozenset[str] = frozenset(
         "withdrawal.requested",
         "withdrawal.approved",
         "withdrawal.rejected",
+        "withdrawal.cancelled",
         "withdrawal.sent",
         "withdrawal.confirmed",
         "withdrawal.failed",

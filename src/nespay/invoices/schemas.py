@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from nespay.kit.money import parse_amount
-
-MAX_AMOUNT = 10**15
-# ASCII digits with an optional fraction: Decimal() alone would also take "1_000", " 10",
-# "+10" and non-ASCII digits ("١٠").
-PLAIN_AMOUNT = re.compile(r"[0-9]+(\.[0-9]+)?")
+from nespay.kit.money import check_amount_text
 
 
 class PaymentOptionIn(BaseModel):
@@ -46,16 +40,7 @@ class InvoiceCreate(BaseModel):
     @field_validator("amount")
     @classmethod
     def _amount(cls, value: str) -> str:
-        if value.startswith("-") and PLAIN_AMOUNT.fullmatch(value[1:]):
-            raise ValueError("must be greater than zero")
-        if not PLAIN_AMOUNT.fullmatch(value):
-            raise ValueError('expected a plain decimal string such as "10.50"')
-        amount = parse_amount(value)
-        if amount <= 0:
-            raise ValueError("must be greater than zero")
-        if amount >= MAX_AMOUNT:
-            raise ValueError(f"must be less than {MAX_AMOUNT}")
-        return value
+        return check_amount_text(value)
 
     @field_validator("currency")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 
 # ISO 4217 minor units of the fiat currencies invoices may be priced in.
@@ -23,6 +24,27 @@ FIAT_DECIMALS: dict[str, int] = {
     "INR": 2,
     "KRW": 0,
 }
+
+
+# ASCII digits with an optional fraction: Decimal() alone would also take "1_000", " 10",
+# "+10" and non-ASCII digits ("١٠").
+PLAIN_AMOUNT = re.compile(r"[0-9]+(\.[0-9]+)?")
+MAX_AMOUNT = 10**15
+
+
+def check_amount_text(value: str) -> str:
+    """A request's amount: a plain, positive decimal string below `MAX_AMOUNT` (a pydantic
+    validator: raises ValueError saying what is wrong)."""
+    if value.startswith("-") and PLAIN_AMOUNT.fullmatch(value[1:]):
+        raise ValueError("must be greater than zero")
+    if not PLAIN_AMOUNT.fullmatch(value):
+        raise ValueError('expected a plain decimal string such as "10.50"')
+    amount = parse_amount(value)
+    if amount <= 0:
+        raise ValueError("must be greater than zero")
+    if amount >= MAX_AMOUNT:
+        raise ValueError(f"must be less than {MAX_AMOUNT}")
+    return value
 
 
 def parse_amount(text: str) -> Decimal:

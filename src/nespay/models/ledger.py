@@ -172,6 +172,7 @@ class Withdrawal(Base):
     requires_approval: Mapped[bool]
     # Who asked (a user's Cognito sub or an API key id): nobody approves their own request.
     requested_by: Mapped[str] = mapped_column(String(100))
+    requested_by_email: Mapped[str | None] = mapped_column(String(320))
     decided_by: Mapped[str | None] = mapped_column(String(100))
     decided_at: Mapped[datetime | None]
     decision_reason: Mapped[str | None] = mapped_column(String(500))

@@ -1,0 +1,71 @@
+"""Withdrawals through the real api app: a merchant with a funded balance (a confirmed payment
+posted straight into the ledger) on a DB-only network, and admins of each backoffice group."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from nespay.ledger import accounts
+from nespay.ledger.service import Transfer, record
+from tests.fixtures.database import make_settings
+from tests.invoices.conftest import (  # noqa: F401 - fixtures
+    Api,
+    api_for,
+    merchant,
+    other_merchant,
+)
+from tests.payments.conftest import chain  # noqa: F401 - a fixture
+
+BO = "/api/backoffice/v1"
+# A payer's address, EIP-55 (as a wallet shows it).
+PAYEE = "0x8ba1f109551bD432803012645Ac136ddd64DBA72"
+
+
+@pytest.fixture
+async def app(api_for, database_url, cognito):  # noqa: F811
+    async with api_for(make_settings(database_url, **cognito.setting_values())) as value:
+        yield value
+
+
+@pytest.fixture
+async def network(app) -> str:
+    return await app.network()
+
+
+async def usdt_id(app: Api, network: str) -> str:
+    return await app.scalar(
+        "SELECT id FROM currencies WHERE network_code = :n AND code = 'USDT'", n=network
+    )
+
+
+async def fund(app: Api, merchant_id: str, network: str, amount: int) -> None:
+    """Credit the merchant's USDT balance as a confirmed payment would."""
+    from nespay.kit.ids import new_id
+
+    currency = await usdt_id(app, network)
+    async with app.database.driver() as db, db.transaction():
+        await record(
+            db,
+            [
+                Transfer(
+                    f"test/{new_id('f')}",
+                    "payment",
+                    accounts.platform("custody", currency),
+                    accounts.merchant(merchant_id, currency),
+                    amount,
+                    merchant_id=merchant_id,
+                )
+            ],
+        )
+
+
+@pytest.fixture(scope="module")
+def admins(cognito):
+    found = {}
+    for group in ("finance", "support", "admin"):
+        name = f"wd-{group}-{os.getpid()}@example.com"
+        cognito.new_user("admin", name, (group,))
+        found[group] = {"authorization": f"Bearer {cognito.tokens('admin', name)['IdToken']}"}
+    return found

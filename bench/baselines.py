@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 import orjson
+from fastapi import FastAPI, Request
+from pydantic import BaseModel
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -168,3 +171,39 @@ def app_insert() -> Handler:
         await respond(send, orjson.dumps({"id": new_id}), status=201)
 
     return with_pool(handler)
+
+
+class WithdrawalBody(BaseModel):
+    """What the FastAPI baseline validates (module level: FastAPI resolves the annotation)."""
+
+    network: str
+    currency: str
+    amount: str
+    address: str
+
+
+def app_fastapi_insert() -> Any:
+    """FastAPI + asyncpg: `POST /withdrawals` validates its JSON body with a pydantic model and
+    does one `INSERT … RETURNING id` (the floor the withdrawal benchmark compares with: the
+    same framework, none of Nespay's work); `GET /ready` answers without the database."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        app.state.pool = await asyncpg.create_pool(
+            os.environ["BENCH_DSN"], min_size=POOL_MIN, max_size=POOL_MAX
+        )
+        yield
+        await app.state.pool.close()
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/ready")
+    async def ready() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/withdrawals", status_code=201)
+    async def create(body: WithdrawalBody, request: Request) -> dict[str, Any]:
+        new_id = await request.app.state.pool.fetchval(INSERT_SQL, body.model_dump_json())
+        return {"id": new_id}
+
+    return app

@@ -9,11 +9,12 @@ from typing import Any
 
 from nespay.db import Sql
 
-# Existing accounts of a batch, locked in id order (two batches never wait on each other in a
-# cycle). An account not returned does not exist yet.
+# A batch's accounts, locked in id order (two batches never wait on each other in a cycle).
+# NO KEY UPDATE, the lock an UPDATE of the counters takes anyway: it does not block the key
+# share lock that inserting a transfer takes on its accounts (the foreign keys).
 _LOCK = """
 SELECT id, credits_posted, debits_posted, debits_pending
-FROM ledger_accounts WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
+FROM ledger_accounts WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE
 """
 
 # A concurrent creator of the same account makes this wait for its commit, then do nothing:

@@ -125,65 +125,83 @@ async def record(db: Sql, transfers: Sequence[Transfer]) -> list[Recorded]:
     for t in transfers:
         batch.accounts[t.debit.id] = t.debit
         batch.accounts[t.credit.id] = t.credit
-    counters = await _lock(db, batch.accounts)
+    ids_in_order = sorted(batch.accounts)
+    await _ensure(db, batch.accounts)
+    try:
+        # The accounts' rows are locked as late as possible (they are the hot rows: a platform
+        # account takes every merchant's transfers), just before their UPDATE — unless a forced
+        # reversal needs their counters first, to flag whether it overdraws.
+        forced = any(t.may_overdraw for t in transfers)
+        counters = await _lock(db, ids_in_order) if forced else {}
 
-    # One time-ordered base per batch, then the transfer's place in it: a batch lists in the
-    # order it was recorded (ids alone would order one millisecond's transfers at random).
-    base = new_id("btx")
-    ids = {t.key: f"{base}{n:05d}" for n, t in enumerate(transfers)}
-    fresh = [t for t in transfers if t.type in ("posted", "pending")]
-    resolving = [t for t in transfers if t.type in ("post", "void")]
-    overdrawing = _overdrawing(fresh, counters)
-    created: dict[str, str] = {}
-    if fresh:
-        rows = await repository.insert(
-            db, [_row(ids[t.key], t, t.key in overdrawing) for t in fresh]
-        )
-        created.update((row["key"], row["id"]) for row in rows)
-        for t in fresh:
-            if t.key in created:
-                _add_fresh(batch, t)
-    if resolving:
-        by_key = {t.key: t for t in resolving}
-        rows = await repository.resolve(db, [_resolution(ids[t.key], t) for t in resolving])
-        for row in rows:
-            created[row["key"]] = row["id"]
-            _add_resolution(
-                batch, by_key[row["key"]], int(row["amount"]), int(row["pending_amount"])
+        # One time-ordered base per batch, then the transfer's place in it: a batch lists in the
+        # order it was recorded (ids alone would order one millisecond's transfers at random).
+        base = new_id("btx")
+        ids = {t.key: f"{base}{n:05d}" for n, t in enumerate(transfers)}
+        fresh = [t for t in transfers if t.type in ("posted", "pending")]
+        resolving = [t for t in transfers if t.type in ("post", "void")]
+        overdrawing = _overdrawing(fresh, counters)
+        created: dict[str, str] = {}
+        if fresh:
+            rows = await repository.insert(
+                db, [_row(ids[t.key], t, t.key in overdrawing) for t in fresh]
             )
-    await _apply(db, batch)
-    for key in overdrawing & created.keys():
-        log.warning("ledger.deficit", transfer_key=key)
+            created.update((row["key"], row["id"]) for row in rows)
+            for t in fresh:
+                if t.key in created:
+                    _add_fresh(batch, t)
+        if resolving:
+            by_key = {t.key: t for t in resolving}
+            rows = await repository.resolve(db, [_resolution(ids[t.key], t) for t in resolving])
+            for row in rows:
+                created[row["key"]] = row["id"]
+                _add_resolution(
+                    batch, by_key[row["key"]], int(row["amount"]), int(row["pending_amount"])
+                )
+        if not forced:
+            await _lock(db, ids_in_order)
+        await _apply(db, batch)
+        for key in overdrawing & created.keys():
+            log.warning("ledger.deficit", transfer_key=key)
+    except BaseException:
+        # An account this process created may not exist after all (its transaction rolled
+        # back): forget them, so the next batch creates them again instead of failing.
+        _KNOWN.difference_update(ids_in_order)
+        raise
     return await _results(db, transfers, created)
 
 
-# Accounts known to exist (they are never removed): their batches take the one locking
-# statement. Others are created first, every batch in id order, then locked in id order:
-# creating an account after locking another could wait in a cycle.
+# Accounts known to exist (they are never removed): a batch naming only those creates none.
+# Others are created first, in id order, before anything is locked.
 _KNOWN: set[str] = set()
 _KNOWN_MAX = 200_000
 
 
-async def _lock(db: Sql, accounts: dict[str, Account]) -> dict[str, tuple[int, int, int]]:
-    ids = sorted(accounts)
-    rows = None
-    if _KNOWN.issuperset(ids):
-        rows = await repository.lock_accounts(db, ids)
-        if len(rows) < len(ids):  # a database reset behind this process: create them again
-            _KNOWN.difference_update(ids)
-            rows = None
-    if rows is None:
-        await repository.create_accounts(
-            db,
-            [
-                (a.id, a.merchant_id, a.kind, a.currency_id, a.limited)
-                for a in (accounts[account_id] for account_id in ids)
-            ],
-        )
-        rows = await repository.lock_accounts(db, ids)
-        if len(_KNOWN) > _KNOWN_MAX:
-            _KNOWN.clear()
-        _KNOWN.update(ids)
+async def _ensure(db: Sql, accounts: dict[str, Account]) -> None:
+    missing = sorted(set(accounts) - _KNOWN)
+    if not missing:
+        return
+    await repository.create_accounts(
+        db,
+        [
+            (a.id, a.merchant_id, a.kind, a.currency_id, a.limited)
+            for a in (accounts[account_id] for account_id in missing)
+        ],
+    )
+    if len(_KNOWN) > _KNOWN_MAX:
+        _KNOWN.clear()
+    _KNOWN.update(missing)
+
+
+async def _lock(db: Sql, ids: list[str]) -> dict[str, tuple[int, int, int]]:
+    """Lock the accounts' rows in id order (two batches never wait on each other in a cycle)
+    and read their counters."""
+    rows = await repository.lock_accounts(db, ids)
+    if len(rows) < len(ids):
+        # Known here, gone from the database (it was reset behind this process, or the
+        # transaction that created them rolled back): forget them; a retry creates them.
+        _KNOWN.difference_update(ids)
+        raise RuntimeError("ledger accounts are missing; retry the operation")
     return {
         row["id"]: (
             int(row["credits_posted"]),

@@ -283,6 +283,19 @@ async def _create(
         earlier = await repository.by_key(db, merchant_id, key)
         return _replay(earlier, digest)
     row = await repository.get(db, withdrawal_id, merchant_id)
+    withdrawal = view(row)
+    await _emit(db, row, "withdrawal.requested")
+    await audit.record(
+        session,
+        actor,
+        f"{kind}.requested",
+        target_type="withdrawal",
+        target_id=withdrawal_id,
+        merchant_id=merchant_id,
+        after=withdrawal.model_dump(mode="json"),
+    )
+    # The hold comes last: it locks the merchant's account (every one of its requests) and the
+    # platform's payouts account (everyone's) until the commit right after it.
     merchant, payouts = _accounts(row)
     try:
         await record(
@@ -306,17 +319,6 @@ async def _create(
             f"amount: the available {currency['code']} balance on {currency['network']} does not "
             "cover it (GET /api/v1/balances shows what is available)."
         ) from None
-    withdrawal = view(row)
-    await _emit(db, row, "withdrawal.requested")
-    await audit.record(
-        session,
-        actor,
-        f"{kind}.requested",
-        target_type="withdrawal",
-        target_id=withdrawal_id,
-        merchant_id=merchant_id,
-        after=withdrawal.model_dump(mode="json"),
-    )
     return Requested(withdrawal, replayed=False)
 
 

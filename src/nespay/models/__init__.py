@@ -8,6 +8,12 @@ from nespay.models.invoices import DepositAddress, IdempotencyKey, Invoice, Invo
 from nespay.models.platform import AppLock, JobSchedule, RateCounter
 from nespay.models.reference import Currency, Network, RpcEndpoint
 from nespay.models.scanning import ChainBlock, ChainCursor, Rate, ScannerStatus
+from nespay.models.sending import (
+    HotWallet,
+    OutgoingTransaction,
+    OutgoingTransactionCandidate,
+    WalletNonce,
+)
 
 __all__ = [
     "ChainBlock",
@@ -15,6 +21,10 @@ __all__ = [
     "ScannerStatus",
     "DepositAddress",
     "Event",
+    "HotWallet",
+    "OutgoingTransaction",
+    "OutgoingTransactionCandidate",
+    "WalletNonce",
     "IdempotencyKey",
     "Invoice",
     "InvoiceOption",

@@ -68,3 +68,107 @@ async def test_each_wallet_has_its_own_nonce_sequence(fresh_anvil, settings, dat
         assert (await r.tx(gas))["from_address"] == gas_wallet.address
         await r.run_until(payout, "confirmed")
         await r.run_until(gas, "confirmed")
+
+
+async def _stuck(r) -> tuple[str, dict]:
+    """A token transfer broadcast with mining stopped, made older than the replace wait."""
+    r.node.set_automine(False)
+    r.node.rpc("evm_setIntervalMining", 0)
+    tx_id = await r.enqueue(RECIPIENT, 7_000_000, token=r.token)
+    await r.run()
+    row = await r.tx(tx_id)
+    row_hash = (await r.candidates(tx_id))[0]["tx_hash"]
+    assert row["status"] == "broadcast" and r.node.receipt(row_hash) is None
+    await r.sql(
+        "UPDATE outgoing_transactions SET broadcast_at = now() - interval '1 hour' WHERE id = :id",
+        id=tx_id,
+    )
+    return tx_id, {"hash": row_hash, **row}
+
+
+def _base_fee(node) -> int:
+    return int(node.block()["baseFeePerGas"], 16)
+
+
+async def test_stuck_transaction_is_replaced_at_its_nonce_and_mined_once(
+    fresh_anvil, settings, database
+):
+    async with rig(fresh_anvil, settings, database, confirmations=1) as r:
+        tx_id, first = await _stuck(r)
+        spike = 10 * _base_fee(fresh_anvil)
+        fresh_anvil.rpc("anvil_setNextBlockBaseFeePerGas", hex(spike))
+        summary = await r.run()
+        assert "replaced" in summary, summary
+        old, new = await r.candidates(tx_id)
+        assert new["max_fee_per_gas"] * 8 >= old["max_fee_per_gas"] * 9
+        assert new["max_priority_fee_per_gas"] * 8 >= old["max_priority_fee_per_gas"] * 9
+        assert new["max_fee_per_gas"] >= spike  # at least the market's new base fee
+        assert new["tx_hash"] != old["tx_hash"] and new["broadcast_at"] is not None
+        assert (await r.tx(tx_id))["nonce"] == first["nonce"] == 0
+
+        fresh_anvil.mine(1)
+        row = await r.run_until(tx_id, "confirmed")
+        assert row["mined_hash"] == new["tx_hash"]
+        assert fresh_anvil.receipt(old["tx_hash"]) is None  # kept, never mined
+        assert [c["tx_hash"] for c in await r.candidates(tx_id)] == [old["tx_hash"], new["tx_hash"]]
+        assert fresh_anvil.balance(r.token, RECIPIENT) == 7_000_000
+        assert r.nonce() == 1
+
+
+async def test_fee_cap_stops_sending_and_replacing_and_says_why(fresh_anvil, settings, database):
+    async with rig(fresh_anvil, settings, database, confirmations=1) as r:
+        tx_id, first = await _stuck(r)
+        cap = int(first["max_fee_per_gas"])
+        await r.sql("UPDATE networks SET max_fee_per_gas_cap = :cap WHERE code = :n", cap=cap)
+        fresh_anvil.rpc("anvil_setNextBlockBaseFeePerGas", hex(10 * _base_fee(fresh_anvil)))
+        await r.run()
+        row = await r.tx(tx_id)
+        assert row["status"] == "broadcast"
+        assert len(await r.candidates(tx_id)) == 1
+        error = row["last_error"]
+        assert "fee cap reached" in error and f"max_fee_per_gas_cap of {cap} wei/gas" in error
+        needed = int(error.split("at least ")[1].split(" ")[0])
+        assert needed * 8 >= cap * 9  # what a replacement needs: 12.5 % over the last one
+
+        # A new transfer is held back before any nonce is taken.
+        await r.sql("UPDATE networks SET max_fee_per_gas_cap = 1 WHERE code = :n")
+        held = await r.enqueue(RECIPIENT, 1, token=r.token)
+        await r.run()
+        held_row = await r.tx(held)
+        assert held_row["status"] == "queued" and held_row["nonce"] is None
+        assert "sending now needs maxFeePerGas of at least" in held_row["last_error"]
+
+        # Lifting the cap lets the replacement through.
+        await r.sql("UPDATE networks SET max_fee_per_gas_cap = NULL WHERE code = :n")
+        await r.run()
+        assert len(await r.candidates(tx_id)) == 2
+
+
+async def test_reorged_transaction_is_broadcast_again_with_the_same_signed_bytes(
+    fresh_anvil, settings, database
+):
+    outcomes = Outcomes()
+    outcomes.register()
+    async with rig(fresh_anvil, settings, database, confirmations=3) as r:
+        before = fresh_anvil.snapshot()
+        tx_id = await r.enqueue(RECIPIENT, 2_500_000, token=r.token)
+        await r.run()
+        await r.run()
+        mined = await r.tx(tx_id)
+        assert mined["status"] == "mined"
+        (candidate,) = await r.candidates(tx_id)
+        assert mined["mined_hash"] == candidate["tx_hash"]
+
+        fresh_anvil.revert(before)  # the block is gone, and the transaction with it
+        assert fresh_anvil.receipt(candidate["tx_hash"]) is None
+        summary = await r.run()
+        assert "reorged" in summary, summary
+        row = await r.tx(tx_id)
+        assert row["status"] == "broadcast" and "reorged away" in row["last_error"]
+        # Re-broadcast, not re-signed: the same hash is back on chain (automine), one candidate.
+        assert fresh_anvil.receipt(candidate["tx_hash"])["status"] == "0x1"
+        row = await r.run_until(tx_id, "confirmed")
+        assert row["mined_hash"] == candidate["tx_hash"]
+        assert len(await r.candidates(tx_id)) == 1
+        assert fresh_anvil.balance(r.token, RECIPIENT) == 2_500_000
+        assert outcomes.kinds(tx_id) == ["broadcast", "mined", "mined", "confirmed"]

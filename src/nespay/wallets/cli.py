@@ -28,6 +28,7 @@ def _read_key() -> str:
 def import_hot_key(
     network: Annotated[str, typer.Option(help="The network's code")],
     role: Annotated[str, typer.Option(help=ROLE_HELP)] = "payouts",
+    refused: Annotated[str | None, typer.Argument(hidden=True, show_default=False)] = None,
 ) -> None:
     """Store a hot wallet's private key, read from standard input, encrypted; print its
     address. The network's previous wallet of this role is deactivated."""
@@ -39,6 +40,13 @@ def import_hot_key(
     from nespay.wallets.evmtx import InvalidPrivateKey, normalise_private_key
     from nespay.wallets.hotkeys import import_local_key
 
+    if refused is not None:
+        del refused
+        _fail(
+            "the private key is read from standard input only, never from an argument (it "
+            "would stay in the shell history and in the process list): pipe it in or paste it "
+            "at the prompt"
+        )
     settings = settings_or_exit()
     raw = _read_key()
     try:

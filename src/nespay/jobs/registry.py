@@ -70,7 +70,7 @@ def all_jobs(settings: Settings) -> dict[str, Job]:
             schedule=settings.wallet_send_job_schedule,
             enabled=settings.wallet_send_job_enabled,
             run=send_transactions,
-            timeout_s=100.0,
+            timeout_s=60.0,
         ),
     ]
     return {job.name: job for job in jobs}

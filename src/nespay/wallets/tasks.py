@@ -20,7 +20,7 @@ from nespay.wallets.privy_signer import PrivySender
 from nespay.wallets.sender import NetworkSender, Report
 
 log = structlog.get_logger("nespay.wallets.sender")
-LEASE_S = 120.0
+LEASE_S = 90.0  # a pass is seconds; a dead replica's network is free again after this
 RPC_TIMEOUT_S = 10.0
 # Modules that register outcome handlers (`outgoing.on_outcome`) for their purposes; the jobs
 # process imports them before sending, so every outcome finds its handler.

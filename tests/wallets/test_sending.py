@@ -172,3 +172,39 @@ async def test_reorged_transaction_is_broadcast_again_with_the_same_signed_bytes
         assert len(await r.candidates(tx_id)) == 1
         assert fresh_anvil.balance(r.token, RECIPIENT) == 2_500_000
         assert outcomes.kinds(tx_id) == ["broadcast", "mined", "mined", "confirmed"]
+
+
+async def test_a_nonce_taken_by_a_transaction_signed_elsewhere_fails_the_transfer(
+    fresh_anvil, settings, database
+):
+    from eth_account import Account
+
+    from nespay.wallets import evmtx
+
+    outcomes = Outcomes()
+    outcomes.register()
+    async with rig(fresh_anvil, settings, database, confirmations=2) as r:
+        tx_id, first = await _stuck(r)
+        # The same key, used outside Nespay, spends nonce 0 with a higher fee.
+        foreign = Account.sign_transaction(
+            evmtx.transaction_fields(
+                evmtx.transfer_call(r.address, None, 1),
+                chain_id=31337,
+                nonce=0,
+                gas=21_000,
+                fees=evmtx.Fees(50 * int(first["max_fee_per_gas"]), 10**9),
+            )
+            | {"to": Account.from_key(r.key).address},
+            r.key,
+        )
+        fresh_anvil.rpc("eth_sendRawTransaction", "0x" + bytes(foreign.raw_transaction).hex())
+        fresh_anvil.mine(1)
+        await r.run()
+        assert (await r.tx(tx_id))["status"] == "broadcast"  # not yet as deep as 2 blocks
+        fresh_anvil.mine(1)
+        await r.run()
+        row = await r.tx(tx_id)
+        assert row["status"] == "failed" and row["mined_hash"] is None
+        assert "was used on chain" in row["last_error"]
+        assert outcomes.kinds(tx_id) == ["broadcast", "failed"]
+        assert fresh_anvil.balance(r.token, RECIPIENT) == 0

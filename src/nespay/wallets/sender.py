@@ -172,6 +172,7 @@ class NetworkSender:
             for tx_hash, receipt in zip(chunk, answers, strict=True):
                 if isinstance(receipt, dict) and receipt.get("blockNumber"):
                     receipts[tx_hash] = receipt
+        unmined: list[Pending] = []
         for row in rows:
             if row.tx.status == "mined":
                 await self._follow_mined(row, found[row.tx.id], receipts, head)
@@ -181,6 +182,42 @@ class NetworkSender:
             )
             if receipt is not None:
                 await self._record_mined(row, receipt, head)
+            elif row.tx.nonce is not None and all(c.tx_hash for c in found[row.tx.id]):
+                unmined.append(row)
+        await self._nonces_taken(unmined, head)
+
+    async def _nonces_taken(self, rows: list[Pending], head: int) -> None:
+        """A nonce used on chain, as deep as the network's confirmations, by none of our
+        candidates was taken by a transaction we did not sign (the key used elsewhere): ours
+        can never be mined, so the transfer failed and its purpose is told."""
+        safe_block = head - self.network.confirmations + 1
+        if not rows or safe_block < 0:
+            return
+        counts: dict[str, int] = {}
+        for address in sorted({row.tx.from_address for row in rows}):
+            count, error = await self.rpc.call_answered(
+                "eth_getTransactionCount", [address, hex(safe_block)]
+            )
+            if error is None:  # a node without that block's state cannot say: ask later
+                counts[address] = int(count, 16)
+        for row in rows:
+            assert row.tx.nonce is not None
+            if counts.get(row.tx.from_address, 0) > row.tx.nonce:
+                await self._abandon(
+                    row,
+                    f"nonce {row.tx.nonce} of {row.tx.from_address} was used on chain (block "
+                    f"{safe_block} or before) by a transaction none of whose hashes is ours: "
+                    "the key signed elsewhere; this transfer was never sent",
+                )
+
+    async def _abandon(self, row: Pending, error: str) -> None:
+        async with self.runtime.db.session() as session:
+            conn = await session.connection()
+            if not await txstore.mark_abandoned(conn, row.tx.id, error):
+                return
+            await outgoing.notify("failed", session, await txstore.reload(session, row.tx.id))
+        self.report.failed += 1
+        log.error("outgoing_nonce_taken", tx_id=row.tx.id, nonce=row.tx.nonce, error=error)
 
     def _confirmations(self, receipt: dict, head: int) -> int:
         return max(0, head - int(receipt["blockNumber"], 16) + 1)

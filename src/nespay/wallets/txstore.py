@@ -377,3 +377,17 @@ async def mark_finished(
         "error": error,
     }
     return (await conn.execute(_FINISHED, params)).rowcount == 1
+
+
+_ABANDONED = text(
+    """
+    UPDATE outgoing_transactions SET status = 'failed', finished_at = now(), last_error = :error,
+        updated_at = now()
+    WHERE id = :id AND status IN ('signed', 'broadcast')
+    """
+)
+
+
+async def mark_abandoned(conn: Any, tx_id: str, error: str) -> bool:
+    """Failed without being mined (its nonce was taken by another transaction)."""
+    return (await conn.execute(_ABANDONED, {"id": tx_id, "error": error[:1000]})).rowcount == 1

@@ -208,3 +208,31 @@ async def test_a_nonce_taken_by_a_transaction_signed_elsewhere_fails_the_transfe
         assert "was used on chain" in row["last_error"]
         assert outcomes.kinds(tx_id) == ["broadcast", "failed"]
         assert fresh_anvil.balance(r.token, RECIPIENT) == 0
+
+
+async def test_a_handler_that_raises_rolls_its_status_change_back_and_is_retried(
+    fresh_anvil, settings, database
+):
+    calls = []
+
+    async def confirmed(session, tx):
+        calls.append(tx.status)
+        if len(calls) == 1:
+            raise RuntimeError("the ledger is down")
+
+    async def failed(session, tx):
+        raise AssertionError("not a failure")
+
+    outgoing.on_outcome("test.flaky", confirmed=confirmed, failed=failed)
+    async with rig(fresh_anvil, settings, database, confirmations=1) as r:
+        tx_id = await r.enqueue(RECIPIENT, 10, purpose="test.flaky")
+        other = await r.enqueue(RECIPIENT, 20)
+        await r.run()  # signed and broadcast, both mined at once
+        summary = await r.run()  # the first handler raises; the other transaction goes on
+        assert "stalled" in summary, summary
+        # Mined and confirmed are one transaction here (1 confirmation): both rolled back.
+        assert (await r.tx(tx_id))["status"] == "broadcast"
+        assert (await r.tx(other))["status"] == "confirmed"
+        await r.run()
+        assert (await r.tx(tx_id))["status"] == "confirmed"
+        assert calls == ["confirmed", "confirmed"]

@@ -23,11 +23,12 @@ docs/sending.md for the states and the crash analysis; `NESPAY_FAULT` points are
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 import structlog
 
-from nespay.chains.rpcclient import RpcClient
+from nespay.chains.rpcclient import RpcClient, RpcError
 from nespay.kit.faults import fault_point
 from nespay.kit.urls import mask_urls_in
 from nespay.runtime import Runtime
@@ -63,6 +64,7 @@ class Report:
     failed: int = 0
     reorged: int = 0
     waiting: int = 0  # held back: fee cap, gas estimate, a refused broadcast
+    stalled: int = 0  # a step that raised (e.g. a purpose's handler): retried next pass
     errors: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -76,6 +78,7 @@ class Report:
                 ("failed", self.failed),
                 ("reorged", self.reorged),
                 ("waiting", self.waiting),
+                ("stalled", self.stalled),
             )
             if value
         ]
@@ -146,6 +149,20 @@ class NetworkSender:
             found = await txstore.candidates(conn, [row.tx.id for row in rows])
         return rows, found
 
+    async def _guarded(self, row: Pending, work: Awaitable[None]) -> None:
+        """One transaction's step; an unexpected error (a handler that raised, say) rolls
+        back that step only, is logged, and the pass goes on with the next transaction. An
+        unreachable node stops the pass."""
+        try:
+            await work
+        except RpcError:
+            raise
+        except Exception as error:  # noqa: BLE001 - isolated per transaction, retried next pass
+            self.report.stalled += 1
+            log.error(
+                "outgoing_step_failed", tx_id=row.tx.id, purpose=row.tx.purpose, exc_info=error
+            )
+
     async def _set_error(self, tx_id: str, error: str) -> None:
         self.report.waiting += 1
         async with self.runtime.db.engine.begin() as conn:
@@ -175,13 +192,13 @@ class NetworkSender:
         unmined: list[Pending] = []
         for row in rows:
             if row.tx.status == "mined":
-                await self._follow_mined(row, found[row.tx.id], receipts, head)
+                await self._guarded(row, self._follow_mined(row, found[row.tx.id], receipts, head))
                 continue
             receipt = next(
                 (receipts[c.tx_hash] for c in found[row.tx.id] if c.tx_hash in receipts), None
             )
             if receipt is not None:
-                await self._record_mined(row, receipt, head)
+                await self._guarded(row, self._record_mined(row, receipt, head))
             elif row.tx.nonce is not None and all(c.tx_hash for c in found[row.tx.id]):
                 unmined.append(row)
         await self._nonces_taken(unmined, head)
@@ -203,12 +220,12 @@ class NetworkSender:
         for row in rows:
             assert row.tx.nonce is not None
             if counts.get(row.tx.from_address, 0) > row.tx.nonce:
-                await self._abandon(
-                    row,
+                message = (
                     f"nonce {row.tx.nonce} of {row.tx.from_address} was used on chain (block "
                     f"{safe_block} or before) by a transaction none of whose hashes is ours: "
-                    "the key signed elsewhere; this transfer was never sent",
+                    "the key signed elsewhere; this transfer was never sent"
                 )
+                await self._guarded(row, self._abandon(row, message))
 
     async def _abandon(self, row: Pending, error: str) -> None:
         async with self.runtime.db.session() as session:
@@ -303,7 +320,7 @@ class NetworkSender:
         for row in rows:
             if row.seconds_since_broadcast is None or row.seconds_since_broadcast < limit:
                 continue
-            await self._replace(row, found[row.tx.id])
+            await self._guarded(row, self._replace(row, found[row.tx.id]))
 
     async def _replace(self, row: Pending, found: list[Candidate]) -> None:
         latest = found[-1]
@@ -384,7 +401,7 @@ class NetworkSender:
     async def sign_queued(self) -> None:
         rows, _ = await self._rows(["queued"])
         for row in rows:
-            await self._sign_first(row)
+            await self._guarded(row, self._sign_first(row))
 
     async def _sign_first(self, row: Pending) -> None:
         tx = row.tx
@@ -447,7 +464,7 @@ class NetworkSender:
     async def broadcast_signed(self) -> None:
         rows, found = await self._rows(["signed"])
         for row in rows:
-            await self._broadcast(row, found[row.tx.id][-1])
+            await self._guarded(row, self._broadcast(row, found[row.tx.id][-1]))
 
     async def _broadcast(self, row: Pending, candidate: Candidate) -> None:
         tx_hash, note = candidate.tx_hash, None

@@ -77,6 +77,10 @@ async def test_import_reads_stdin_prints_the_address_and_stores_the_key_encrypte
     again = nespay("wallets", "import-hot-key", "--network", network, env=env, input_text=other)
     assert again.returncode == 0, again.stderr
     assert [w["active"] for w in await wallets(database)] == [False, True]
+    listed = nespay("wallets", "list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert checksum_address(address) in listed.stdout and "inactive" in listed.stdout
+    assert key not in listed.stdout and other not in listed.stdout
 
 
 async def test_import_refuses_the_key_as_an_argument_without_echoing_it(database_url, database):

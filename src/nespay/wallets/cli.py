@@ -102,6 +102,21 @@ def add_privy(
     _say(checksum_address(wallet.address))
 
 
+@wallets_app.command("list")
+def list_wallets() -> None:
+    """Hot wallets: id, network, role, signer, address, and whether each is active."""
+    from nespay.chains.cli import _say, _with_session
+    from nespay.kit.addresses import checksum_address
+    from nespay.wallets.hotkeys import all_wallets
+
+    for wallet, active in _with_session(all_wallets):
+        state = "active" if active else "inactive"
+        _say(
+            f"{wallet.id}  {wallet.network_code:<16} {wallet.role:<8} {wallet.signer:<6} "
+            f"{checksum_address(wallet.address)}  {state}"
+        )
+
+
 def _actor():  # type: ignore[no-untyped-def]
     from nespay.auth.principals import Actor
 

@@ -65,6 +65,10 @@ _ACTIVE = text(
     "WHERE network_code = :network AND role = :role AND active"
 )
 _KEY = text("SELECT private_key_encrypted FROM hot_wallets WHERE id = :id")
+_ALL = text(
+    "SELECT id, network_code, role, signer, address, privy_wallet_id, active FROM hot_wallets "
+    "ORDER BY network_code, role, created_at"
+)
 
 
 async def _check(session: AsyncSession, network: str, role: str) -> None:
@@ -123,6 +127,12 @@ async def active_wallet(session: AsyncSession, network: str, role: str) -> HotWa
             f"`nespay wallets import-hot-key --network {network} --role {role}`."
         )
     return HotWallet(*row)
+
+
+async def all_wallets(session: AsyncSession) -> list[tuple[HotWallet, bool]]:
+    """Every hot wallet (never a key) with whether it is active."""
+    rows = await session.execute(_ALL)
+    return [(HotWallet(*row[:6]), bool(row[6])) for row in rows]
 
 
 async def private_key(conn: object, keyring: Keyring, wallet_id: str) -> str:

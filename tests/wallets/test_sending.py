@@ -236,3 +236,23 @@ async def test_a_handler_that_raises_rolls_its_status_change_back_and_is_retried
         await r.run()
         assert (await r.tx(tx_id))["status"] == "confirmed"
         assert calls == ["confirmed", "confirmed"]
+
+
+async def test_jobs_overview_shows_unfinished_outgoing_transactions(
+    fresh_anvil, settings, database, database_url
+):
+    from nespay.apps import jobs
+    from tests.fixtures.app import app_client
+    from tests.fixtures.database import make_settings
+
+    async with rig(fresh_anvil, settings, database) as r:
+        await r.sql("UPDATE networks SET max_fee_per_gas_cap = 1 WHERE code = :n")
+        await r.enqueue(RECIPIENT, 1)
+        await r.run()
+    quiet = make_settings(database_url, wallet_send_job_enabled=False)
+    async with app_client(jobs.create_app, quiet) as (_, client):
+        body = (await client.get("/api/v1/jobs")).json()
+    assert "wallets.send" in {job["name"] for job in body["jobs"]}
+    (backlog,) = body["outgoing"]
+    assert backlog["network"] == r.network and backlog["status"] == "queued"
+    assert backlog["count"] == 1 and backlog["with_error"] == 1

@@ -256,3 +256,24 @@ async def test_jobs_overview_shows_unfinished_outgoing_transactions(
     (backlog,) = body["outgoing"]
     assert backlog["network"] == r.network and backlog["status"] == "queued"
     assert backlog["count"] == 1 and backlog["with_error"] == 1
+
+
+async def test_a_transfer_reverted_on_chain_fails_once_confirmed_and_tells_its_purpose(
+    fresh_anvil, settings, database
+):
+    outcomes = Outcomes()
+    outcomes.register()
+    async with rig(fresh_anvil, settings, database, confirmations=2) as r:
+        # Each fits the balance (1000 TUSD) when estimated; together they do not.
+        first = await r.enqueue(RECIPIENT, 600_000_000, token=r.token)
+        second = await r.enqueue(RECIPIENT, 600_000_000, token=r.token)
+        await r.run()
+        await r.run()
+        row = await r.tx(second)
+        assert row["status"] == "mined" and row["receipt_status"] == 0  # not final yet
+        row = await r.run_until(second, "failed")
+        assert "reverted on chain" in row["last_error"] and row["gas_used"] > 0
+        assert (await r.tx(first))["status"] == "confirmed"
+        assert outcomes.kinds(second) == ["broadcast", "mined", "failed"]
+        assert ("failed", second, "failed") in outcomes.seen
+        assert fresh_anvil.balance(r.token, RECIPIENT) == 600_000_000

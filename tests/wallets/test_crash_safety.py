@@ -131,3 +131,43 @@ async def test_a_crash_at_each_point_ends_with_one_transaction_confirmed(
     assert int(node.rpc("eth_getTransactionCount", wallet.address, "latest"), 16) == 1
     assert node.balance(token, RECIPIENT) == AMOUNT
     assert key.removeprefix("0x") not in logs.lower()
+
+
+async def test_two_replicas_send_each_transfer_once_with_distinct_nonces(
+    fresh_anvil, settings, database, database_url, tmp_path
+):
+    from nespay.wallets import outgoing
+
+    node = fresh_anvil
+    token = node.deploy_token("Test USD", "TUSD", 6)
+    network = await register_network(database, [node.url], token, confirmations=1)
+    _, wallet = await import_key(settings, database, network)
+    node.send_native(wallet.address, ETH)
+    node.mint(token, wallet.address, 10 * AMOUNT)
+    ids = []
+    async with database.session() as session:
+        for number in range(6):
+            ids.append(
+                await outgoing.enqueue(
+                    session,
+                    purpose="test.replicas",
+                    source_id=f"r{number}",
+                    network=network,
+                    to_address=RECIPIENT,
+                    token_contract=token if number % 2 else None,
+                    amount=AMOUNT,
+                )
+            )
+    env = jobs_env(database_url)
+    with nespay_process("jobs", env, tmp_path) as one, nespay_process("jobs", env, tmp_path) as two:
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            rows = [(await state(database, tx_id))[0] for tx_id in ids]
+            if all(row["status"] == "confirmed" for row in rows):
+                break
+            await asyncio.sleep(0.2)
+        assert all(row["status"] == "confirmed" for row in rows), one.log() + two.log()
+    assert sorted(row["nonce"] for row in rows) == list(range(6))
+    assert int(node.rpc("eth_getTransactionCount", wallet.address, "latest"), 16) == 6
+    assert node.balance(token, RECIPIENT) == 3 * AMOUNT
+    assert node.native_balance(RECIPIENT) == 3 * AMOUNT

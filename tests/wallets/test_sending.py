@@ -277,3 +277,27 @@ async def test_a_transfer_reverted_on_chain_fails_once_confirmed_and_tells_its_p
         assert outcomes.kinds(second) == ["broadcast", "mined", "failed"]
         assert ("failed", second, "failed") in outcomes.seen
         assert fresh_anvil.balance(r.token, RECIPIENT) == 600_000_000
+
+
+async def test_a_transaction_the_node_refuses_waits_signed_and_is_replaced_later(
+    fresh_anvil, settings, database
+):
+    async with rig(fresh_anvil, settings, database, confirmations=1) as r:
+        _, poor = await import_key(settings, database, r.network, role="gas")
+        fresh_anvil.send_native(poor.address, 1_000)  # not enough for any gas
+        tx_id = await r.enqueue(RECIPIENT, 1, role="gas", purpose="test.gas")
+        await r.run()
+        row = await r.tx(tx_id)
+        assert row["status"] == "signed" and "broadcast refused" in row["last_error"]
+        assert "insufficient funds" in row["last_error"].lower()
+
+        fresh_anvil.send_native(poor.address, ETH)
+        await r.sql(
+            "UPDATE outgoing_transaction_candidates SET created_at = now() - interval '1 hour'"
+            " WHERE outgoing_transaction_id = :id",
+            id=tx_id,
+        )
+        row = await r.run_until(tx_id, "confirmed")
+        first, second = await r.candidates(tx_id)
+        assert second["max_fee_per_gas"] * 8 >= first["max_fee_per_gas"] * 9
+        assert row["mined_hash"] == second["tx_hash"] and row["nonce"] == 0

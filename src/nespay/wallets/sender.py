@@ -315,12 +315,17 @@ class NetworkSender:
     # --- 2. replacements -------------------------------------------------------------------
 
     async def replace_stuck(self) -> None:
-        rows, found = await self._rows(["broadcast"])
+        """Broadcast and not mined for WALLET_SEND_REPLACE_AFTER_S, or signed and refused by
+        the node for that long (e.g. "transaction underpriced"): a new candidate, same nonce."""
+        rows, found = await self._rows(["broadcast", "signed"])
         limit = self.settings.wallet_send_replace_after_s
         for row in rows:
-            if row.seconds_since_broadcast is None or row.seconds_since_broadcast < limit:
-                continue
-            await self._guarded(row, self._replace(row, found[row.tx.id]))
+            if row.tx.status == "broadcast":
+                stuck = (row.seconds_since_broadcast or 0.0) >= limit
+            else:
+                stuck = row.tx.last_error is not None and found[row.tx.id][-1].age_s >= limit
+            if stuck:
+                await self._guarded(row, self._replace(row, found[row.tx.id]))
 
     async def _replace(self, row: Pending, found: list[Candidate]) -> None:
         latest = found[-1]

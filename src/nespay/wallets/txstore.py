@@ -156,12 +156,14 @@ class Candidate:
     max_fee_per_gas: int
     max_priority_fee_per_gas: int
     broadcast: bool
+    age_s: float = 0.0  # since it was stored
 
 
 _CANDIDATES = text(
     """
     SELECT outgoing_transaction_id, number, tx_hash, raw_transaction, max_fee_per_gas,
-           max_priority_fee_per_gas, broadcast_at IS NOT NULL AS broadcast
+           max_priority_fee_per_gas, broadcast_at IS NOT NULL AS broadcast,
+           extract(epoch FROM now() - created_at) AS age_s
     FROM outgoing_transaction_candidates
     WHERE outgoing_transaction_id = ANY(:ids)
     ORDER BY outgoing_transaction_id, number
@@ -172,7 +174,9 @@ _CANDIDATES = text(
 async def candidates(conn: Any, tx_ids: list[str]) -> dict[str, list[Candidate]]:
     found: dict[str, list[Candidate]] = {tx_id: [] for tx_id in tx_ids}
     for r in await conn.execute(_CANDIDATES, {"ids": tx_ids}):
-        found[r[0]].append(Candidate(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), bool(r[6])))
+        found[r[0]].append(
+            Candidate(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), bool(r[6]), float(r[7]))
+        )
     return found
 
 
@@ -266,7 +270,7 @@ _REPLACED = text(
     """
     UPDATE outgoing_transactions SET status = 'signed', max_fee_per_gas = :max_fee,
         max_priority_fee_per_gas = :tip, last_error = NULL, updated_at = now()
-    WHERE id = :id AND status = 'broadcast'
+    WHERE id = :id AND status IN ('signed', 'broadcast')
     """
 )
 

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from nespay.chains.cli import currencies_app, networks_app
 from nespay.config import ConfigError, Settings, load_settings
+from nespay.wallets.cli import wallets_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="Migrations, reference data, reset.")
@@ -29,6 +30,7 @@ merchants_app = typer.Typer(no_args_is_help=True, help="Bootstrap merchants.")
 app.add_typer(merchants_app, name="merchants")
 app.add_typer(networks_app, name="networks")
 app.add_typer(currencies_app, name="currencies")
+app.add_typer(wallets_app, name="wallets")
 
 out = Console()
 err = Console(stderr=True)

@@ -291,6 +291,21 @@ class Settings(BaseSettings):
     rates_job_schedule: str = "*/5 * * * *"
     invoice_expiry_job_enabled: bool = True
     invoice_expiry_job_schedule: str = "* * * * *"
+    # Money out (nespay.wallets.sender): sign, broadcast, replace and confirm queued
+    # transactions. A 6-field schedule (seconds first) runs it more often than once a minute.
+    wallet_send_job_enabled: bool = True
+    wallet_send_job_schedule: str = "*/5 * * * * *"
+    # A broadcast transaction not mined after this long is replaced at the same nonce.
+    wallet_send_replace_after_s: int = Field(180, ge=5, le=86_400)
+    # Priority fee: this percentile of the last blocks' tips (eth_feeHistory), at least the
+    # floor below (wei per gas).
+    wallet_send_tip_percentile: int = Field(50, ge=1, le=99)
+    wallet_send_min_priority_fee_wei: int = Field(1_000_000, ge=0)
+
+    # --- testing -----------------------------------------------------------------------------
+    # Fault injection for crash tests: the jobs process SIGKILLs itself at this point (e.g.
+    # wallets.after_sign); refused at start-up when APP_ENV is staging or production.
+    nespay_fault: str | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -458,6 +473,7 @@ class Settings(BaseSettings):
         "rpc_health_job_schedule",
         "rates_job_schedule",
         "invoice_expiry_job_schedule",
+        "wallet_send_job_schedule",
     )
     @classmethod
     def _cron(cls, value: str) -> str:
@@ -503,6 +519,11 @@ class Settings(BaseSettings):
         if self.app_env == "production" and self.rabbitmq_url is None:
             raise ValueError(
                 "RABBITMQ_URL: required when APP_ENV=production (callbacks go through it)"
+            )
+        if not self.is_development and self.nespay_fault:
+            raise ValueError(
+                f"NESPAY_FAULT: refused when APP_ENV={self.app_env} (it makes processes kill "
+                "themselves on purpose); it is for crash tests"
             )
         if not self.is_development and self.callback_allow_private_urls:
             raise ValueError(

@@ -1,1 +1,2 @@
+from tests.fixtures.anvil import anvil, fresh_anvil  # noqa: F401 - fixtures
 from tests.fixtures.fake_privy import fake_privy  # noqa: F401 - fixture

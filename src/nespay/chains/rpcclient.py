@@ -126,6 +126,52 @@ class RpcClient:
             return results
         raise RpcError(last)
 
+    async def call_answered(self, method: str, params: list[Any]) -> tuple[Any, str | None]:
+        """(result, None), or (None, the node's JSON-RPC error message) when a healthy
+        endpoint refused the call itself (e.g. `eth_sendRawTransaction`: "nonce too low"):
+        such an answer is the call's, not the endpoint's fault, so it is neither failed
+        over nor backed off. Transport failures fail over as `batch` does."""
+        if not self.endpoints:
+            raise RpcError("no enabled RPC endpoint for this network")
+        body = orjson.dumps([{"jsonrpc": "2.0", "id": 0, "method": method, "params": params}])
+        last = "no endpoint answered"
+        for endpoint in self._candidates(None):
+            try:
+                await self._verify(endpoint)
+                answer = await self._post_answer(endpoint, body)
+            except _EndpointFailed as failure:
+                self._fail(endpoint, failure.retry_after)
+                last = str(failure)
+                continue
+            self.health.pop(endpoint.id, None)
+            self.last_endpoint = endpoint.id
+            if "error" in answer:
+                error = answer["error"]
+                message = error.get("message", "error") if isinstance(error, dict) else error
+                return None, mask_urls_in(str(message))[:500]
+            return answer.get("result"), None
+        raise RpcError(last)
+
+    async def _post_answer(self, endpoint: Endpoint, body: bytes) -> dict[str, Any]:
+        try:
+            response = await self.http.post(
+                endpoint.url, content=body, headers={"content-type": "application/json"}
+            )
+        except httpx.HTTPError as error:
+            raise _EndpointFailed(f"{endpoint.id}: {type(error).__name__}") from None
+        if response.status_code == 429:
+            raise _EndpointFailed(f"{endpoint.id}: rate limited", _retry_after(response))
+        if response.status_code >= 500:
+            raise _EndpointFailed(f"{endpoint.id}: HTTP {response.status_code}")
+        try:
+            answers = orjson.loads(response.content)
+            answer = answers[0] if isinstance(answers, list) else answers
+            if not isinstance(answer, dict) or ("result" not in answer and "error" not in answer):
+                raise TypeError
+        except (orjson.JSONDecodeError, IndexError, TypeError, KeyError):
+            raise _EndpointFailed(f"{endpoint.id}: malformed JSON-RPC answer") from None
+        return answer
+
     async def _verify(self, endpoint: Endpoint) -> None:
         identity = self.identity
         if identity is None or (endpoint.id, endpoint.url) in self.verified:

@@ -41,6 +41,7 @@ def all_jobs(settings: Settings) -> dict[str, Job]:
     from nespay.chains.tasks import rpc_health
     from nespay.invoices.tasks import expire_invoices
     from nespay.rates.tasks import refresh_rates
+    from nespay.wallets.tasks import send_transactions
 
     jobs = [
         Job(
@@ -62,6 +63,13 @@ def all_jobs(settings: Settings) -> dict[str, Job]:
             schedule=settings.rates_job_schedule,
             enabled=settings.rates_job_enabled,
             run=refresh_rates,
+            timeout_s=60.0,
+        ),
+        Job(
+            name="wallets.send",
+            schedule=settings.wallet_send_job_schedule,
+            enabled=settings.wallet_send_job_enabled,
+            run=send_transactions,
             timeout_s=60.0,
         ),
     ]

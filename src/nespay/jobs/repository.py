@@ -141,3 +141,20 @@ _CALLBACKS = text(
 
 async def callback_backlog(conn: AsyncConnection) -> dict[str, Any]:
     return dict((await conn.execute(_CALLBACKS)).one()._mapping)
+
+
+# Money out at a glance: unfinished outgoing transactions per network and status, how many
+# are held back (last_error: fee cap, funds, a refused broadcast), and the oldest.
+_OUTGOING = text(
+    """
+    SELECT network_code AS network, status, count(*) AS count,
+           count(*) FILTER (WHERE last_error IS NOT NULL) AS with_error,
+           min(created_at) AS oldest_created_at
+    FROM outgoing_transactions WHERE status NOT IN ('confirmed', 'failed')
+    GROUP BY network_code, status ORDER BY network_code, status
+    """
+)
+
+
+async def outgoing_backlog(conn: AsyncConnection) -> list[dict[str, Any]]:
+    return [dict(row._mapping) for row in await conn.execute(_OUTGOING)]

@@ -31,15 +31,18 @@ class JobDisabled(Conflict):
 
 
 async def overview(session: AsyncSession) -> dict[str, Any]:
-    """`GET /jobs`: jobs, networks that need a scanner, the callback pipeline's backlog."""
+    """`GET /jobs`: jobs, networks that need a scanner, the callback pipeline's backlog,
+    unfinished outgoing transactions (money out) per network and status."""
     conn = await session.connection()
     jobs = await repository.list_schedules(conn)
     networks = await scanning.network_states(conn)
     callbacks = await repository.callback_backlog(conn)
+    outgoing = await repository.outgoing_backlog(conn)
     return {
         "jobs": [_job_view(job) for job in jobs],
         "networks": [_network_view(state) for state in networks],
         "callbacks": callbacks,
+        "outgoing": outgoing,
     }
 
 

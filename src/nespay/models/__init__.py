@@ -9,6 +9,12 @@ from nespay.models.ledger import LedgerAccount, LedgerTransfer, Withdrawal
 from nespay.models.platform import AppLock, JobSchedule, RateCounter
 from nespay.models.reference import Currency, Network, RpcEndpoint
 from nespay.models.scanning import ChainBlock, ChainCursor, Rate, ScannerStatus
+from nespay.models.sending import (
+    HotWallet,
+    OutgoingTransaction,
+    OutgoingTransactionCandidate,
+    WalletNonce,
+)
 
 __all__ = [
     "ChainBlock",
@@ -16,6 +22,10 @@ __all__ = [
     "ScannerStatus",
     "DepositAddress",
     "Event",
+    "HotWallet",
+    "OutgoingTransaction",
+    "OutgoingTransactionCandidate",
+    "WalletNonce",
     "IdempotencyKey",
     "Invoice",
     "LedgerAccount",

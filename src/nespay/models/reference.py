@@ -27,6 +27,9 @@ class Network(TimestampMixin, Base):
     # Switched off while invoices could still be paid on it: scanned until its scanner has
     # read past this time (see nespay.chains.watch).
     watch_until: Mapped[datetime | None]
+    # Outgoing transactions are neither sent nor replaced with a maxFeePerGas above this
+    # (wei per gas); NULL: no cap (see docs/sending.md).
+    max_fee_per_gas_cap: Mapped[Decimal | None] = mapped_column(Numeric(78, 0))
 
     currencies: Mapped[list[Currency]] = relationship(back_populates="network", lazy="raise")
     rpc_endpoints: Mapped[list[RpcEndpoint]] = relationship(back_populates="network", lazy="raise")

@@ -1,4 +1,5 @@
-"""Deposit addresses: HD derivation from an account xpub (default) or Privy server wallets."""
+"""Wallets: deposit addresses (HD derivation from an account xpub, the default, or Privy
+server wallets) and money out (hot wallets and the EVM sender: `outgoing`, docs/sending.md)."""
 
 from nespay.kit.addresses import checksum_address
 from nespay.wallets.hd import HdWalletProvider

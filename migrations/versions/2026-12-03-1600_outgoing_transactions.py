@@ -2,11 +2,8 @@
 their signed candidates; a fee cap per network
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-03 16:00:00
-
-(0008 is the ledger, written beside this one: when both land, this file's down_revision
-becomes "0008".)
 """
 
 from collections.abc import Sequence
@@ -15,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

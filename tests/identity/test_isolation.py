@@ -118,6 +118,9 @@ async def _withdrawal(database, client, owner, network) -> str:
     """A withdrawal of `owner`'s (its balance funded straight in the ledger)."""
     from nespay.ledger import accounts
     from nespay.ledger.service import Transfer, record
+    from tests.wallets.sending import import_key
+
+    await import_key(client._transport.app.state.runtime.settings, database, network)
 
     async with database.driver() as db, db.transaction():
         currency = await db.fetchval(

@@ -31,7 +31,18 @@ async def app(api_for, database_url, cognito):  # noqa: F811
 
 @pytest.fixture
 async def network(app) -> str:
-    return await app.network()
+    """A DB-only network with a payouts hot wallet (no node: nothing here is sent)."""
+    code = await app.network()
+    await hot_wallet(app, code)
+    return code
+
+
+async def hot_wallet(app: Api, network: str) -> str:
+    """An imported payouts key for `network`; returns its address."""
+    from tests.wallets.sending import import_key
+
+    _, wallet = await import_key(app.runtime.settings, app.database, network)
+    return wallet.address
 
 
 async def usdt_id(app: Api, network: str) -> str:

@@ -3,9 +3,19 @@ earlier refunds; an overpayment alone; never another merchant's invoice."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.invoices.conftest import error_code
 from tests.payments.conftest import CONFIRMATIONS, units
 from tests.withdrawals.conftest import PAYEE
+
+
+@pytest.fixture(autouse=True)
+async def payouts_wallet(chain):
+    """The chain's network gets a payouts hot wallet (these tests do not send)."""
+    from tests.wallets.sending import import_key
+
+    await import_key(chain.runtime.settings, chain.runtime.db, chain.network)
 
 
 async def _refund(chain, invoice_id: str, amount: str, merchant=None):

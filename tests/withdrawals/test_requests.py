@@ -227,6 +227,7 @@ async def test_a_hundred_concurrent_withdrawals_never_overdraw(app, merchant, ne
         *(withdraw(app, merchant, body(network, "15")) for _ in range(100))
     )
     statuses = [a.status_code for a in answers]
+    assert [a.text for a in answers if a.status_code not in (201, 422)] == []
     assert statuses.count(201) == 66 and statuses.count(422) == 34
     balance = await usdt_balance(app, merchant, network)
     assert (balance["available"], balance["held"]) == ("10", "990")
@@ -247,3 +248,65 @@ async def test_a_merchant_sees_only_its_own_withdrawals(app, merchant, other_mer
     assert cancel.status_code == 404
     own = await app.client.get("/api/v1/withdrawals", headers=merchant.headers)
     assert [w["id"] for w in own.json()["data"]] == [withdrawal["id"]]
+
+
+async def test_a_network_without_a_hot_wallet_is_refused_saying_what_to_do(app, merchant):
+    bare = await app.network()
+    await fund(app, merchant.merchant_id, bare, 10 * USDT)
+    response = await withdraw(app, merchant, body(bare, "1"))
+    assert response.status_code == 409 and error_code(response) == "hot_wallet_missing"
+    assert f"nespay wallets import-hot-key --network {bare}" in response.json()["error"]["message"]
+    assert (await usdt_balance(app, merchant, bare))["held"] == "0"
+
+
+async def test_the_hot_wallets_own_address_is_refused(app, merchant, network):
+    from tests.withdrawals.conftest import hot_wallet
+
+    await fund(app, merchant.merchant_id, network, 10 * USDT)
+    own = await hot_wallet(app, network)
+    response = await withdraw(app, merchant, body(network, "1", address=own))
+    assert response.status_code == 422 and error_code(response) == "invalid_address"
+
+
+async def test_an_approved_withdrawal_is_queued_for_the_sender_once(app, merchant, network):
+    await fund(app, merchant.merchant_id, network, 10 * USDT)
+    withdrawal = (await withdraw(app, merchant, body(network, "2"))).json()
+    (row,) = await app.rows(
+        "SELECT o.purpose, o.source_id, o.amount, o.to_address, o.status FROM withdrawals w"
+        " JOIN outgoing_transactions o ON o.id = w.outgoing_tx_id WHERE w.id = :i",
+        i=withdrawal["id"],
+    )
+    assert (row.purpose, row.source_id, int(row.amount)) == (
+        "withdrawal",
+        withdrawal["id"],
+        2 * USDT,
+    )
+    assert row.to_address == PAYEE.lower() and row.status == "queued"
+
+
+async def test_an_admins_approval_queues_the_withdrawal_for_the_sender(
+    app, merchant, network, admins
+):
+    await app.execute(
+        "UPDATE merchants SET withdrawal_approval_threshold_usd = 1 WHERE id = :m",
+        m=merchant.merchant_id,
+    )
+    await fund(app, merchant.merchant_id, network, 10 * USDT)
+    withdrawal = (await withdraw(app, merchant, body(network, "5"))).json()
+    assert (
+        await app.scalar("SELECT outgoing_tx_id FROM withdrawals WHERE id = :i", i=withdrawal["id"])
+        is None
+    )
+    await app.client.post(
+        f"{BO}/withdrawals/{withdrawal['id']}/approve",
+        json={"reason": "ok"},
+        headers=admins["finance"],
+    )
+    assert (
+        await app.scalar(
+            "SELECT o.status FROM withdrawals w JOIN outgoing_transactions o"
+            " ON o.id = w.outgoing_tx_id WHERE w.id = :i",
+            i=withdrawal["id"],
+        )
+        == "queued"
+    )

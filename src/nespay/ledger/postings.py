@@ -151,3 +151,27 @@ async def _fees_charged(db: Sql, rows: Sequence[Any]) -> dict[str, int]:
     if not rows:
         return {}
     return await repository.amounts(db, [_key(row, "fee") for row in rows])
+
+
+async def post_network_fee(db: Sql, network: str, tx_id: str, wei: int | None) -> None:
+    """Gas a mined transaction of ours paid, in the network's native coin: the platform's
+    network fees, out of the hot wallet (`{tx}/gas`, once)."""
+    if not wei:
+        return
+    native = await repository.native_currency(db, network)
+    if native is None:
+        return
+    await record(
+        db,
+        [
+            Transfer(
+                f"{tx_id}/gas",
+                "network_fee",
+                accounts.platform("network_fees", native),
+                accounts.platform("hot_wallet", native),
+                wei,
+                source_type="outgoing_tx",
+                source_id=tx_id,
+            )
+        ],
+    )

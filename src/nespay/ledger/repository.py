@@ -24,6 +24,7 @@ INSERT INTO ledger_accounts (id, merchant_id, kind, currency_id, limited)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[])
 ORDER BY 1
 ON CONFLICT (id) DO NOTHING
+RETURNING id
 """
 
 _INSERT = """
@@ -95,8 +96,13 @@ async def lock_accounts(db: Sql, ids: list[str]) -> Sequence[Any]:
     return await db.fetch(_LOCK, ids)
 
 
-async def create_accounts(db: Sql, rows: Sequence[tuple[str, str | None, str, str, bool]]) -> None:
-    await db.execute(_CREATE, *(list(column) for column in zip(*rows, strict=True)))
+async def create_accounts(
+    db: Sql, rows: Sequence[tuple[str, str | None, str, str, bool]]
+) -> set[str]:
+    """Create the accounts that do not exist yet; returns the ids created (by this
+    transaction, not yet committed)."""
+    created = await db.fetch(_CREATE, *(list(column) for column in zip(*rows, strict=True)))
+    return {row["id"] for row in created}
 
 
 async def insert(db: Sql, rows: Sequence[tuple[Any, ...]]) -> Sequence[Any]:
@@ -168,3 +174,12 @@ async def transactions(
     db: Sql, merchant_id: str, *, starting_after: str | None, source_id: str | None, limit: int
 ) -> Sequence[Any]:
     return await db.fetch(_TRANSACTIONS, merchant_id, starting_after, source_id, limit)
+
+
+async def native_currency(db: Sql, network: str) -> str | None:
+    """The id of the network's native coin (the currency without a contract)."""
+    return await db.fetchval(
+        "SELECT id FROM currencies WHERE network_code = $1 AND contract IS NULL"
+        " ORDER BY id LIMIT 1",
+        network,
+    )

@@ -171,8 +171,10 @@ async def record(db: Sql, transfers: Sequence[Transfer]) -> list[Recorded]:
     return await _results(db, transfers, created)
 
 
-# Accounts known to exist (they are never removed): a batch naming only those creates none.
-# Others are created first, in id order, before anything is locked.
+# Accounts known to exist, committed (they are never removed): a batch naming only those
+# creates none. An account is known once a creation attempt found it already there: one this
+# transaction creates is not known yet (the transaction may still roll back, and a concurrent
+# transfer naming it would fail its foreign key).
 _KNOWN: set[str] = set()
 _KNOWN_MAX = 200_000
 
@@ -181,7 +183,7 @@ async def _ensure(db: Sql, accounts: dict[str, Account]) -> None:
     missing = sorted(set(accounts) - _KNOWN)
     if not missing:
         return
-    await repository.create_accounts(
+    created = await repository.create_accounts(
         db,
         [
             (a.id, a.merchant_id, a.kind, a.currency_id, a.limited)
@@ -190,7 +192,7 @@ async def _ensure(db: Sql, accounts: dict[str, Account]) -> None:
     )
     if len(_KNOWN) > _KNOWN_MAX:
         _KNOWN.clear()
-    _KNOWN.update(missing)
+    _KNOWN.update(account_id for account_id in missing if account_id not in created)
 
 
 async def _lock(db: Sql, ids: list[str]) -> dict[str, tuple[int, int, int]]:

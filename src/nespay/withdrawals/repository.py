@@ -78,8 +78,11 @@ WHERE p.invoice_id = $1 AND p.status = 'confirmed'
 GROUP BY p.currency_id, c.code, c.decimals, p.network_code
 """
 
+# A deposit address, or one of the hot wallets (sending to ourselves moves nothing and would
+# look like a payment or a top-up).
 _OWN_ADDRESS = """
 SELECT EXISTS (SELECT 1 FROM deposit_addresses WHERE chain_family = $1 AND address = $2)
+    OR EXISTS (SELECT 1 FROM hot_wallets WHERE address = $2)
 """
 
 
@@ -157,4 +160,10 @@ async def approval_threshold(db: Sql, merchant_id: str) -> Decimal:
         await db.fetchval(
             "SELECT withdrawal_approval_threshold_usd FROM merchants WHERE id = $1", merchant_id
         )
+    )
+
+
+async def set_outgoing(db: Sql, withdrawal_id: str, tx_id: str) -> None:
+    await db.execute(
+        "UPDATE withdrawals SET outgoing_tx_id = $2 WHERE id = $1", withdrawal_id, tx_id
     )

@@ -32,6 +32,7 @@ from nespay.kit.money import decimals_of, from_base_units, parse_amount, to_base
 from nespay.ledger import accounts
 from nespay.ledger.service import InsufficientBalance, Transfer, record
 from nespay.rates.service import RatesUnavailable, get_rate
+from nespay.wallets import hotkeys, outgoing
 from nespay.withdrawals import repository
 from nespay.withdrawals.schemas import RefundCreate, Withdrawal, WithdrawalCreate
 
@@ -78,6 +79,10 @@ class NothingToRefund(NespayError):
 
 class WithdrawalNotChangeable(Conflict):
     code = "withdrawal_not_changeable"
+
+
+class NoHotWallet(Conflict):
+    code = "hot_wallet_missing"
 
 
 class OwnRequest(NespayError):
@@ -255,6 +260,7 @@ async def _create(
         return _replay(earlier, digest)
     address = await _address(db, currency["chain_family"], body.address)
     amount = _base_units(body.amount, currency)
+    await _require_hot_wallet(session, currency["network"])
     approval = await _needs_approval(
         session, settings, merchant_id, currency["code"], parse_amount(body.amount)
     )
@@ -294,6 +300,8 @@ async def _create(
         merchant_id=merchant_id,
         after=withdrawal.model_dump(mode="json"),
     )
+    if not approval:
+        await _send(session, row)
     # The hold comes last: it locks the merchant's account (every one of its requests) and the
     # platform's payouts account (everyone's) until the commit right after it.
     merchant, payouts = _accounts(row)
@@ -326,6 +334,31 @@ def _replay(earlier: Any, digest: str) -> Requested:
     if earlier["request_hash"] != digest:
         raise IdempotencyKeyReused()
     return Requested(view(earlier), replayed=True)
+
+
+async def _require_hot_wallet(session: AsyncSession, network: str) -> None:
+    try:
+        await hotkeys.active_wallet(session, network, "payouts")
+    except hotkeys.NoHotWallet:
+        raise NoHotWallet(
+            f"Network {network!r} has no hot wallet to send from yet: an operator imports one "
+            f"with `nespay wallets import-hot-key --network {network}`."
+        ) from None
+
+
+async def _send(session: AsyncSession, row: Any) -> None:
+    """Hand an approved withdrawal to the jobs process's sender (same transaction)."""
+    tx_id = await outgoing.enqueue(
+        session,
+        purpose=row["kind"],
+        source_id=row["id"],
+        network=row["network_code"],
+        role="payouts",
+        to_address=row["address"],
+        token_contract=row["contract"],
+        amount=int(row["amount"]),
+    )
+    await repository.set_outgoing(sql(session), row["id"], tx_id)
 
 
 async def _emit(db: Sql, row: Any, event_type: str) -> None:
@@ -467,6 +500,9 @@ async def decide(
         decided_by=principal.id,
         reason=reason,
     )
+    if approve:
+        await _require_hot_wallet(session, row["network_code"])
+        await _send(session, row)
     after = view(row)
     await audit.record(
         session,
@@ -485,7 +521,7 @@ async def decide(
 # --- what the chain says (called by the sender, in its transaction) ---------------------------
 
 
-async def sent(db: Sql, withdrawal_id: str, tx_hash: str) -> None:
+async def sent(db: Sql, withdrawal_id: str, tx_hash: str | None) -> None:
     """Broadcast: the transaction is out (its hash may still change if it is replaced)."""
     row = await repository.lock(db, withdrawal_id)
     if row is None or row["status"] != "approved":

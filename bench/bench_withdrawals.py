@@ -39,8 +39,24 @@ def prepare(db: ScratchDatabase) -> str:
     """`local` with USDT, a merchant and its key, its balance funded."""
     harness.enable_usdt_on_local(db, USDT_CONTRACT)
     key = harness.create_merchant(db, "Bench Withdrawals")
+    import_hot_key(db)
     asyncio.run(fund(db))
     return key
+
+
+def import_hot_key(db: ScratchDatabase) -> None:
+    """`nespay wallets import-hot-key --network local`, the key on standard input."""
+    import secrets
+    import subprocess
+
+    subprocess.run(
+        [harness.PYTHON, "-m", "nespay.cli", "wallets", "import-hot-key", "--network", "local"],
+        input=secrets.token_hex(32) + "\n",
+        env=db.nespay_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
 
 
 async def fund(db: ScratchDatabase) -> None:

@@ -293,6 +293,8 @@ class Settings(BaseSettings):
     invoice_expiry_job_schedule: str = "* * * * *"
     # Money out (nespay.wallets.sender): sign, broadcast, replace and confirm queued
     # transactions. A 6-field schedule (seconds first) runs it more often than once a minute.
+    reconciliation_job_enabled: bool = True
+    reconciliation_job_schedule: str = "20 * * * *"
     wallet_send_job_enabled: bool = True
     wallet_send_job_schedule: str = "*/5 * * * * *"
     # A broadcast transaction not mined after this long is replaced at the same nonce.
@@ -474,6 +476,7 @@ class Settings(BaseSettings):
         "rates_job_schedule",
         "invoice_expiry_job_schedule",
         "wallet_send_job_schedule",
+        "reconciliation_job_schedule",
     )
     @classmethod
     def _cron(cls, value: str) -> str:

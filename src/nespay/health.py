@@ -52,9 +52,23 @@ async def _scanners(runtime: Runtime) -> tuple[str, str | None]:
     return "up", None
 
 
+async def _reconciliation(runtime: Runtime) -> tuple[str, str | None]:
+    """The newest reconciliation of each network: a difference is reported, never a 503 (the
+    platform still takes payments; an operator has to look)."""
+    from nespay.db import sql
+    from nespay.ledger import repository
+
+    async with runtime.db.engine.connect() as conn:
+        runs = await repository.latest_runs(sql(conn))
+    apart = [f"{run['network_code']}: {run['status']}" for run in runs if run["status"] != "ok"]
+    return ("difference", "; ".join(apart)) if apart else ("up", None)
+
+
 async def collect(runtime: Runtime) -> tuple[int, dict[str, Any]]:
     """Checks run one after the other: each is a sub-millisecond round trip, cheaper in
     sequence than as tasks; each has its own timeout."""
+    # (name, check, required); reconciliation appears only when it found something, so the
+    # guide's body stays exactly as it is while all agrees.
     checks: list[tuple[str, Any, bool]] = [
         ("database", lambda: _database(runtime), True),
         ("redis", runtime.redis.health, False),
@@ -63,10 +77,14 @@ async def collect(runtime: Runtime) -> tuple[int, dict[str, Any]]:
         checks.append(("rabbitmq", runtime.broker.health, True))
     if runtime.process == "jobs" and runtime.settings.scanner_enabled:
         checks.append(("scanners", lambda: _scanners(runtime), True))
+    if runtime.process == "jobs":
+        checks.append(("reconciliation", lambda: _reconciliation(runtime), False))
     info: dict[str, Any] = {}
     error: dict[str, Any] = {}
     for name, check, required in checks:
         status, message = await _timed(check, name)
+        if name == "reconciliation" and status == "up":
+            continue
         entry: dict[str, Any] = {"status": status}
         if message:
             entry["message"] = message

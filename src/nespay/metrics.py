@@ -174,6 +174,18 @@ def route_template(scope: Scope, root_path: str = "") -> str:
     return prefix + (getattr(route, "path_format", None) or getattr(route, "path", UNMATCHED))
 
 
+RECONCILIATION_DIFFERENCES = Gauge(
+    "nespay_reconciliation_differences",
+    "Lines (currency and account) where the last reconciliation found the ledger and the chain "
+    "apart, per network (0: they agree)",
+    ["network"],
+)
+
+
+def reconciliation(network: str, differing_lines: int) -> None:
+    RECONCILIATION_DIFFERENCES.labels(network).set(differing_lines)
+
+
 def scanner_lag(network: str, blocks: int) -> None:
     SCANNER_LAG.labels(network).set(blocks)
 

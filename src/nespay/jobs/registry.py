@@ -40,6 +40,7 @@ def all_jobs(settings: Settings) -> dict[str, Job]:
     """Every job the platform runs; a domain adds its jobs here."""
     from nespay.chains.tasks import rpc_health
     from nespay.invoices.tasks import expire_invoices
+    from nespay.ledger.tasks import reconcile_ledger
     from nespay.rates.tasks import refresh_rates
     from nespay.wallets.tasks import send_transactions
 
@@ -64,6 +65,13 @@ def all_jobs(settings: Settings) -> dict[str, Job]:
             enabled=settings.rates_job_enabled,
             run=refresh_rates,
             timeout_s=60.0,
+        ),
+        Job(
+            name="ledger.reconcile",
+            schedule=settings.reconciliation_job_schedule,
+            enabled=settings.reconciliation_job_enabled,
+            run=reconcile_ledger,
+            timeout_s=300.0,
         ),
         Job(
             name="wallets.send",

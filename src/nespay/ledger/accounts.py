@@ -12,13 +12,17 @@ Per (network, currency) — `currency_id` already names both:
 - `p:payouts:{currency}` — withdrawals held and sent, until confirmed (credit normal).
 - `p:fees:{currency}` — the platform's revenue (credit normal).
 - `p:network_fees:{currency}` — gas the platform spent (debit normal).
+- `p:capital:{currency}` — what operators put in from outside (a hot wallet's top-up, recorded
+  with `nespay wallets record-funding`; credit normal).
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-PLATFORM_KINDS = frozenset({"custody", "treasury", "hot_wallet", "payouts", "fees", "network_fees"})
+PLATFORM_KINDS = frozenset(
+    {"custody", "treasury", "hot_wallet", "payouts", "fees", "network_fees", "capital"}
+)
 MERCHANT_KINDS = frozenset({"available"})
 LIMITED_KINDS = frozenset({"available"})
 

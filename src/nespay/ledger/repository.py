@@ -183,3 +183,94 @@ async def native_currency(db: Sql, network: str) -> str | None:
         " ORDER BY id LIMIT 1",
         network,
     )
+
+
+async def network_currencies(db: Sql, network: str) -> Sequence[Any]:
+    """The network's currencies the ledger has accounts in."""
+    return await db.fetch(
+        "SELECT c.id, c.code, c.contract, c.decimals FROM currencies c WHERE c.network_code = $1"
+        " AND EXISTS (SELECT 1 FROM ledger_accounts a WHERE a.currency_id = c.id)"
+        " ORDER BY c.code",
+        network,
+    )
+
+
+async def custody_expected(db: Sql, network: str) -> Sequence[Any]:
+    """What each deposit address should hold: its confirmed payments, per currency."""
+    return await db.fetch(
+        "SELECT currency_id, to_address AS address, sum(amount) AS amount FROM payments"
+        " WHERE network_code = $1 AND status = 'confirmed' GROUP BY 1, 2 ORDER BY 1, 2",
+        network,
+    )
+
+
+async def hot_wallet_addresses(db: Sql, network: str) -> list[str]:
+    rows = await db.fetch(
+        "SELECT DISTINCT address FROM hot_wallets WHERE network_code = $1 ORDER BY 1", network
+    )
+    return [row["address"] for row in rows]
+
+
+async def platform_balances(db: Sql, network: str) -> dict[tuple[str, str], int]:
+    """(currency, kind) → balance of the network's debit-normal platform accounts (custody,
+    hot_wallet): posted debits less posted credits."""
+    rows = await db.fetch(
+        "SELECT a.currency_id, a.kind, a.debits_posted - a.credits_posted AS balance"
+        " FROM ledger_accounts a JOIN currencies c ON c.id = a.currency_id"
+        " WHERE c.network_code = $1 AND a.merchant_id IS NULL"
+        " AND a.kind IN ('custody', 'hot_wallet')",
+        network,
+    )
+    return {(row["currency_id"], row["kind"]): int(row["balance"]) for row in rows}
+
+
+async def store_run(
+    db: Sql,
+    run_id: str,
+    network: str,
+    block: int | None,
+    status: str,
+    lines: str,
+    error: str | None,
+) -> None:
+    await db.execute(
+        "INSERT INTO reconciliation_runs (id, network_code, block_number, status, lines, error)"
+        " VALUES ($1, $2, $3, $4, $5::jsonb, $6)",
+        run_id,
+        network,
+        block,
+        status,
+        lines,
+        error,
+    )
+
+
+async def latest_runs(db: Sql) -> Sequence[Any]:
+    """The newest run of each network."""
+    return await db.fetch(
+        "SELECT DISTINCT ON (network_code) id, network_code, block_number, status, lines, error,"
+        " created_at FROM reconciliation_runs ORDER BY network_code, id DESC"
+    )
+
+
+async def list_runs(
+    db: Sql, *, network: str | None, starting_after: str | None, limit: int
+) -> Sequence[Any]:
+    return await db.fetch(
+        "SELECT id, network_code, block_number, status, lines, error, created_at"
+        " FROM reconciliation_runs WHERE ($1::text IS NULL OR network_code = $1)"
+        " AND ($2::text IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
+        network,
+        starting_after,
+        limit,
+    )
+
+
+async def reconciled_networks(db: Sql) -> list[dict[str, Any]]:
+    """The EVM networks the ledger has accounts on."""
+    rows = await db.fetch(
+        "SELECT n.code, n.chain_id, n.confirmations FROM networks n WHERE n.chain_family = 'evm'"
+        " AND EXISTS (SELECT 1 FROM ledger_accounts a JOIN currencies c ON c.id = a.currency_id"
+        " WHERE c.network_code = n.code) ORDER BY n.code"
+    )
+    return [dict(row) for row in rows]

@@ -5,7 +5,7 @@ from nespay.models.callbacks import WebhookAttempt, WebhookDelivery
 from nespay.models.events import Event
 from nespay.models.identity import ApiKey, AuditLog, Merchant, MerchantUser, WebhookEndpoint
 from nespay.models.invoices import DepositAddress, IdempotencyKey, Invoice, InvoiceOption, Payment
-from nespay.models.ledger import LedgerAccount, LedgerTransfer, Withdrawal
+from nespay.models.ledger import LedgerAccount, LedgerTransfer, ReconciliationRun, Withdrawal
 from nespay.models.platform import AppLock, JobSchedule, RateCounter
 from nespay.models.reference import Currency, Network, RpcEndpoint
 from nespay.models.scanning import ChainBlock, ChainCursor, Rate, ScannerStatus
@@ -30,6 +30,7 @@ __all__ = [
     "Invoice",
     "LedgerAccount",
     "LedgerTransfer",
+    "ReconciliationRun",
     "Withdrawal",
     "InvoiceOption",
     "Payment",

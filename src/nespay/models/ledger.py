@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     ForeignKey,
     ForeignKeyConstraint,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from nespay.models.base import Base
@@ -186,3 +188,24 @@ class Withdrawal(Base):
     broadcast_at: Mapped[datetime | None]
     confirmed_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
+
+
+class ReconciliationRun(Base):
+    """One comparison of the ledger with the chain for one network, at one block: a line per
+    (currency, account kind) with both amounts and the addresses that explain a difference."""
+
+    __tablename__ = "reconciliation_runs"
+    __table_args__ = (
+        CheckConstraint("status IN ('ok', 'difference', 'error')", name="status"),
+        Index("ix_reconciliation_runs_network_code_id", "network_code", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    network_code: Mapped[str] = mapped_column(ForeignKey("networks.code"))
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    lines: Mapped[list[dict[str, object]]] = mapped_column(
+        JSONB, server_default=text("'[]'::jsonb")
+    )
+    error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(server_default=text("now()"))

@@ -102,6 +102,30 @@ def add_privy(
     _say(checksum_address(wallet.address))
 
 
+@wallets_app.command("record-funding")
+def record_funding(
+    network: Annotated[str, typer.Option(help="The network's code")],
+    currency: Annotated[str, typer.Option(help="The currency's code (USDT, ETH, …)")],
+    amount: Annotated[str, typer.Option(help='Whole units, e.g. "0.5"')],
+    reason: Annotated[str, typer.Option(help="Where it came from (kept in the audit log)")],
+) -> None:
+    """Record funds sent into the network's hot wallets from outside (gas money, float for
+    withdrawals), so the ledger — and reconciliation — knows them."""
+    from nespay.chains.cli import _fail, _say, _with_session
+    from nespay.ledger.funding import record_funding as record
+
+    async def work(session):  # type: ignore[no-untyped-def]
+        return await record(
+            session, _actor(), network=network, currency=currency, amount=amount, reason=reason
+        )
+
+    try:
+        _with_session(work)
+    except ValueError as error:
+        _fail(str(error))
+    _say(f"recorded {amount} {currency.upper()} into the hot wallets of {network}")
+
+
 @wallets_app.command("list")
 def list_wallets() -> None:
     """Hot wallets: id, network, role, signer, address, and whether each is active."""

@@ -1,0 +1,66 @@
+"""The `ledger.reconcile` job: every network the ledger has accounts on, compared with the chain
+(`nespay.ledger.reconcile`), each run stored; a network whose node cannot be read is stored as
+an `error` run and the others go on."""
+
+from __future__ import annotations
+
+import httpx
+import orjson
+import structlog
+
+from nespay import metrics
+from nespay.chains import cursors
+from nespay.chains.rpcclient import ChainIdentity, RpcClient, RpcError
+from nespay.db import sql
+from nespay.jobs.registry import JobFailed
+from nespay.kit.ids import new_id
+from nespay.kit.urls import mask_urls_in
+from nespay.ledger import reconcile, repository
+from nespay.runtime import Runtime
+
+log = structlog.get_logger("nespay.ledger")
+RPC_TIMEOUT_S = 10.0
+
+
+async def reconcile_ledger(runtime: Runtime) -> str:
+    async with runtime.db.engine.connect() as conn:
+        networks = await repository.reconciled_networks(sql(conn))
+    outcomes: dict[str, str] = {}
+    async with httpx.AsyncClient(timeout=RPC_TIMEOUT_S, follow_redirects=False) as http:
+        for network in networks:
+            outcomes[network["code"]] = await _one(runtime, http, network)
+    failed = [code for code, outcome in outcomes.items() if outcome == "error"]
+    if failed and len(failed) == len(outcomes):
+        raise JobFailed(f"no network could be read: {', '.join(failed)}")
+    return ", ".join(f"{code}: {outcome}" for code, outcome in outcomes.items()) or "nothing to do"
+
+
+async def _one(runtime: Runtime, http: httpx.AsyncClient, network: dict) -> str:
+    code = network["code"]
+    async with runtime.db.engine.connect() as conn:
+        endpoints = await cursors.endpoints(conn, code)
+    rpc = RpcClient(http, [])
+    rpc.set_endpoints(endpoints)
+    rpc.expect(ChainIdentity(network["chain_id"], None))
+    block, lines, error = None, [], None
+    try:
+        async with runtime.db.engine.connect() as conn:
+            block, lines = await reconcile.reconcile(sql(conn), rpc, code, network["confirmations"])
+        status = reconcile.status_of(lines)
+    except RpcError as failure:
+        status, error = "error", mask_urls_in(str(failure))[:500]
+        log.warning("reconciliation_failed", network=code, error=error)
+    async with runtime.db.engine.begin() as conn:
+        await repository.store_run(
+            sql(conn), new_id("rec"), code, block, status, orjson.dumps(lines).decode(), error
+        )
+    differing = [line for line in lines if line["difference"] != "0" or line["addresses"]]
+    metrics.reconciliation(code, len(differing))
+    if differing:
+        log.warning(
+            "reconciliation_difference",
+            network=code,
+            block=block,
+            lines=[(line["currency"], line["account"], line["difference"]) for line in differing],
+        )
+    return status

@@ -19,6 +19,7 @@ from bench import (
     bench_health,
     bench_invoices,
     bench_scale,
+    bench_withdrawals,
     harness,
 )
 
@@ -28,6 +29,7 @@ BENCHMARKS = {
     "db_endpoint": bench_db_endpoint,
     "invoices": bench_invoices,
     "auth": bench_auth,
+    "withdrawals": bench_withdrawals,
 }
 # Their own databases and anvil, their own defaults (`python -m bench.bench_catchup -h`).
 CHAIN_BENCHMARKS = {

@@ -4,6 +4,7 @@ balance debited and the tokens at the payee; a refund the same way; the gas in t
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import text
 
 from nespay.auth.principals import Actor, Principal
@@ -13,6 +14,10 @@ from nespay.withdrawals import service
 from tests.payments.conftest import CONFIRMATIONS, units
 from tests.wallets.sending import ETH, import_key
 from tests.withdrawals.conftest import PAYEE
+
+# The sender works every network with queued transfers: in the shared database, other tests'
+# networks (no node behind them) would have some.
+pytestmark = pytest.mark.own_database
 
 ADMIN = Principal("admin", "admin-sub-e2e", None, groups=frozenset({"finance"}))
 

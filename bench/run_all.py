@@ -18,6 +18,7 @@ from bench import (
     bench_detection,
     bench_health,
     bench_invoices,
+    bench_ledger,
     bench_scale,
     bench_withdrawals,
     harness,
@@ -38,6 +39,8 @@ CHAIN_BENCHMARKS = {
     "scale": bench_scale,
     # Its own database, RabbitMQ node and receiver (`python -m bench.bench_callbacks -h`).
     "callbacks": bench_callbacks,
+    # In-process, its own database (`python -m bench.bench_ledger -h`).
+    "ledger": bench_ledger,
 }
 
 

@@ -47,7 +47,9 @@ def _fee(row: Any, bps: int) -> list[Transfer]:
         return []
     _, merchant = _parties(row)
     fees = accounts.platform("fees", row["currency_id"])
-    return [Transfer(_key(row, "fee"), "payment_fee", merchant, fees, fee, **_common(row))]
+    return [
+        Transfer(_key(row, "fee"), "payment_fee", merchant, fees, fee, netted=True, **_common(row))
+    ]
 
 
 async def post_payments(

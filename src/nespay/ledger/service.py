@@ -73,6 +73,11 @@ class Transfer:
     source_id: str | None = None
     # Only a reversal the chain forced may take a limited account below zero.
     may_overdraw: bool = False
+    # A charge taken from a credit of the same batch (a payment's fee): refused only if the
+    # batch, forced reversals aside, lowers the balance. A merchant in deficit still has its
+    # payments confirmed (and the scanner's batch recorded) when the credit does not cover
+    # the whole deficit.
+    netted: bool = False
 
     def __post_init__(self) -> None:
         if self.type not in ("posted", "pending", "post", "void"):
@@ -88,6 +93,8 @@ class Transfer:
             raise ValueError("a transfer's amount is a positive integer of base units")
         if self.amount is not None and self.amount < 0:
             raise ValueError("a transfer's amount is never negative")
+        if self.may_overdraw and self.type != "posted":
+            raise ValueError("only a posted transfer (a forced reversal) may overdraw")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +111,12 @@ class _Delta:
     credits_pending: int = 0
     credits_posted: int = 0
     covered: bool = False  # must stay covered after this change
+    netted: bool = False  # holds a netted charge: must not lower the balance, else be covered
+    forced: int = 0  # debited by forced reversals
+
+    def must_cover(self) -> bool:
+        unforced = self.credits_posted - self.debits_posted - self.debits_pending + self.forced
+        return self.covered or (self.netted and unforced < 0)
 
 
 @dataclass
@@ -131,25 +144,23 @@ async def record(db: Sql, transfers: Sequence[Transfer]) -> list[Recorded]:
         # The accounts' rows are locked as late as possible (they are the hot rows: a platform
         # account takes every merchant's transfers), just before their UPDATE — unless a forced
         # reversal needs their counters first, to flag whether it overdraws.
-        forced = any(t.may_overdraw for t in transfers)
+        forced = [t for t in transfers if t.may_overdraw]
         counters = await _lock(db, ids_in_order) if forced else {}
 
-        # One time-ordered base per batch, then the transfer's place in it: a batch lists in the
-        # order it was recorded (ids alone would order one millisecond's transfers at random).
+        # One time-ordered base per batch, then the transfer's place in it: a batch lists in
+        # the order it was recorded (ids alone would order one millisecond's transfers at
+        # random).
         base = new_id("btx")
         ids = {t.key: f"{base}{n:05d}" for n, t in enumerate(transfers)}
-        fresh = [t for t in transfers if t.type in ("posted", "pending")]
+        # Forced reversals go in last: whether one overdrew is judged on the account as the
+        # whole batch leaves it, resolutions included (a payment confirmed in the same scanner
+        # batch may cover the reversal: no deficit then). They are posted transfers, so nothing
+        # in the batch resolves them.
+        fresh = [t for t in transfers if t.type in ("posted", "pending") and not t.may_overdraw]
         resolving = [t for t in transfers if t.type in ("post", "void")]
-        overdrawing = _overdrawing(fresh, counters)
         created: dict[str, str] = {}
         if fresh:
-            rows = await repository.insert(
-                db, [_row(ids[t.key], t, t.key in overdrawing) for t in fresh]
-            )
-            created.update((row["key"], row["id"]) for row in rows)
-            for t in fresh:
-                if t.key in created:
-                    _add_fresh(batch, t)
+            await _insert(db, batch, fresh, ids, created, set())
         if resolving:
             by_key = {t.key: t for t in resolving}
             rows = await repository.resolve(db, [_resolution(ids[t.key], t) for t in resolving])
@@ -158,7 +169,11 @@ async def record(db: Sql, transfers: Sequence[Transfer]) -> list[Recorded]:
                 _add_resolution(
                     batch, by_key[row["key"]], int(row["amount"]), int(row["pending_amount"])
                 )
-        if not forced:
+        overdrawing: set[str] = set()
+        if forced:
+            overdrawing = _overdrawing(forced, counters, batch)
+            await _insert(db, batch, forced, ids, created, overdrawing)
+        else:
             await _lock(db, ids_in_order)
         await _apply(db, batch)
         for key in overdrawing & created.keys():
@@ -214,21 +229,38 @@ async def _lock(db: Sql, ids: list[str]) -> dict[str, tuple[int, int, int]]:
     }
 
 
-def _overdrawing(fresh: Sequence[Transfer], counters: dict[str, tuple[int, int, int]]) -> set[str]:
-    """Keys of the forced reversals that take a limited account below zero (flagged)."""
-    forced = [t for t in fresh if t.may_overdraw and t.debit.limited]
-    if not forced:
-        return set()
-    balance = {
-        account_id: credits - debits - pending
-        for account_id, (credits, debits, pending) in counters.items()
-    }
-    for t in fresh:
-        amount = t.amount or 0
-        if t.type == "posted":
-            balance[t.credit.id] = balance.get(t.credit.id, 0) + amount
-        balance[t.debit.id] = balance.get(t.debit.id, 0) - amount
-    return {t.key for t in forced if balance[t.debit.id] < 0}
+async def _insert(
+    db: Sql,
+    batch: _Batch,
+    transfers: Sequence[Transfer],
+    ids: dict[str, str],
+    created: dict[str, str],
+    overdrawing: set[str],
+) -> None:
+    rows = await repository.insert(
+        db, [_row(ids[t.key], t, t.key in overdrawing) for t in transfers]
+    )
+    created.update((row["key"], row["id"]) for row in rows)
+    for t in transfers:
+        if t.key in created:
+            _add_fresh(batch, t)
+
+
+def _overdrawing(
+    forced: Sequence[Transfer], counters: dict[str, tuple[int, int, int]], batch: _Batch
+) -> set[str]:
+    """Keys of the forced reversals after which a limited account ends the batch below zero
+    (flagged): its counters, what the rest of the batch changed, then every reversal."""
+    balance: dict[str, int] = {}
+    for account_id, (credits, debits, pending) in counters.items():
+        d = batch.deltas.get(account_id, _Delta())
+        balance[account_id] = (
+            credits + d.credits_posted - debits - d.debits_posted - pending - d.debits_pending
+        )
+    for t in forced:
+        balance[t.debit.id] -= t.amount or 0
+        balance[t.credit.id] += t.amount or 0
+    return {t.key for t in forced if t.debit.limited and balance[t.debit.id] < 0}
 
 
 def _row(transfer_id: str, t: Transfer, overdrew: bool) -> tuple[object, ...]:
@@ -273,7 +305,13 @@ def _add_fresh(batch: _Batch, t: Transfer) -> None:
     else:
         debit.debits_posted += amount
         credit.credits_posted += amount
-    if t.debit.limited and not t.may_overdraw:
+    if not t.debit.limited:
+        return
+    if t.may_overdraw:
+        debit.forced += amount
+    elif t.netted:
+        debit.netted = True
+    else:
         debit.covered = True
 
 
@@ -293,7 +331,7 @@ async def _apply(db: Sql, batch: _Batch) -> None:
             d.debits_posted,
             d.credits_pending,
             d.credits_posted,
-            d.covered,
+            d.must_cover(),
         )
         for account_id, d in sorted(batch.deltas.items())
         if d.debits_pending or d.debits_posted or d.credits_pending or d.credits_posted

@@ -14,7 +14,7 @@ from nespay.auth.principals import Principal
 from nespay.auth.scopes import ADMIN, FINANCE, SUPPORT
 from nespay.db import sql
 from nespay.deps import SessionDep
-from nespay.kit.pagination import PageDep
+from nespay.kit.pagination import PageDep, fetch_size, split_page
 from nespay.ledger import repository
 
 router = APIRouter(tags=["backoffice: reconciliation"])
@@ -47,8 +47,12 @@ async def list_runs(
     per currency and account the ledger's amount, the chain's, the difference (base units) and
     the addresses that explain it (`status`: ok, difference, error)."""
     rows = await repository.list_runs(
-        sql(session), network=network, starting_after=page.starting_after, limit=page.limit + 1
+        sql(session),
+        network=network,
+        starting_after=page.starting_after,
+        limit=fetch_size(page.limit),
     )
+    rows, has_more = split_page(rows, page.limit)
     runs = [
         ReconciliationRun(
             id=row["id"],
@@ -59,6 +63,6 @@ async def list_runs(
             error=row["error"],
             created_at=row["created_at"],
         )
-        for row in rows[: page.limit]
+        for row in rows
     ]
-    return ReconciliationRunList(data=runs, has_more=len(rows) > page.limit)
+    return ReconciliationRunList(data=runs, has_more=has_more)

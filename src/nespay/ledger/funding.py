@@ -11,7 +11,7 @@ from nespay.audit import service as audit
 from nespay.auth.principals import Actor
 from nespay.db import sql
 from nespay.kit.ids import new_id
-from nespay.kit.money import check_amount_text, decimals_of, parse_amount, to_base_units
+from nespay.kit.money import check_amount_text, parse_amount, to_base_units
 from nespay.ledger import accounts
 from nespay.ledger.service import Transfer, record
 from nespay.withdrawals import repository as withdrawals_repository
@@ -27,10 +27,7 @@ async def record_funding(
     if found is None:
         raise ValueError(f"there is no {currency} on network {network!r}")
     check_amount_text(amount)
-    value = parse_amount(amount)
-    if decimals_of(value) > found["decimals"]:
-        raise ValueError(f"{found['code']} has {found['decimals']} decimal places")
-    units = to_base_units(value, found["decimals"])
+    units = to_base_units(parse_amount(amount), found["decimals"])
     key = f"funding/{new_id('fund')}"
     await record(
         db,

@@ -28,7 +28,7 @@ from nespay.events.service import emit_all
 from nespay.invoices.service import IdempotencyKeyReused, check_idempotency_key
 from nespay.kit.addresses import AddressInvalid, display_address, parse_evm_address
 from nespay.kit.ids import new_id
-from nespay.kit.money import decimals_of, from_base_units, parse_amount, to_base_units
+from nespay.kit.money import from_base_units, parse_amount, to_base_units
 from nespay.ledger import accounts
 from nespay.ledger.service import InsufficientBalance, Transfer, record
 from nespay.rates.service import RatesUnavailable, get_rate
@@ -146,13 +146,10 @@ async def _address(db: Sql, family: str, text: str) -> str:
 
 
 def _base_units(amount_text: str, currency: Any) -> int:
-    amount = parse_amount(amount_text)
-    if decimals_of(amount) > currency["decimals"]:
-        raise InvalidAmount(
-            f"amount: {currency['code']} has {currency['decimals']} decimal places; "
-            f"{amount_text} has more."
-        )
-    return to_base_units(amount, currency["decimals"])
+    try:
+        return to_base_units(parse_amount(amount_text), currency["decimals"])
+    except ValueError as exc:
+        raise InvalidAmount(f"amount: {amount_text} {exc} ({currency['code']}).") from None
 
 
 async def _needs_approval(

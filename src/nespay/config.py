@@ -285,6 +285,9 @@ class Settings(BaseSettings):
     consolidation_job_schedule: str = "0 * * * *"
     consolidation_job_max_concurrent: int = Field(5, ge=1, le=100)
     consolidation_job_timeout_ms: int = Field(300_000, ge=1000)
+    # A sweep whose gas would cost more than this share of the value (basis points) is left
+    # as dust (listed, re-judged every pass).
+    consolidation_max_gas_share_bps: int = Field(500, ge=0, le=10_000)
     rpc_health_job_enabled: bool = True
     rpc_health_job_schedule: str = "* * * * *"
     rates_job_enabled: bool = True

@@ -14,6 +14,7 @@ from nespay.backoffice.events import router as backoffice_events_router
 from nespay.backoffice.invoices import router as backoffice_invoices_router
 from nespay.backoffice.reconciliation import router as reconciliation_router
 from nespay.backoffice.reference import router as reference_router
+from nespay.backoffice.sweeps import router as backoffice_sweeps_router
 from nespay.backoffice.withdrawals import router as backoffice_withdrawals_router
 from nespay.callbacks.endpoints import router as callbacks_router
 from nespay.chains.endpoints import router as chains_router
@@ -59,6 +60,7 @@ def backoffice_api() -> APIRouter:
     router.include_router(backoffice_invoices_router)
     router.include_router(backoffice_withdrawals_router)
     router.include_router(reconciliation_router)
+    router.include_router(backoffice_sweeps_router)
     return router
 
 

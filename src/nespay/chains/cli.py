@@ -240,6 +240,26 @@ def networks_disable(code: Annotated[str, typer.Argument(help="The network's cod
     _set_enabled(code, False)
 
 
+@networks_app.command("set-treasury")
+def networks_set_treasury(
+    code: Annotated[str, typer.Argument(help="The network's code")],
+    address: Annotated[str, typer.Argument(help="The treasury's address (0x…)")],
+) -> None:
+    """Set where consolidation sweeps the network's deposit addresses: an address whose key
+    Nespay does not hold (a cold wallet, a multisig). Withdrawals to it are refused."""
+    from nespay.kit.addresses import checksum_address
+    from nespay.sweeps.treasury import TreasuryInvalid, set_treasury
+
+    async def work(session: AsyncSession) -> str:
+        return await set_treasury(session, _actor(), code, address)
+
+    try:
+        stored = _with_session(work)
+    except TreasuryInvalid as error:
+        _fail(str(error))
+    _say(f"{code}: treasury {checksum_address(stored)}")
+
+
 @networks_app.command("reset-cursor")
 def networks_reset_cursor(
     code: Annotated[str, typer.Argument(help="The network's code")],

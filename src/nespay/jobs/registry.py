@@ -42,6 +42,7 @@ def all_jobs(settings: Settings) -> dict[str, Job]:
     from nespay.invoices.tasks import expire_invoices
     from nespay.ledger.tasks import reconcile_ledger
     from nespay.rates.tasks import refresh_rates
+    from nespay.sweeps.tasks import consolidate
     from nespay.wallets.tasks import send_transactions
 
     jobs = [
@@ -79,6 +80,13 @@ def all_jobs(settings: Settings) -> dict[str, Job]:
             enabled=settings.wallet_send_job_enabled,
             run=send_transactions,
             timeout_s=60.0,
+        ),
+        Job(
+            name="consolidation.sweep",
+            schedule=settings.consolidation_job_schedule,
+            enabled=settings.consolidation_job_enabled,
+            run=consolidate,
+            timeout_s=settings.consolidation_job_timeout_ms / 1000,
         ),
     ]
     return {job.name: job for job in jobs}

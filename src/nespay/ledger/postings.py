@@ -155,9 +155,12 @@ async def _fees_charged(db: Sql, rows: Sequence[Any]) -> dict[str, int]:
     return await repository.amounts(db, [_key(row, "fee") for row in rows])
 
 
-async def post_network_fee(db: Sql, network: str, tx_id: str, wei: int | None) -> None:
+async def post_network_fee(
+    db: Sql, network: str, tx_id: str, wei: int | None, *, paid_by: str = "hot_wallet"
+) -> None:
     """Gas a mined transaction of ours paid, in the network's native coin: the platform's
-    network fees, out of the hot wallet (`{tx}/gas`, once)."""
+    network fees, out of the account of the address that paid it — the hot wallet, or
+    `custody` for a sweep sent by a deposit address (`{tx}/gas`, once)."""
     if not wei:
         return
     native = await repository.native_currency(db, network)
@@ -170,10 +173,48 @@ async def post_network_fee(db: Sql, network: str, tx_id: str, wei: int | None) -
                 f"{tx_id}/gas",
                 "network_fee",
                 accounts.platform("network_fees", native),
-                accounts.platform("hot_wallet", native),
+                accounts.platform(paid_by, native),
                 wei,
                 source_type="outgoing_tx",
                 source_id=tx_id,
+            )
+        ],
+    )
+
+
+async def post_sweep_topup(db: Sql, sweep_id: str, native_currency_id: str, wei: int) -> None:
+    """A sweep's gas top-up arrived at its deposit address: hot wallet → custody
+    (`{sweep}/topup`)."""
+    await record(
+        db,
+        [
+            Transfer(
+                f"{sweep_id}/topup",
+                "sweep_gas",
+                accounts.platform("custody", native_currency_id),
+                accounts.platform("hot_wallet", native_currency_id),
+                wei,
+                source_type="sweep",
+                source_id=sweep_id,
+            )
+        ],
+    )
+
+
+async def post_sweep(db: Sql, sweep_id: str, currency_id: str, amount: int) -> None:
+    """A sweep confirmed: custody → treasury (`{sweep}/swept`). Merchants' accounts are never
+    touched, so a stuck or failed sweep changes no balance a merchant sees."""
+    await record(
+        db,
+        [
+            Transfer(
+                f"{sweep_id}/swept",
+                "sweep",
+                accounts.platform("treasury", currency_id),
+                accounts.platform("custody", currency_id),
+                amount,
+                source_type="sweep",
+                source_id=sweep_id,
             )
         ],
     )

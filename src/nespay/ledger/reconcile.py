@@ -4,14 +4,18 @@ at one block (the head less the network's confirmations, so both sides see settl
 Per currency of the network, two lines:
 
 - `custody`: the `p:custody` account against the deposit addresses' balances. Each address is
-  expected to hold what its confirmed payments brought (until sweeps move it); an address whose
-  balance differs is listed — a transfer the ledger does not know (dust, a payment still
-  confirming, a stray deposit) shows up there, with its address.
+  expected to hold what its confirmed payments brought, plus the sweep gas it was sent, less
+  what its sweeps moved out and the gas they burnt (transactions mined by the block); an
+  address whose balance differs is listed — a transfer the ledger does not know (dust, a
+  payment still confirming, a stray deposit) shows up there, with its address.
 - `hot_wallet`: the `p:hot_wallet` account against the hot wallets' balances (all of the
   network's, active or not). Funds an operator sends in are known to the ledger once recorded
   with `nespay wallets record-funding`; anything else shows up as a difference.
+- `treasury`: the `p:treasury` account (what sweeps moved there) against the balance of the
+  network's treasury address (and of any earlier one a sweep went to). A transfer into the
+  treasury that the ledger does not know shows up here, with the address.
 
-(The treasury joins when consolidation sweeps into it.) Each run is stored
+Each run is stored
 (`reconciliation_runs`), listed in the backoffice, counted in a metric and reported by the jobs
 health check when it found a difference.
 """
@@ -46,7 +50,7 @@ def _balance_call(currency: Currency, address: str, block: str) -> tuple[str, li
     return "eth_call", [{"to": currency.contract, "data": data}, block]
 
 
-async def _balances(
+async def balances(
     rpc: RpcClient, wanted: Sequence[tuple[Currency, str]], block: str
 ) -> dict[tuple[str, str], int]:
     calls = [_balance_call(currency, address, block) for currency, address in wanted]
@@ -81,36 +85,34 @@ async def reconcile(db: Sql, rpc: RpcClient, network: str, confirmations: int) -
         Currency(row["id"], row["code"], row["contract"], row["decimals"])
         for row in await repository.network_currencies(db, network)
     ]
-    expected = defaultdict(int)  # (currency, deposit address) -> base units
-    for row in await repository.custody_expected(db, network):
-        expected[(row["currency_id"], row["address"])] = int(row["amount"])
-    hot = await repository.hot_wallet_addresses(db, network)
+    expected: dict[str, dict[str, int]] = defaultdict(dict)  # currency -> address -> units
+    for row in await repository.custody_expected(db, network, block_number):
+        expected[row["currency_id"]][row["address"]] = int(row["amount"])
+    held_by = {
+        "hot_wallet": await repository.hot_wallet_addresses(db, network),
+        "treasury": await repository.treasury_addresses(db, network),
+    }
     ledger = await repository.platform_balances(db, network)
-    wanted = [(c, address) for c in currencies for (cid, address) in expected if cid == c.id]
-    wanted += [(c, address) for c in currencies for address in hot]
-    chain = await _balances(rpc, wanted, block)
+    wanted = [(c, address) for c in currencies for address in expected[c.id]]
+    wanted += [(c, a) for c in currencies for addresses in held_by.values() for a in addresses]
+    chain = await balances(rpc, wanted, block)
     lines = []
     for currency in currencies:
-        deposits = [address for (cid, address) in expected if cid == currency.id]
+        deposits = expected[currency.id]
         on_chain = sum(chain[(currency.id, a)] for a in deposits)
         differing = [
-            {
-                "address": a,
-                "expected": str(expected[(currency.id, a)]),
-                "chain": str(chain[(currency.id, a)]),
-            }
-            for a in deposits
-            if chain[(currency.id, a)] != expected[(currency.id, a)]
+            {"address": a, "expected": str(units), "chain": str(chain[(currency.id, a)])}
+            for a, units in deposits.items()
+            if chain[(currency.id, a)] != units
         ]
         lines.append(
             _line(currency, "custody", ledger.get((currency.id, "custody"), 0), on_chain, differing)
         )
-        held = ledger.get((currency.id, "hot_wallet"), 0)
-        in_wallets = sum(chain[(currency.id, a)] for a in hot)
-        wallets = [{"address": a, "chain": str(chain[(currency.id, a)])} for a in hot]
-        lines.append(
-            _line(currency, "hot_wallet", held, in_wallets, wallets if held != in_wallets else [])
-        )
+        for kind, addresses in held_by.items():
+            held = ledger.get((currency.id, kind), 0)
+            found = sum(chain[(currency.id, a)] for a in addresses)
+            listed = [{"address": a, "chain": str(chain[(currency.id, a)])} for a in addresses]
+            lines.append(_line(currency, kind, held, found, listed if held != found else []))
     return block_number, lines
 
 

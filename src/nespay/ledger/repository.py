@@ -195,13 +195,52 @@ async def network_currencies(db: Sql, network: str) -> Sequence[Any]:
     )
 
 
-async def custody_expected(db: Sql, network: str) -> Sequence[Any]:
-    """What each deposit address should hold: its confirmed payments, per currency."""
-    return await db.fetch(
-        "SELECT currency_id, to_address AS address, sum(amount) AS amount FROM payments"
-        " WHERE network_code = $1 AND status = 'confirmed' GROUP BY 1, 2 ORDER BY 1, 2",
+# What each deposit address should hold at a block, per currency: its confirmed payments,
+# plus the sweep gas top-ups it received, less what it sent (a sweep's amount when it
+# succeeded, its gas whether or not), counting transactions mined at or before the block.
+_CUSTODY_EXPECTED = """
+WITH native AS (
+    SELECT id FROM currencies WHERE network_code = $1 AND contract IS NULL ORDER BY id LIMIT 1
+), moves AS (
+    SELECT p.currency_id, p.to_address AS address, p.amount FROM payments p
+    WHERE p.network_code = $1 AND p.status = 'confirmed'
+  UNION ALL
+    SELECT (SELECT id FROM native), o.to_address, o.amount FROM outgoing_transactions o
+    WHERE o.network_code = $1 AND o.purpose = 'sweep_gas' AND o.receipt_status = 1
+      AND o.status IN ('mined', 'confirmed') AND o.mined_block_number <= $2
+  UNION ALL
+    SELECT c.id, o.from_address, -o.amount FROM outgoing_transactions o
+    JOIN currencies c ON c.network_code = o.network_code
+     AND lower(c.contract) IS NOT DISTINCT FROM o.token_contract
+    WHERE o.network_code = $1 AND o.deposit_address_id IS NOT NULL AND o.receipt_status = 1
+      AND o.status IN ('mined', 'confirmed') AND o.mined_block_number <= $2
+  UNION ALL
+    SELECT (SELECT id FROM native), o.from_address, -(o.gas_used * o.effective_gas_price)
+    FROM outgoing_transactions o
+    WHERE o.network_code = $1 AND o.deposit_address_id IS NOT NULL AND o.gas_used IS NOT NULL
+      AND o.status IN ('mined', 'confirmed', 'failed') AND o.mined_block_number <= $2
+)
+SELECT currency_id, address, sum(amount) AS amount FROM moves
+WHERE currency_id IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2
+"""
+LATEST = 2**62  # a block number above any: everything mined so far
+
+
+async def custody_expected(db: Sql, network: str, block: int = LATEST) -> Sequence[Any]:
+    """(currency_id, address, amount) per deposit address: see `_CUSTODY_EXPECTED`."""
+    return await db.fetch(_CUSTODY_EXPECTED, network, block)
+
+
+async def treasury_addresses(db: Sql, network: str) -> list[str]:
+    """The network's treasury and every earlier one a sweep went to."""
+    rows = await db.fetch(
+        "SELECT treasury_address AS address FROM networks WHERE code = $1"
+        " AND treasury_address IS NOT NULL"
+        " UNION SELECT DISTINCT treasury_address FROM sweeps WHERE network_code = $1"
+        " ORDER BY 1",
         network,
     )
+    return [row["address"] for row in rows]
 
 
 async def hot_wallet_addresses(db: Sql, network: str) -> list[str]:
@@ -213,12 +252,12 @@ async def hot_wallet_addresses(db: Sql, network: str) -> list[str]:
 
 async def platform_balances(db: Sql, network: str) -> dict[tuple[str, str], int]:
     """(currency, kind) → balance of the network's debit-normal platform accounts (custody,
-    hot_wallet): posted debits less posted credits."""
+    hot_wallet, treasury): posted debits less posted credits."""
     rows = await db.fetch(
         "SELECT a.currency_id, a.kind, a.debits_posted - a.credits_posted AS balance"
         " FROM ledger_accounts a JOIN currencies c ON c.id = a.currency_id"
         " WHERE c.network_code = $1 AND a.merchant_id IS NULL"
-        " AND a.kind IN ('custody', 'hot_wallet')",
+        " AND a.kind IN ('custody', 'hot_wallet', 'treasury')",
         network,
     )
     return {(row["currency_id"], row["kind"]): int(row["balance"]) for row in rows}

@@ -30,6 +30,9 @@ class Network(TimestampMixin, Base):
     # Outgoing transactions are neither sent nor replaced with a maxFeePerGas above this
     # (wei per gas); NULL: no cap (see docs/sending.md).
     max_fee_per_gas_cap: Mapped[Decimal | None] = mapped_column(Numeric(78, 0))
+    # Where consolidation sweeps deposit addresses (`nespay networks set-treasury`); no key
+    # of it is held here. Lower case for EVM.
+    treasury_address: Mapped[str | None] = mapped_column(String(64))
 
     currencies: Mapped[list[Currency]] = relationship(back_populates="network", lazy="raise")
     rpc_endpoints: Mapped[list[RpcEndpoint]] = relationship(back_populates="network", lazy="raise")

@@ -86,6 +86,15 @@ class OutgoingTransaction(Base):
             name="status",
         ),
         CheckConstraint("amount >= 0", name="amount_not_negative"),
+        # Sent by a hot wallet, or (a sweep) by the deposit address itself.
+        CheckConstraint(
+            "(hot_wallet_id IS NULL) <> (deposit_address_id IS NULL)", name="one_sender"
+        ),
+        Index(
+            "ix_outgoing_transactions_deposit_address_id",
+            "deposit_address_id",
+            postgresql_where=text("deposit_address_id IS NOT NULL"),
+        ),
         Index("uq_outgoing_transactions_purpose_source_id", "purpose", "source_id", unique=True),
         Index(
             "uq_outgoing_transactions_network_code_from_address_nonce",
@@ -107,7 +116,12 @@ class OutgoingTransaction(Base):
     purpose: Mapped[str] = mapped_column(String(40))
     source_id: Mapped[str] = mapped_column(String(100))
     network_code: Mapped[str] = mapped_column(ForeignKey("networks.code", ondelete="RESTRICT"))
-    hot_wallet_id: Mapped[str] = mapped_column(ForeignKey("hot_wallets.id", ondelete="RESTRICT"))
+    hot_wallet_id: Mapped[str | None] = mapped_column(
+        ForeignKey("hot_wallets.id", ondelete="RESTRICT")
+    )
+    deposit_address_id: Mapped[str | None] = mapped_column(
+        ForeignKey("deposit_addresses.id", ondelete="RESTRICT")
+    )
     from_address: Mapped[str] = mapped_column(String(64))
     to_address: Mapped[str] = mapped_column(String(64))
     token_contract: Mapped[str | None] = mapped_column(String(64))  # NULL: the native coin
@@ -158,5 +172,70 @@ class OutgoingTransactionCandidate(Base):
     last_error: Mapped[str | None] = mapped_column(String(1000))
 
 
+class HdAccountKey(Base):
+    """The account extended PRIVATE key of a chain family's deposit addresses (the one whose
+    public key is HD_WALLET_XPUB), encrypted; imported with `nespay wallets import-xprv` and
+    opened only by the jobs process, to sign sweeps. The api host derives addresses from the
+    xpub alone."""
+
+    __tablename__ = "hd_account_keys"
+    __table_args__ = (CheckConstraint("chain_family IN ('evm', 'tron')", name="chain_family"),)
+
+    chain_family: Mapped[str] = mapped_column(String(8), primary_key=True)
+    xpub: Mapped[str] = mapped_column(String(200))  # its public key, to match the setting
+    xprv_encrypted: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
+
+
+SWEEP_STATUSES = ("dust", "funding", "sending", "confirmed", "failed")
+
+
+class Sweep(Base):
+    """Consolidation of one (deposit address, currency) into the network's treasury: `dust`
+    (gas would cost more than the allowed share of the value: listed, not sent), `funding`
+    (the gas top-up from the gas wallet is on its way), `sending` (the transfer from the
+    deposit address), then `confirmed` or `failed`. At most one live sweep per address and
+    currency (a unique index)."""
+
+    __tablename__ = "sweeps"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('dust', 'funding', 'sending', 'confirmed', 'failed')", name="status"
+        ),
+        CheckConstraint("amount > 0", name="positive_amount"),
+        Index(
+            "uq_sweeps_deposit_address_id_currency_id",
+            "deposit_address_id",
+            "currency_id",
+            unique=True,
+            postgresql_where=text("status IN ('dust', 'funding', 'sending')"),
+        ),
+        Index("ix_sweeps_network_code_status", "network_code", "status"),
+        Index("ix_sweeps_status_id", "status", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    network_code: Mapped[str] = mapped_column(ForeignKey("networks.code", ondelete="RESTRICT"))
+    currency_id: Mapped[str] = mapped_column(ForeignKey("currencies.id", ondelete="RESTRICT"))
+    deposit_address_id: Mapped[str] = mapped_column(
+        ForeignKey("deposit_addresses.id", ondelete="RESTRICT")
+    )
+    address: Mapped[str] = mapped_column(String(64))  # the deposit address
+    treasury_address: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[Decimal] = mapped_column(WEI)  # base units to move
+    status: Mapped[str] = mapped_column(String(16))
+    gas_limit: Mapped[int | None] = mapped_column(BigInteger)
+    gas_cost_wei: Mapped[Decimal | None] = mapped_column(WEI)  # the estimate it was judged by
+    topup_wei: Mapped[Decimal | None] = mapped_column(WEI)
+    topup_tx_id: Mapped[str | None] = mapped_column(String(40))
+    sweep_tx_id: Mapped[str | None] = mapped_column(String(40))
+    reason: Mapped[str | None] = mapped_column(String(500))  # why dust, why failed
+    created_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
+    updated_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
+    finished_at: Mapped[datetime | None]
+
+
 # Opened only by the jobs process (nespay.wallets.hotkeys); rotated by `nespay keys rotate`.
 HOT_WALLET_KEY = register("hot_wallets", "private_key_encrypted")
+# Opened only by the jobs process (nespay.wallets.hdkeys), to sign sweeps.
+HD_ACCOUNT_KEY = register("hd_account_keys", "xprv_encrypted", "chain_family")

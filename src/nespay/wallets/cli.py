@@ -126,6 +126,54 @@ def record_funding(
     _say(f"recorded {amount} {currency.upper()} into the hot wallets of {network}")
 
 
+@wallets_app.command("import-xprv")
+def import_xprv(
+    chain_family: Annotated[str, typer.Option(help="evm")] = "evm",
+    refused: Annotated[str | None, typer.Argument(hidden=True, show_default=False)] = None,
+) -> None:
+    """Store the deposit addresses' account private key (the xprv whose public key is
+    HD_WALLET_XPUB), read from standard input, encrypted: the jobs process derives each
+    deposit address's key from it to sign its sweep. Refused unless it matches the xpub."""
+    from nespay.audit.service import record
+    from nespay.chains.cli import _fail, _say, _with_session
+    from nespay.cli import settings_or_exit
+    from nespay.security.encryption import keyring_from_settings
+    from nespay.wallets.hdkeys import InvalidXprv
+    from nespay.wallets.hdkeys import import_xprv as store
+
+    if refused is not None:
+        del refused
+        _fail(
+            "the xprv is read from standard input only, never from an argument (it would stay "
+            "in the shell history and in the process list): pipe it in or paste it at the prompt"
+        )
+    settings = settings_or_exit()
+    if sys.stdin.isatty():
+        raw = getpass.getpass("account xprv (not echoed): ")
+    else:
+        raw = sys.stdin.readline().strip()
+    keyring = keyring_from_settings(settings)
+
+    async def work(session):  # type: ignore[no-untyped-def]
+        xpub = await store(session, settings, keyring, chain_family=chain_family, xprv=raw)
+        await record(
+            session,
+            _actor(),
+            "hd_account_key.imported",
+            target_type="hd_account_key",
+            target_id=chain_family,
+            detail={"xpub": xpub},
+        )
+        return xpub
+
+    try:
+        xpub = _with_session(work)
+    except InvalidXprv as error:
+        _fail(f"the xprv on standard input {error}")
+    _say(f"{chain_family} account key stored, encrypted; it signs sweeps of the addresses of")
+    _say(xpub)
+
+
 @wallets_app.command("list")
 def list_wallets() -> None:
     """Hot wallets: id, network, role, signer, address, and whether each is active."""

@@ -115,8 +115,9 @@ class OutgoingConflict(Conflict):
 _INSERT = text(
     """
     INSERT INTO outgoing_transactions (id, purpose, source_id, network_code, hot_wallet_id,
-        from_address, to_address, token_contract, amount)
-    VALUES (:id, :purpose, :source_id, :network, :wallet, :sender, :to, :token, :amount)
+        deposit_address_id, from_address, to_address, token_contract, amount)
+    VALUES (:id, :purpose, :source_id, :network, :wallet, :deposit, :sender, :to, :token,
+        :amount)
     ON CONFLICT (purpose, source_id) DO NOTHING
     RETURNING id
     """
@@ -162,13 +163,53 @@ async def enqueue(
     (purpose, source_id) again returns the same id; with other details it is a conflict."""
     to, token = _validated(purpose, source_id, to_address, token_contract, amount)
     wallet = await active_wallet(db, network, role)
+    return await _insert(
+        db, purpose, source_id, network, wallet.id, None, wallet.address, to, token, amount
+    )
+
+
+async def enqueue_from_deposit(
+    db: AsyncSession,
+    *,
+    purpose: str,
+    source_id: str,
+    network: str,
+    deposit_address_id: str,
+    from_address: str,
+    to_address: str,
+    token_contract: str | None = None,
+    amount: int,
+) -> str:
+    """The same, sent by a deposit address itself (a sweep): the jobs process signs with the
+    key derived from the account xprv (nespay.wallets.hdkeys), or Privy for a Privy address.
+    Its nonce sequence is the deposit address's own."""
+    to, token = _validated(purpose, source_id, to_address, token_contract, amount)
+    sender = require_address(from_address)
+    return await _insert(
+        db, purpose, source_id, network, None, deposit_address_id, sender, to, token, amount
+    )
+
+
+async def _insert(
+    db: AsyncSession,
+    purpose: str,
+    source_id: str,
+    network: str,
+    wallet_id: str | None,
+    deposit_id: str | None,
+    sender: str,
+    to: str,
+    token: str | None,
+    amount: int,
+) -> str:
     params = {
         "id": new_id("otx"),
         "purpose": purpose,
         "source_id": source_id,
         "network": network,
-        "wallet": wallet.id,
-        "sender": wallet.address,
+        "wallet": wallet_id,
+        "deposit": deposit_id,
+        "sender": sender,
         "to": to,
         "token": token,
         "amount": amount,

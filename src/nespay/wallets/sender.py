@@ -33,7 +33,7 @@ from nespay.kit.faults import fault_point
 from nespay.kit.urls import mask_urls_in
 from nespay.runtime import Runtime
 from nespay.security.encryption import keyring_from_settings
-from nespay.wallets import evmtx, hotkeys, outgoing, txstore
+from nespay.wallets import evmtx, hdkeys, hotkeys, outgoing, txstore
 from nespay.wallets.evmtx import Fees, Market
 from nespay.wallets.privy_signer import PrivySender, PrivySendFailed
 from nespay.wallets.txstore import Candidate, Pending, SendingNetwork
@@ -382,9 +382,7 @@ class NetworkSender:
                 fees.max_priority_fee_per_gas,
                 False,
             )
-        key = await hotkeys.private_key(
-            conn, keyring_from_settings(self.settings), row.hot_wallet_id
-        )
+        key = await self._private_key(conn, row)
         call = evmtx.transfer_call(row.tx.to_address, row.tx.token_contract, row.tx.amount)
         fields = evmtx.transaction_fields(
             call, chain_id=self.network.chain_id, nonce=nonce, gas=gas, fees=fees
@@ -399,6 +397,15 @@ class NetworkSender:
             fees.max_fee_per_gas,
             fees.max_priority_fee_per_gas,
             False,
+        )
+
+    async def _private_key(self, conn, row: Pending) -> str:
+        keyring = keyring_from_settings(self.settings)
+        if row.hot_wallet_id is not None:
+            return await hotkeys.private_key(conn, keyring, row.hot_wallet_id)
+        assert row.deposit_index is not None and row.chain_family is not None
+        return await hdkeys.deposit_private_key(
+            conn, keyring, row.chain_family, row.deposit_index, row.tx.from_address
         )
 
     # --- 3. queued -------------------------------------------------------------------------
@@ -451,6 +458,9 @@ class NetworkSender:
                     raise _Skip()
                 fault_point(self.settings, "wallets.after_sign")
         except _Skip:
+            return
+        except hdkeys.NoAccountKey as missing:
+            await self._set_error(tx.id, missing.message)
             return
         self.report.signed += 1
         log.info(

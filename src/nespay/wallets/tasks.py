@@ -24,7 +24,7 @@ LEASE_S = 90.0  # a pass is seconds; a dead replica's network is free again afte
 RPC_TIMEOUT_S = 10.0
 # Modules that register outcome handlers (`outgoing.on_outcome`) for their purposes; the jobs
 # process imports them before sending, so every outcome finds its handler.
-HANDLER_MODULES: tuple[str, ...] = ("nespay.withdrawals.tasks",)
+HANDLER_MODULES: tuple[str, ...] = ("nespay.withdrawals.tasks", "nespay.sweeps.tasks")
 
 
 def load_handlers() -> None:

@@ -79,23 +79,30 @@ class Pending:
     """An unfinished transaction with what the sender needs besides the handler view."""
 
     tx: OutgoingTx
-    hot_wallet_id: str
-    signer: str
+    hot_wallet_id: str | None  # None: sent by a deposit address (a sweep)
+    signer: str  # local | privy (hot wallets), hd | privy (deposit addresses)
     privy_wallet_id: str | None
     gas_limit: int | None
     max_fee_per_gas: int | None
     max_priority_fee_per_gas: int | None
     mined_block_hash: str | None
     seconds_since_broadcast: float | None
+    deposit_index: int | None = None  # the deposit address's derivation index (signer hd)
+    chain_family: str | None = None
 
 
 _PENDING = text(
     f"""
     SELECT {", ".join("o." + c.strip() for c in COLUMNS.split(","))},
-           o.hot_wallet_id, w.signer, w.privy_wallet_id, o.gas_limit, o.max_fee_per_gas,
-           o.max_priority_fee_per_gas, o.mined_block_hash,
-           extract(epoch FROM now() - o.broadcast_at) AS since_broadcast
-    FROM outgoing_transactions o JOIN hot_wallets w ON w.id = o.hot_wallet_id
+           o.hot_wallet_id,
+           COALESCE(w.signer, CASE d.provider WHEN 'hd' THEN 'hd' ELSE 'privy' END) AS signer,
+           COALESCE(w.privy_wallet_id, d.provider_wallet_id) AS privy_wallet_id,
+           o.gas_limit, o.max_fee_per_gas, o.max_priority_fee_per_gas, o.mined_block_hash,
+           extract(epoch FROM now() - o.broadcast_at) AS since_broadcast,
+           d.derivation_index, d.chain_family
+    FROM outgoing_transactions o
+    LEFT JOIN hot_wallets w ON w.id = o.hot_wallet_id
+    LEFT JOIN deposit_addresses d ON d.id = o.deposit_address_id
     WHERE o.network_code = :network AND o.status = ANY(:statuses)
     ORDER BY o.created_at, o.id
     LIMIT :limit
@@ -122,6 +129,8 @@ async def pending(
                 _int(m["max_priority_fee_per_gas"]),
                 m["mined_block_hash"],
                 None if since is None else float(since),
+                _int(m["derivation_index"]),
+                m["chain_family"],
             )
         )
     return found

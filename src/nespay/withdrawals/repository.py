@@ -83,6 +83,7 @@ GROUP BY p.currency_id, c.code, c.decimals, p.network_code
 _OWN_ADDRESS = """
 SELECT EXISTS (SELECT 1 FROM deposit_addresses WHERE chain_family = $1 AND address = $2)
     OR EXISTS (SELECT 1 FROM hot_wallets WHERE address = $2)
+    OR EXISTS (SELECT 1 FROM networks WHERE treasury_address = $2)
 """
 
 

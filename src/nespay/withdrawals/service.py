@@ -141,7 +141,10 @@ async def _address(db: Sql, family: str, text: str) -> str:
     except AddressInvalid as exc:
         raise InvalidAddress(f"address: {exc}.") from None
     if await repository.is_own_address(db, family, address):
-        raise InvalidAddress("address: that is one of Nespay's own deposit addresses.")
+        raise InvalidAddress(
+            "address: that is one of Nespay's own addresses (a deposit address, a hot wallet "
+            "or a treasury); send to an address outside Nespay."
+        )
     return address
 
 

@@ -1,0 +1,53 @@
+"""A network's treasury: the address consolidation sweeps deposit addresses into. Nespay holds
+no key of it (a cold wallet, a multisig); it is only ever a destination."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nespay.audit import service as audit
+from nespay.auth.principals import Actor
+from nespay.db import sql
+from nespay.kit.addresses import AddressInvalid, parse_evm_address
+
+
+class TreasuryInvalid(ValueError):
+    """Why the address cannot be the treasury (said to the operator)."""
+
+
+async def set_treasury(session: AsyncSession, actor: Actor, network: str, address: str) -> str:
+    """Set `network`'s treasury (EVM; EIP-55 checked when mixed case); returns it lower case.
+    Refused: an unknown or non-EVM network, a malformed address, one of Nespay's own deposit
+    addresses or hot wallets (a sweep there would never leave the platform's hot keys)."""
+    db = sql(session)
+    rows = await db.fetch(
+        "SELECT chain_family, treasury_address FROM networks WHERE code = $1", network
+    )
+    if not rows:
+        raise TreasuryInvalid(f"there is no network {network!r} (nespay networks list)")
+    if rows[0]["chain_family"] != "evm":
+        raise TreasuryInvalid(f"{network} is not an EVM network: only EVM networks are swept")
+    try:
+        parsed = parse_evm_address(address)
+    except AddressInvalid as error:
+        raise TreasuryInvalid(f"the address {error}") from None
+    own = await db.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM deposit_addresses WHERE address = $1)"
+        " OR EXISTS (SELECT 1 FROM hot_wallets WHERE address = $1)",
+        parsed,
+    )
+    if own:
+        raise TreasuryInvalid(
+            "that is a deposit address or a hot wallet of Nespay's: the treasury must be an "
+            "address whose key Nespay does not hold"
+        )
+    await db.execute("UPDATE networks SET treasury_address = $2 WHERE code = $1", network, parsed)
+    await audit.record(
+        session,
+        actor,
+        "network.treasury_set",
+        target_type="network",
+        target_id=network,
+        detail={"previous": rows[0]["treasury_address"], "address": parsed},
+    )
+    return parsed

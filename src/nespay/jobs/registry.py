@@ -40,7 +40,7 @@ def all_jobs(settings: Settings) -> dict[str, Job]:
     """Every job the platform runs; a domain adds its jobs here."""
     from nespay.chains.tasks import rpc_health
     from nespay.invoices.tasks import expire_invoices
-    from nespay.ledger.tasks import reconcile_ledger
+    from nespay.ledger.tasks import check_invariants, reconcile_ledger
     from nespay.rates.tasks import refresh_rates
     from nespay.wallets.tasks import send_transactions
 
@@ -79,6 +79,13 @@ def all_jobs(settings: Settings) -> dict[str, Job]:
             enabled=settings.wallet_send_job_enabled,
             run=send_transactions,
             timeout_s=60.0,
+        ),
+        Job(
+            name="ledger.invariants",
+            schedule=settings.ledger_invariants_job_schedule,
+            enabled=settings.ledger_invariants_job_enabled,
+            run=check_invariants,
+            timeout_s=300.0,
         ),
     ]
     return {job.name: job for job in jobs}

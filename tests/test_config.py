@@ -53,6 +53,7 @@ def test_node_env_is_accepted_as_alias_of_app_env():
         ({"JOB_PORT": "http"}, "JOB_PORT"),
         ({"CONSOLIDATION_JOB_SCHEDULE": "every five minutes"}, "CONSOLIDATION_JOB_SCHEDULE"),
         ({"CONSOLIDATION_JOB_SCHEDULE": "61 * * * *"}, "CONSOLIDATION_JOB_SCHEDULE"),
+        ({"LEDGER_INVARIANTS_JOB_SCHEDULE": "*/61 * * *"}, "LEDGER_INVARIANTS_JOB_SCHEDULE"),
         ({"TRUSTED_PROXIES": "10.0.0.0/8,not-an-ip"}, "TRUSTED_PROXIES"),
         ({"RABBITMQ_URL": "http://guest:guest@localhost:5672"}, "RABBITMQ_URL"),
     ],

@@ -306,6 +306,10 @@ class Settings(BaseSettings):
     # floor below (wei per gas).
     wallet_send_tip_percentile: int = Field(50, ge=1, le=99)
     wallet_send_min_priority_fee_wei: int = Field(1_000_000, ge=0)
+    # The ledger's invariants on the whole ledger (nespay.ledger.invariants): balance,
+    # counters against transfers, shortfalls, resolutions.
+    ledger_invariants_job_enabled: bool = True
+    ledger_invariants_job_schedule: str = "*/10 * * * *"
 
     # --- testing -----------------------------------------------------------------------------
     # Fault injection for crash tests: the jobs process SIGKILLs itself at this point (e.g.
@@ -480,6 +484,7 @@ class Settings(BaseSettings):
         "invoice_expiry_job_schedule",
         "wallet_send_job_schedule",
         "reconciliation_job_schedule",
+        "ledger_invariants_job_schedule",
     )
     @classmethod
     def _cron(cls, value: str) -> str:

@@ -4,7 +4,8 @@ PostgreSQL (and RabbitMQ when configured) are required: down gives 503 with the 
 `error`. Redis is not: the app runs degraded without it, so Redis down is reported in `info`
 with a message and the answer stays 200. On the jobs process, the chain scanners too: one
 stuck (failing, or not moving, for `SCANNER_STUCK_AFTER_S`) gives 503 with `scanners` in
-`error`; one lagging is reported in `info` (`"status": "lagging"`). With `HEALTH_TOKEN` set,
+`error`; one lagging is reported in `info` (`"status": "lagging"`); a reconciliation that found
+a difference and a ledger invariant violated are reported in `info` too. With `HEALTH_TOKEN` set,
 only a caller presenting it (`Authorization: Bearer …` or `X-Health-Token`) sees the detail.
 
 `GET …/health/live` answers 200 whenever the process answers at all: what a liveness probe
@@ -64,11 +65,28 @@ async def _reconciliation(runtime: Runtime) -> tuple[str | None, str | None]:
     return ("difference", "; ".join(apart)) if apart else (None, None)
 
 
+async def _ledger_invariants(runtime: Runtime) -> tuple[str | None, str | None]:
+    """The last `ledger.invariants` run: a violation (`violated`, naming what is wrong) or a
+    run that could not check (`error`, `timeout`) is reported, never a 503 (as with
+    reconciliation: an operator has to look, and the platform keeps taking payments)."""
+    from nespay.jobs import repository
+    from nespay.ledger.tasks import INVARIANTS_JOB, VIOLATED
+
+    async with runtime.db.engine.connect() as conn:
+        run = await repository.last_run(conn, INVARIANTS_JOB)
+    if run is None or run["last_outcome"] in (None, "ok"):
+        return None, None
+    error = run["last_error"] or ""
+    if error.startswith(VIOLATED):
+        return "violated", error.removeprefix(VIOLATED)
+    return run["last_outcome"], error or None
+
+
 async def collect(runtime: Runtime) -> tuple[int, dict[str, Any]]:
     """Checks run one after the other: each is a sub-millisecond round trip, cheaper in
     sequence than as tasks; each has its own timeout."""
     # (name, check, required); a check answering status None has nothing to report and is
-    # left out (reconciliation, while all agrees).
+    # left out (reconciliation and ledger_invariants, while all agrees).
     checks: list[tuple[str, Any, bool]] = [
         ("database", lambda: _database(runtime), True),
         ("redis", runtime.redis.health, False),
@@ -79,6 +97,7 @@ async def collect(runtime: Runtime) -> tuple[int, dict[str, Any]]:
         checks.append(("scanners", lambda: _scanners(runtime), True))
     if runtime.process == "jobs":
         checks.append(("reconciliation", lambda: _reconciliation(runtime), False))
+        checks.append(("ledger_invariants", lambda: _ledger_invariants(runtime), False))
     info: dict[str, Any] = {}
     error: dict[str, Any] = {}
     for name, check, required in checks:

@@ -1,4 +1,5 @@
-"""Prometheus metrics: HTTP requests by route template, jobs, Redis degraded state, log shipping.
+"""Prometheus metrics: HTTP requests by route template, jobs, Redis degraded state, log shipping,
+reconciliation and the ledger's invariants.
 
 Every process serves its own registry at `/metrics` (`add_metrics_route`). Labels are kept
 low-cardinality on purpose: the `route` label is the route *template* (`/api/v1/invoices/{id}`),
@@ -184,6 +185,21 @@ RECONCILIATION_DIFFERENCES = Gauge(
 
 def reconciliation(network: str, differing_lines: int) -> None:
     RECONCILIATION_DIFFERENCES.labels(network).set(differing_lines)
+
+
+LEDGER_INVARIANT_VIOLATIONS = Gauge(
+    "nespay_ledger_invariant_violations",
+    "What the last ledger.invariants run found wrong, per check: currencies out of balance "
+    "(balance), accounts whose counters differ from their transfers (projection), limited "
+    "accounts short with no recorded deficit (shortfall), pending transfers resolved twice or "
+    "beyond what they held (resolution); 0: the invariant holds",
+    ["check"],
+)
+
+
+def ledger_invariants(counts: dict[str, int]) -> None:
+    for check, count in counts.items():
+        LEDGER_INVARIANT_VIOLATIONS.labels(check).set(count)
 
 
 def scanner_lag(network: str, blocks: int) -> None:

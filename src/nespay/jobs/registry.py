@@ -40,7 +40,7 @@ def all_jobs(settings: Settings) -> dict[str, Job]:
     """Every job the platform runs; a domain adds its jobs here."""
     from nespay.chains.tasks import rpc_health
     from nespay.invoices.tasks import expire_invoices
-    from nespay.ledger.tasks import reconcile_ledger
+    from nespay.ledger.tasks import check_invariants, reconcile_ledger
     from nespay.rates.tasks import refresh_rates
     from nespay.sweeps.tasks import consolidate
     from nespay.wallets.tasks import send_transactions
@@ -87,6 +87,13 @@ def all_jobs(settings: Settings) -> dict[str, Job]:
             enabled=settings.consolidation_job_enabled,
             run=consolidate,
             timeout_s=settings.consolidation_job_timeout_ms / 1000,
+        ),
+        Job(
+            name="ledger.invariants",
+            schedule=settings.ledger_invariants_job_schedule,
+            enabled=settings.ledger_invariants_job_enabled,
+            run=check_invariants,
+            timeout_s=300.0,
         ),
     ]
     return {job.name: job for job in jobs}

@@ -158,3 +158,14 @@ _OUTGOING = text(
 
 async def outgoing_backlog(conn: AsyncConnection) -> list[dict[str, Any]]:
     return [dict(row._mapping) for row in await conn.execute(_OUTGOING)]
+
+
+async def last_run(conn: AsyncConnection, name: str) -> dict[str, Any] | None:
+    """A job's last outcome and error (None: no such job)."""
+    row = (
+        await conn.execute(
+            text("SELECT last_outcome, last_error FROM job_schedules WHERE name = :name"),
+            {"name": name},
+        )
+    ).one_or_none()
+    return None if row is None else dict(row._mapping)

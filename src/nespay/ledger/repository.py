@@ -313,3 +313,102 @@ async def reconciled_networks(db: Sql) -> list[dict[str, Any]]:
         " WHERE c.network_code = n.code) ORDER BY n.code"
     )
     return [dict(row) for row in rows]
+
+
+# --- invariants (`nespay.ledger.invariants`): each statement reads the whole ledger once --------
+
+# Per currency, Σ debits = Σ credits for the pending and for the posted counters: the
+# currencies where they differ.
+_UNBALANCED = """
+SELECT currency_id,
+       sum(debits_pending) - sum(credits_pending) AS pending,
+       sum(debits_posted) - sum(credits_posted) AS posted
+FROM ledger_accounts
+GROUP BY currency_id
+HAVING sum(debits_pending) <> sum(credits_pending) OR sum(debits_posted) <> sum(credits_posted)
+ORDER BY currency_id
+"""
+
+# Every account against the projection of its transfers, in one scan of `ledger_transfers`:
+# `pending` adds to *_pending; `post` takes its pending transfer's whole amount out of
+# *_pending and adds its own to *_posted; `void` takes it out; `posted` adds to *_posted (the
+# semantics of `tests/ledger/test_properties.py`). The accounts whose counters differ
+# (`off`), and the limited accounts short (debits, posted and pending, beyond posted credits)
+# that no `overdrew` transfer debited (`short`): at most $1 of them, with the totals.
+_ACCOUNTS_OFF = """
+WITH t AS (
+    SELECT t.debit_account_id, t.credit_account_id, t.overdrew,
+           CASE t.type WHEN 'pending' THEN t.amount WHEN 'posted' THEN 0
+                ELSE -p.amount END AS pending,
+           CASE WHEN t.type IN ('posted', 'post') THEN t.amount ELSE 0 END AS posted
+    FROM ledger_transfers t LEFT JOIN ledger_transfers p ON p.id = t.pending_id
+), projected AS (
+    SELECT m.id, sum(m.dp) AS dp, sum(m.dpo) AS dpo, sum(m.cp) AS cp, sum(m.cpo) AS cpo,
+           bool_or(m.overdrew) AS overdrew
+    FROM t CROSS JOIN LATERAL (
+        VALUES (t.debit_account_id, t.pending, t.posted, 0, 0, t.overdrew),
+               (t.credit_account_id, 0, 0, t.pending, t.posted, false)
+    ) AS m(id, dp, dpo, cp, cpo, overdrew)
+    GROUP BY m.id
+), judged AS (
+    SELECT a.id, a.currency_id,
+           a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted,
+           coalesce(p.dp, 0) AS p_debits_pending, coalesce(p.dpo, 0) AS p_debits_posted,
+           coalesce(p.cp, 0) AS p_credits_pending, coalesce(p.cpo, 0) AS p_credits_posted,
+           (a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted)
+               IS DISTINCT FROM (coalesce(p.dp, 0), coalesce(p.dpo, 0), coalesce(p.cp, 0),
+                                 coalesce(p.cpo, 0)) AS off,
+           a.limited AND a.debits_posted + a.debits_pending > a.credits_posted
+               AND NOT coalesce(p.overdrew, false) AS short
+    FROM ledger_accounts a LEFT JOIN projected p ON p.id = a.id
+)
+SELECT *, count(*) FILTER (WHERE off) OVER () AS off_total,
+       count(*) FILTER (WHERE short) OVER () AS short_total
+FROM judged WHERE off OR short
+ORDER BY id
+LIMIT $1
+"""
+
+# The pending transfers resolved more than once, by more than they held (a post beyond the
+# hold, a void that posts), or by a transfer naming other accounts or a transfer that is not
+# pending: at most $1 of them, with the total.
+_RESOLUTIONS_OFF = """
+SELECT p.id, p.key, p.type, p.debit_account_id, p.credit_account_id, p.amount AS held,
+       count(*) AS resolutions,
+       array_agg(r.key ORDER BY r.id) AS resolved_by,
+       bool_or(r.type = 'post' AND r.amount > p.amount OR r.type = 'void' AND r.amount <> 0)
+           AS beyond,
+       bool_or(p.type <> 'pending' OR r.debit_account_id <> p.debit_account_id
+               OR r.credit_account_id <> p.credit_account_id) AS mismatched,
+       count(*) OVER () AS total
+FROM ledger_transfers r JOIN ledger_transfers p ON p.id = r.pending_id
+WHERE r.pending_id IS NOT NULL
+GROUP BY p.id
+HAVING count(*) > 1
+    OR bool_or(r.type = 'post' AND r.amount > p.amount OR r.type = 'void' AND r.amount <> 0)
+    OR bool_or(p.type <> 'pending' OR r.debit_account_id <> p.debit_account_id
+               OR r.credit_account_id <> p.credit_account_id)
+ORDER BY p.id
+LIMIT $1
+"""
+
+
+async def unbalanced_currencies(db: Sql) -> Sequence[Any]:
+    return await db.fetch(_UNBALANCED)
+
+
+async def accounts_off(db: Sql, limit: int) -> Sequence[Any]:
+    return await db.fetch(_ACCOUNTS_OFF, limit)
+
+
+async def resolutions_off(db: Sql, limit: int) -> Sequence[Any]:
+    return await db.fetch(_RESOLUTIONS_OFF, limit)
+
+
+async def ledger_size(db: Sql) -> Any:
+    return (
+        await db.fetch(
+            "SELECT (SELECT count(*) FROM ledger_accounts) AS accounts,"
+            " (SELECT count(DISTINCT currency_id) FROM ledger_accounts) AS currencies"
+        )
+    )[0]

@@ -1,6 +1,10 @@
-"""The `ledger.reconcile` job: every network the ledger has accounts on, compared with the chain
-(`nespay.ledger.reconcile`), each run stored; a network whose node cannot be read is stored as
-an `error` run and the others go on."""
+"""The ledger's jobs.
+
+- `ledger.reconcile`: every network the ledger has accounts on, compared with the chain
+  (`nespay.ledger.reconcile`), each run stored; a network whose node cannot be read is stored
+  as an `error` run and the others go on.
+- `ledger.invariants`: the ledger's own invariants on the whole ledger
+  (`nespay.ledger.invariants`)."""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from nespay.db import sql
 from nespay.jobs.registry import JobFailed
 from nespay.kit.ids import new_id
 from nespay.kit.urls import mask_urls_in
-from nespay.ledger import reconcile, repository
+from nespay.ledger import invariants, reconcile, repository
 from nespay.runtime import Runtime
 
 log = structlog.get_logger("nespay.ledger")
@@ -64,3 +68,33 @@ async def _one(runtime: Runtime, http: httpx.AsyncClient, network: dict) -> str:
             lines=[(line["currency"], line["account"], line["difference"]) for line in differing],
         )
     return status
+
+
+INVARIANTS_JOB = "ledger.invariants"
+# The start of a run's outcome when it found the ledger wrong (the jobs health check tells it
+# from a run that could not check at all).
+VIOLATED = "ledger invariants violated: "
+
+
+async def check_invariants(runtime: Runtime) -> str:
+    """The `ledger.invariants` job: `nespay.ledger.invariants.check` on the whole ledger in one
+    read-only snapshot; the gauge set per check, a log line per violated check naming what it
+    concerns, and a violation recorded as the run's error (so `GET /jobs` and the jobs health
+    check show it)."""
+    async with (
+        runtime.db.driver() as conn,
+        conn.transaction(isolation="repeatable_read", readonly=True),
+    ):
+        findings = await invariants.check(conn)
+    metrics.ledger_invariants(findings.counts())
+    for violation in findings.violations.values():
+        log.error(
+            "ledger.invariant_violated",
+            check=violation.check,
+            count=violation.total,
+            concerned=violation.names(),
+            detail=violation.items[:20],
+        )
+    if not findings.ok:
+        raise JobFailed(VIOLATED + findings.summary())
+    return findings.summary()

@@ -30,7 +30,7 @@ async def set_treasury(session: AsyncSession, actor: Actor, network: str, addres
     try:
         parsed = parse_evm_address(address)
     except AddressInvalid as error:
-        raise TreasuryInvalid(f"the address {error}") from None
+        raise TreasuryInvalid(f"the address is not valid: {error}") from None
     own = await db.fetchval(
         "SELECT EXISTS (SELECT 1 FROM deposit_addresses WHERE address = $1)"
         " OR EXISTS (SELECT 1 FROM hot_wallets WHERE address = $1)",

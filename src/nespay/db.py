@@ -184,6 +184,18 @@ class Database:
         return self._side_engine
 
     @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AsyncSession]:
+        """A read-only unit of work that sees ONE snapshot (REPEATABLE READ): a view read in
+        several statements (an invoice, then its payments) cannot straddle another
+        transaction's commit — a confirmed payment on a still-paid invoice, say."""
+        async with self.engine.connect() as conn:
+            await conn.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
+            async with AsyncSession(bind=conn, expire_on_commit=False) as session, session.begin():
+                yield session
+
+    @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A unit of work (the request's, a job's, the CLI's): commits on success, rolls back
         on error. Once committed, a credential it changed (`nespay.auth.cache.mark_changed`)

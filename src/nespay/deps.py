@@ -37,8 +37,16 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def get_snapshot(request: Request) -> AsyncIterator[AsyncSession]:
+    """A read-only unit of work on one snapshot (`Database.snapshot`), for views read in
+    several statements."""
+    async with request.app.state.runtime.db.snapshot() as session:
+        yield session
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 # Function scope: the commit (and what follows it) happens before the answer is sent, so a
 # client that got 2xx can rely on the write — a revoked key is refused on its next request.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+SnapshotDep = Annotated[AsyncSession, Depends(get_snapshot, scope="function")]

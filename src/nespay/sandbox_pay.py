@@ -17,7 +17,6 @@ from decimal import Decimal
 
 import httpx
 from rich.console import Console
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from nespay.chains import cursors, localchain
 from nespay.config import Settings
@@ -215,7 +214,5 @@ def _timed_out(invoice: Invoice, tx_hash: str, timeout_s: float) -> str:
 async def _read(runtime: Runtime, invoice_id: str) -> Invoice:
     """The invoice and its payments from one snapshot: read statement by statement, the
     scanner's commit could fall between them (a confirmed payment on a still-paid invoice)."""
-    async with runtime.db.engine.connect() as conn:
-        await conn.execution_options(isolation_level="REPEATABLE READ")
-        async with AsyncSession(bind=conn) as session, session.begin():
-            return await invoices.get(session, invoice_id, merchant_id=None)
+    async with runtime.db.snapshot() as session:
+        return await invoices.get(session, invoice_id, merchant_id=None)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, status
 from nespay.auth.deps import require_scopes
 from nespay.auth.principals import Principal
 from nespay.auth.scopes import INVOICES_READ, INVOICES_WRITE
-from nespay.deps import RuntimeDep, SessionDep
+from nespay.deps import RuntimeDep, SessionDep, SnapshotDep
 from nespay.invoices import public, service
 from nespay.invoices.schemas import Invoice, InvoiceCreate, InvoiceList, PublicInvoice
 from nespay.kit.pagination import PageDep
@@ -50,7 +50,7 @@ async def create_invoice(
 async def list_invoices(
     principal: Reader,
     page: PageDep,
-    session: SessionDep,
+    session: SnapshotDep,
     status: Status | None = None,
     order_id: Annotated[str | None, Query(max_length=200)] = None,
     created_gte: datetime | None = None,
@@ -70,7 +70,8 @@ async def list_invoices(
 
 
 @router.get("/invoices/{invoice_id}", response_model=Invoice)
-async def get_invoice(invoice_id: str, principal: Reader, session: SessionDep) -> Invoice:
+async def get_invoice(invoice_id: str, principal: Reader, session: SnapshotDep) -> Invoice:
+    """The invoice with its payment options and payments, read from one snapshot."""
     return await service.get(session, invoice_id, merchant_id=principal.merchant_id)
 
 

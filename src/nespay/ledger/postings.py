@@ -185,33 +185,45 @@ async def post_network_fee(
 async def post_sweep_topup(db: Sql, sweep_id: str, native_currency_id: str, wei: int) -> None:
     """A sweep's gas top-up arrived at its deposit address: hot wallet → custody
     (`{sweep}/topup`)."""
-    await record(
+    await _sweep_move(
         db,
-        [
-            Transfer(
-                f"{sweep_id}/topup",
-                "sweep_gas",
-                accounts.platform("custody", native_currency_id),
-                accounts.platform("hot_wallet", native_currency_id),
-                wei,
-                source_type="sweep",
-                source_id=sweep_id,
-            )
-        ],
+        sweep_id,
+        "topup",
+        "sweep_gas",
+        native_currency_id,
+        wei,
+        debit="custody",
+        credit="hot_wallet",
     )
 
 
 async def post_sweep(db: Sql, sweep_id: str, currency_id: str, amount: int) -> None:
     """A sweep confirmed: custody → treasury (`{sweep}/swept`). Merchants' accounts are never
     touched, so a stuck or failed sweep changes no balance a merchant sees."""
+    await _sweep_move(
+        db, sweep_id, "swept", "sweep", currency_id, amount, debit="treasury", credit="custody"
+    )
+
+
+async def _sweep_move(
+    db: Sql,
+    sweep_id: str,
+    step: str,
+    code: str,
+    currency_id: str,
+    amount: int,
+    *,
+    debit: str,
+    credit: str,
+) -> None:
     await record(
         db,
         [
             Transfer(
-                f"{sweep_id}/swept",
-                "sweep",
-                accounts.platform("treasury", currency_id),
-                accounts.platform("custody", currency_id),
+                f"{sweep_id}/{step}",
+                code,
+                accounts.platform(debit, currency_id),
+                accounts.platform(credit, currency_id),
                 amount,
                 source_type="sweep",
                 source_id=sweep_id,

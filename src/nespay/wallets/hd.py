@@ -103,27 +103,37 @@ class InvalidXpub(ValueError):
     pass
 
 
+def parse_account_key(value: str, *, private: bool) -> Bip32Secp256k1:
+    """An account extended key (depth 3, hardened: e.g. m/44'/60'/0'), public (`xpub`/`tpub`)
+    or private (`xprv`/`tprv`) as asked. Raises InvalidXpub with a reason (never the key)."""
+    testnet = value.startswith("tprv" if private else "tpub")
+    net = Bip32Const.TEST_NET_KEY_NET_VERSIONS if testnet else None
+    kind = "private" if private else "public"
+    try:
+        key = (
+            Bip32Secp256k1.FromExtendedKey(value, net)
+            if net
+            else Bip32Secp256k1.FromExtendedKey(value)
+        )
+    except (Bip32KeyError, Base58ChecksumError, ValueError):
+        raise InvalidXpub(f"is not a valid extended {kind} key (bad checksum or length)") from None
+    if private and key.IsPublicOnly():
+        raise InvalidXpub("is a public key (xpub); the account's private key (xprv) is needed")
+    if not private and not key.IsPublicOnly():
+        raise InvalidXpub("is a private key; only the account's public key belongs here")
+    if int(key.Depth()) != 3 or not key.Index().IsHardened():
+        raise InvalidXpub(
+            f"is at depth {int(key.Depth())}; expected the account key (depth 3, "
+            "e.g. m/44'/60'/0') whose children 0/i are the deposit addresses"
+        )
+    return key
+
+
 @lru_cache(maxsize=8)
 def external_chain_key(xpub: str) -> Bip32Secp256k1:
     """The parsed account key's child `0` (the external chain), cached: each address is then
     one public `ChildKey(i)` step. Raises InvalidXpub with a reason (never the key)."""
-    net = Bip32Const.TEST_NET_KEY_NET_VERSIONS if xpub.startswith("tpub") else None
-    try:
-        account = (
-            Bip32Secp256k1.FromExtendedKey(xpub, net)
-            if net
-            else Bip32Secp256k1.FromExtendedKey(xpub)
-        )
-    except (Bip32KeyError, Base58ChecksumError, ValueError):
-        raise InvalidXpub("is not a valid extended public key (bad checksum or length)") from None
-    if not account.IsPublicOnly():
-        raise InvalidXpub("is a private key; only the account's public key belongs here")
-    if int(account.Depth()) != 3 or not account.Index().IsHardened():
-        raise InvalidXpub(
-            f"is at depth {int(account.Depth())}; expected the account key (depth 3, "
-            "e.g. m/44'/60'/0') whose children 0/i are the deposit addresses"
-        )
-    return account.ChildKey(0)
+    return parse_account_key(xpub, private=False).ChildKey(0)
 
 
 def _encode(chain_family: str, key: Bip32Secp256k1) -> str:

@@ -13,15 +13,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from bip_utils import (
-    Base58ChecksumError,
-    Bip32KeyError,
-    Bip32Secp256k1,
-    Bip39SeedGenerator,
-    Bip44,
-    Bip44Coins,
-)
-from bip_utils.bip.bip32.bip32_const import Bip32Const
+from bip_utils import Bip32Secp256k1, Bip39SeedGenerator, Bip44, Bip44Coins
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -55,24 +47,10 @@ _READ = text("SELECT xpub, xprv_encrypted FROM hd_account_keys WHERE chain_famil
 
 
 def _parse(xprv: str) -> Bip32Secp256k1:
-    value = xprv.strip()
-    net = Bip32Const.TEST_NET_KEY_NET_VERSIONS if value.startswith("tprv") else None
     try:
-        key = (
-            Bip32Secp256k1.FromExtendedKey(value, net)
-            if net
-            else Bip32Secp256k1.FromExtendedKey(value)
-        )
-    except (Bip32KeyError, Base58ChecksumError, ValueError):
-        raise InvalidXprv("is not a valid extended private key (bad checksum or length)") from None
-    if key.IsPublicOnly():
-        raise InvalidXprv("is a public key (xpub); the account's private key (xprv) is needed")
-    if int(key.Depth()) != 3 or not key.Index().IsHardened():
-        raise InvalidXprv(
-            f"is at depth {int(key.Depth())}; expected the account key (depth 3, e.g. "
-            "m/44'/60'/0') whose children 0/i are the deposit addresses"
-        )
-    return key
+        return hd.parse_account_key(xprv.strip(), private=True)
+    except hd.InvalidXpub as error:
+        raise InvalidXprv(str(error)) from None
 
 
 def _expected_xpub(settings: Settings, chain_family: str) -> str:

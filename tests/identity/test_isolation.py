@@ -116,28 +116,11 @@ async def make_objects(database, client, owner):
 
 async def _withdrawal(database, client, owner, network) -> str:
     """A withdrawal of `owner`'s (its balance funded straight in the ledger)."""
-    from nespay.ledger import accounts
-    from nespay.ledger.service import Transfer, record
+    from tests.fixtures.factories import fund_merchant
     from tests.wallets.sending import import_key
 
     await import_key(client._transport.app.state.runtime.settings, database, network)
-
-    async with database.driver() as db, db.transaction():
-        currency = await db.fetchval(
-            "SELECT id FROM currencies WHERE network_code = $1 AND code = 'USDT'", network
-        )
-        await record(
-            db,
-            [
-                Transfer(
-                    f"test/{network}/{owner.merchant_id}/fund",
-                    "payment",
-                    accounts.platform("custody", currency),
-                    accounts.merchant(owner.merchant_id, currency),
-                    10**6,
-                )
-            ],
-        )
+    await fund_merchant(database, owner.merchant_id, network, 10**6)
     response = await client.post(
         "/api/v1/withdrawals",
         headers=owner.headers,

@@ -7,9 +7,8 @@ import os
 
 import pytest
 
-from nespay.ledger import accounts
-from nespay.ledger.service import Transfer, record
 from tests.fixtures.database import make_settings
+from tests.fixtures.factories import fund_merchant
 from tests.invoices.conftest import (  # noqa: F401 - fixtures
     Api,
     api_for,
@@ -53,23 +52,7 @@ async def usdt_id(app: Api, network: str) -> str:
 
 async def fund(app: Api, merchant_id: str, network: str, amount: int) -> None:
     """Credit the merchant's USDT balance as a confirmed payment would."""
-    from nespay.kit.ids import new_id
-
-    currency = await usdt_id(app, network)
-    async with app.database.driver() as db, db.transaction():
-        await record(
-            db,
-            [
-                Transfer(
-                    f"test/{new_id('f')}",
-                    "payment",
-                    accounts.platform("custody", currency),
-                    accounts.merchant(merchant_id, currency),
-                    amount,
-                    merchant_id=merchant_id,
-                )
-            ],
-        )
+    await fund_merchant(app.database, merchant_id, network, amount)
 
 
 @pytest.fixture(scope="module")

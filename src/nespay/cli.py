@@ -200,6 +200,24 @@ def sandbox_pay(
         )
 
 
+@sandbox_app.command("wallets")
+def sandbox_wallets() -> None:
+    """Set up money out on the running dev stack's `local` network with anvil's public test
+    keys (development only): payouts and gas hot wallets, funded and recorded in the ledger,
+    a treasury, and the deposit addresses' account key. Then withdrawals are sent and
+    `nespay jobs run consolidation.sweep` sweeps paid invoices into the treasury."""
+    from nespay import sandbox_wallets
+    from nespay.chains.cli import quiet_logs
+    from nespay.sandbox import SandboxError
+
+    settings = settings_or_exit()
+    quiet_logs()
+    try:
+        run_async(lambda: sandbox_wallets.setup(settings, out))
+    except SandboxError as error:
+        fail(str(error))
+
+
 # --- db ---------------------------------------------------------------------------------------
 
 

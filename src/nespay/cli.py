@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
@@ -428,6 +429,7 @@ def jobs_run(name: Annotated[str, typer.Argument(help="e.g. chains.rpc_health")]
     if name not in jobs:
         fail(f"unknown job {name!r}; known jobs: {', '.join(sorted(jobs))}")
     configure_logging(settings, "cli")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin set-up lines
 
     async def run() -> str:
         runtime = Runtime(settings, "cli")
@@ -436,7 +438,9 @@ def jobs_run(name: Annotated[str, typer.Argument(help="e.g. chains.rpc_health")]
             runner = JobRunner(runtime, jobs)
             await runner.register()
             with out.status(f"running {name}…"):
-                return await runner.run_now(name)
+                outcome = await runner.run_now(name)
+            detail = runner.last_detail
+            return f"{outcome} ({detail})" if detail else outcome
         finally:
             await runtime.close()
 
@@ -444,8 +448,8 @@ def jobs_run(name: Annotated[str, typer.Argument(help="e.g. chains.rpc_health")]
         outcome = run_async(run)
     except JobBusy as error:
         fail(str(error))
-    out.print(f"{name}: {outcome}")
-    if outcome != "ok":
+    out.print(f"{name}: {outcome}", markup=False, highlight=False)
+    if not outcome.startswith("ok"):
         raise typer.Exit(1)
 
 

@@ -9,7 +9,9 @@ nothing):
   (`record-funding`), so reconciliation starts at zero;
 - the treasury: anvil dev account 9;
 - the deposit addresses' account xprv, when HD_WALLET_XPUB is the development default (the
-  public anvil mnemonic's account 1), as `nespay wallets import-xprv` would.
+  public anvil mnemonic's account 1), as `nespay wallets import-xprv` would;
+- prices of ETH and the test token in USD (admin rates) when none is usable: consolidation
+  prices the gas against the value, and an offline stack has no rate source.
 
 The keys are anvil's public test keys, derived here from its mnemonic: anyone can spend what
 they hold, which is why this refuses to run outside development.
@@ -30,12 +32,15 @@ from nespay.db import Database
 from nespay.kit.addresses import checksum_address
 from nespay.kit.money import from_base_units
 from nespay.ledger.funding import record_funding
+from nespay.rates.service import RatesUnavailable, get_rate, set_admin_rate
 from nespay.sandbox import ACTOR, NETWORK, TOKEN_CODE, SandboxError
 from nespay.security.encryption import keyring_from_settings
 from nespay.sweeps.treasury import set_treasury
 from nespay.wallets import hd, hdkeys, hotkeys
 
 PAYOUTS_ACCOUNT, GAS_ACCOUNT, TREASURY_ACCOUNT = 7, 8, 9
+# Prices for a stack with no rate source reachable: consolidation prices gas in USD.
+SANDBOX_PRICES = {("ETH", "USD"): Decimal(3000), (TOKEN_CODE, "USD"): Decimal(1)}
 FLOAT_UNITS = 100_000 * 10**6  # test token float of the payouts wallet (6 decimals)
 
 
@@ -66,6 +71,7 @@ async def setup(settings: Settings, console: Console) -> None:
         await _wallet(db, settings, console, url, "gas", GAS_ACCOUNT)
         await _treasury(db, console)
         await _xprv(db, settings, console)
+        await _prices(db, settings, console)
     finally:
         await db.dispose()
 
@@ -98,9 +104,10 @@ async def _wallet(
             await _record(session, TOKEN_CODE, Decimal(max(held, FLOAT_UNITS)).scaleb(-6))
         wei = await asyncio.to_thread(localchain.native_balance, url, wallet.address)
         await _record(session, "ETH", Decimal(wei).scaleb(-18))
+    floated = f" and {from_base_units(FLOAT_UNITS, 6)} {TOKEN_CODE}" if role == "payouts" else ""
     console.print(
         f"{role} hot wallet: {checksum_address(wallet.address)} (anvil account {index}), "
-        f"{from_base_units(wei, 18)} ETH recorded in the ledger"
+        f"{from_base_units(wei, 18)} ETH{floated} recorded in the ledger"
     )
 
 
@@ -127,6 +134,17 @@ async def _treasury(db: Database, console: Console) -> None:
         address = Account.from_key(dev_key(TREASURY_ACCOUNT)).address
         await set_treasury(session, ACTOR, NETWORK, address)
     console.print(f"treasury: {address} (anvil account {TREASURY_ACCOUNT})")
+
+
+async def _prices(db: Database, settings: Settings, console: Console) -> None:
+    for (base, quote), rate in SANDBOX_PRICES.items():
+        async with db.session() as session:
+            try:
+                await get_rate(session, settings, base, quote)
+                continue
+            except RatesUnavailable:
+                await set_admin_rate(session, ACTOR, base, quote, rate)
+        console.print(f"price: 1 {base} = {rate} {quote} (an admin rate: no usable one was found)")
 
 
 async def _xprv(db: Database, settings: Settings, console: Console) -> None:

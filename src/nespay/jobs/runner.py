@@ -43,6 +43,7 @@ class JobRunner:
         self.owner = replica_id()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
+        self.last_detail: str | None = None
 
     async def register(self) -> None:
         """Write each job's schedule and switch; a changed schedule gets a fresh next run."""
@@ -108,7 +109,7 @@ class JobRunner:
     async def _execute(self, job: Job, token: int, *, schedule_next: bool = True) -> str:
         started = time.perf_counter()
         heartbeat = asyncio.create_task(self._heartbeat(job, token))
-        outcome, error = "ok", None
+        outcome, error, detail = "ok", None, None
         structlog.contextvars.bind_contextvars(job=job.name, job_run=token)
         try:
             async with asyncio.timeout(job.timeout_s):
@@ -130,6 +131,8 @@ class JobRunner:
         JOB_RUNS.labels(job.name, outcome).inc()
         JOB_DURATION.labels(job.name).observe(duration)
         await self._record(job, token, outcome, error, duration, schedule_next)
+        # What the run said (or why it failed), for `nespay jobs run` to print.
+        self.last_detail = detail if error is None else error
         return outcome
 
     async def _record(

@@ -64,6 +64,7 @@ class Report:
     dust: int = 0
     short: int = 0  # the chain holds less than the ledger expects
     waiting: list[str] = field(default_factory=list)  # why nothing could be planned
+    dust_reasons: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         parts = [
@@ -76,7 +77,10 @@ class Report:
             )
             if value
         ]
-        return ", ".join(parts + self.waiting) or "nothing to sweep"
+        # Dust "because there is no price" is worth saying in the outcome: it never resolves
+        # by itself. Gas above the share is the normal case and stays a count.
+        unpriced = [reason for reason in self.dust_reasons if reason.startswith("no USD rate")]
+        return ", ".join(parts + unpriced + self.waiting) or "nothing to sweep"
 
 
 @dataclass(frozen=True)
@@ -240,6 +244,7 @@ class NetworkConsolidation:
             async with self.runtime.db.session() as session:
                 await repository.upsert(sql(session), row)
             self.report.dust += 1
+            self.report.dust_reasons[reason] = self.report.dust_reasons.get(reason, 0) + 1
             return False
         shortfall = 0 if is_native else max(0, reserve - native_held)
         async with self.runtime.db.session() as session:
@@ -308,7 +313,8 @@ class NetworkConsolidation:
         except RatesUnavailable:
             return (
                 f"no USD rate for {native.code} or {candidate.currency.code}: the gas cannot be "
-                "priced against the value, so it is not spent"
+                "priced against the value, so it is not spent (set one in the backoffice, or "
+                "check the rates.refresh job)"
             )
         gas_usd = Decimal(gas_cost).scaleb(-native.decimals) * gas_rate
         value_usd = Decimal(candidate.amount).scaleb(-candidate.currency.decimals) * value_rate

@@ -218,3 +218,71 @@ def test_a_kept_chain_restarts_with_the_same_block_0_and_blocks_on_the_wall_cloc
     finally:
         chain.stop()
     assert abs(stamp - time.time()) <= 2, f"block {head} is {time.time() - stamp:.0f}s behind"
+
+
+async def nespay_cli(database_url, *args):
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "nespay.cli", *args],
+        env=base_env(database_url, COLUMNS="250"),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+@pytest.mark.timeout(300)
+async def test_sandbox_wallets_then_a_consolidation_sweeps_paid_invoices_into_the_treasury(
+    seeded_database, dev_chain
+):
+    """A developer's money-out tour on the dev stack: `sandbox wallets`, two invoices paid,
+    one consolidation pass, the jobs process's sender funds and sweeps them, reconciliation
+    is at zero."""
+    from nespay.chains import localchain
+    from nespay.sandbox_wallets import TREASURY_ACCOUNT, dev_key
+
+    ready = await nespay_cli(seeded_database, "sandbox", "wallets")
+    assert ready.returncode == 0, ready.stdout + ready.stderr
+    assert "payouts hot wallet: 0x" in ready.stdout and "gas hot wallet: 0x" in ready.stdout
+    again = await nespay_cli(seeded_database, "sandbox", "wallets")
+    assert again.stdout.count("already") == 4, again.stdout
+
+    for _ in range(2):
+        invoice = await new_invoice(seeded_database, amount="25", currency="TUSD", network="local")
+        paid = await sandbox_pay(seeded_database, invoice)
+        assert paid.returncode == 0, paid.stdout + paid.stderr
+    swept = await nespay_cli(seeded_database, "jobs", "run", "consolidation.sweep")
+    assert swept.returncode == 0, swept.stdout + swept.stderr
+    assert "consolidation.sweep: ok (local: 2 funding)" in swept.stdout
+
+    from eth_account import Account
+
+    treasury = Account.from_key(dev_key(TREASURY_ACCOUNT)).address
+    token = await _token_contract(seeded_database)
+    for _ in range(120):  # the jobs process sends every 5 s; blocks come every second
+        if localchain.token_balance(dev_chain.url, token, treasury) == 50 * 10**6:
+            break
+        await asyncio.sleep(1)
+    else:
+        raise AssertionError("the sweeps did not reach the treasury")
+    for _ in range(30):  # the ledger posts once the sender confirms each sweep
+        checked = await nespay_cli(seeded_database, "jobs", "run", "ledger.reconcile")
+        if "ledger.reconcile: ok (local: ok)" in checked.stdout:
+            break
+        await asyncio.sleep(1)
+    else:
+        raise AssertionError(checked.stdout + checked.stderr)
+
+
+async def _token_contract(database_url) -> str:
+    import asyncpg
+
+    from nespay.db import plain_dsn
+
+    conn = await asyncpg.connect(plain_dsn(database_url))
+    try:
+        return await conn.fetchval(
+            "SELECT contract FROM currencies WHERE network_code = 'local' AND code = 'TUSD'"
+        )
+    finally:
+        await conn.close()

@@ -7,7 +7,7 @@ nothing):
   imported encrypted as `nespay wallets import-hot-key` would; the payouts wallet gets a float
   of the test token (minted: anyone may mint it); what both hold is recorded in the ledger
   (`record-funding`), so reconciliation starts at zero;
-- the treasury: anvil dev account 9;
+- the treasury: key 100 of anvil's mnemonic (not pre-funded, so it starts empty);
 - the deposit addresses' account xprv, when HD_WALLET_XPUB is the development default (the
   public anvil mnemonic's account 1), as `nespay wallets import-xprv` would;
 - prices of ETH and the test token in USD (admin rates) when none is usable: consolidation
@@ -38,7 +38,9 @@ from nespay.security.encryption import keyring_from_settings
 from nespay.sweeps.treasury import set_treasury
 from nespay.wallets import hd, hdkeys, hotkeys
 
-PAYOUTS_ACCOUNT, GAS_ACCOUNT, TREASURY_ACCOUNT = 7, 8, 9
+PAYOUTS_ACCOUNT, GAS_ACCOUNT = 7, 8
+# Past anvil's ten pre-funded accounts: the treasury starts empty, so reconciliation is at zero.
+TREASURY_ACCOUNT = 100
 # Prices for a stack with no rate source reachable: consolidation prices gas in USD.
 SANDBOX_PRICES = {("ETH", "USD"): Decimal(3000), (TOKEN_CODE, "USD"): Decimal(1)}
 FLOAT_UNITS = 100_000 * 10**6  # test token float of the payouts wallet (6 decimals)
@@ -133,7 +135,7 @@ async def _treasury(db: Database, console: Console) -> None:
 
         address = Account.from_key(dev_key(TREASURY_ACCOUNT)).address
         await set_treasury(session, ACTOR, NETWORK, address)
-    console.print(f"treasury: {address} (anvil account {TREASURY_ACCOUNT})")
+    console.print(f"treasury: {address} (anvil mnemonic key {TREASURY_ACCOUNT}, empty)")
 
 
 async def _prices(db: Database, settings: Settings, console: Console) -> None:

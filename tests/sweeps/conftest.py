@@ -135,3 +135,7 @@ def admin_headers(cognito) -> dict[str, str]:
     name = f"sweeps-finance-{os.getpid()}@example.com"
     cognito.new_user("admin", name, ("finance",))
     return {"authorization": f"Bearer {cognito.tokens('admin', name)['IdToken']}"}
+
+
+from tests.fixtures.anvil import fresh_anvil  # noqa: E402, F401 - a fixture
+from tests.fixtures.fake_privy import fake_privy  # noqa: E402, F401 - a fixture

@@ -207,3 +207,35 @@ def app_fastapi_insert() -> Any:
         return {"id": new_id}
 
     return app
+
+
+INBOX_SQL = (
+    "INSERT INTO bench_inbox (provider, external_id, body) VALUES ('rain', $1, $2) "
+    "ON CONFLICT (provider, external_id) DO NOTHING RETURNING id"
+)
+
+
+def app_inbox_insert() -> Handler:
+    """`POST`: a Rain webhook the least it can be received: the `signature` header checked
+    (HMAC-SHA256 of the raw body under `BENCH_RAIN_KEY`, constant-time), the JSON parsed, one
+    `INSERT … ON CONFLICT DO NOTHING`; `GET` answers 200 (readiness)."""
+    import hashlib
+    import hmac
+
+    key = os.environ.get("BENCH_RAIN_KEY", "bench-rain-key").encode()
+
+    async def handler(pool: asyncpg.Pool, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            await respond(send, OK_BODY)
+            return
+        payload = await read_body(receive)
+        signature = dict(scope["headers"]).get(b"signature", b"")
+        expected = hmac.new(key, payload, hashlib.sha256).hexdigest().encode()
+        if not hmac.compare_digest(expected, signature):
+            await respond(send, b'{"error":"signature"}', status=401)
+            return
+        event = orjson.loads(payload)
+        new_id = await pool.fetchval(INBOX_SQL, str(event["id"]), payload)
+        await respond(send, orjson.dumps({"id": new_id, "duplicate": new_id is None}))
+
+    return with_pool(handler)

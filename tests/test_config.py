@@ -109,6 +109,8 @@ def test_production_with_real_secrets_loads():
 DEV_EVM_XPUB = "xpub6Ce9NcJvTk372KjsGfWqbcex5DumjpNquQLApoeQUavSCjEc823BV1tb4rXUuPuht8h2hSxkg2EXUaKUJmniJvRZAELxypsCzBFdtosmV76"  # noqa: E501
 DEV_TRON_XPUB = "xpub6BuRy7ZmkGfP4LfiwbWSuu7pRCfSbjyB59BHNudeJgwsJUu23Dzmz4fRKh7Bsfo1EgmmCxtCLsat66A3Fe28PGEzwkmiTChdjv5PDhyqh2Q"  # noqa: E501
 PRIVATE_URLS = "CALLBACK_ALLOW_PRIVATE_URLS"
+IP_CHECK = "WEBHOOK_ENABLE_IP_VALIDATION"
+SIGNATURE_CHECK = "WEBHOOK_ENABLE_SIGNATURE_VALIDATION"
 PRIVY = {"WALLET_PROVIDER": "privy", "PRIVY_APP_ID": "app-real", "PRIVY_APP_SECRET": "Zr9-real"}
 
 
@@ -131,6 +133,10 @@ PRIVY = {"WALLET_PROVIDER": "privy", "PRIVY_APP_ID": "app-real", "PRIVY_APP_SECR
         ("staging", {**PRIVY, "PRIVY_APP_SECRET": None}, "PRIVY_APP_SECRET", "=privy"),
         ("production", {**PRIVY, "PRIVY_API": ""}, "PRIVY_API", "WALLET_PROVIDER=privy"),
         ("production", {**PRIVY, "PRIVY_API": "http://privy.internal"}, "PRIVY_API", "https"),
+        ("production", {IP_CHECK: "false"}, IP_CHECK, "refused as false"),
+        ("staging", {IP_CHECK: "false"}, IP_CHECK, "refused as false"),
+        ("production", {SIGNATURE_CHECK: "false"}, SIGNATURE_CHECK, "refused as false"),
+        ("staging", {SIGNATURE_CHECK: "false"}, SIGNATURE_CHECK, "refused as false"),
     ],
     ids=[
         "dev-evm-xpub",
@@ -144,6 +150,10 @@ PRIVY = {"WALLET_PROVIDER": "privy", "PRIVY_APP_ID": "app-real", "PRIVY_APP_SECR
         "privy-without-secret-staging",
         "privy-without-api",
         "privy-over-http",
+        "webhook-ip-validation-off",
+        "webhook-ip-validation-off-staging",
+        "webhook-signature-validation-off",
+        "webhook-signature-validation-off-staging",
     ],
 )  # fmt: skip
 def test_outside_development_an_unsafe_or_incomplete_wallet_or_callback_setting_stops_start_up(
@@ -156,7 +166,7 @@ def test_outside_development_an_unsafe_or_incomplete_wallet_or_callback_setting_
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert lines[0].startswith(f"config error: {variable}") and says in lines[0], lines[0]
     for value in change.values():
-        if value and len(value) > 5 and value not in ("privy", "true"):
+        if value and len(value) > 5 and value not in ("privy", "true", "false"):
             assert value not in result.stderr, "the value must never be echoed"
 
 
@@ -165,6 +175,7 @@ def test_development_and_tests_may_use_the_dev_xpub_private_urls_and_a_bare_priv
     for env in (
         {"HD_WALLET_XPUB": DEV_EVM_XPUB, "CALLBACK_ALLOW_PRIVATE_URLS": "true"},
         {"WALLET_PROVIDER": "privy"},
+        {IP_CHECK: "false", SIGNATURE_CHECK: "false"},
         {},  # no xpub: the development key is used
     ):
         result = run_config({"APP_ENV": app_env, **env})

@@ -197,8 +197,10 @@ class Settings(BaseSettings):
     privy_app_id: str | None = None
     privy_app_secret: SecretStr | None = None
     privy_api: str = "https://api.privy.io"
+    # The Svix signing secret (whsec_…) of the Privy dashboard's webhook endpoint.
+    privy_webhook_secret: SecretStr | None = None
     rain_api_url: str = "https://api.raincards.xyz"
-    rain_api_key: SecretStr | None = None
+    rain_api_key: SecretStr | None = None  # also the key Rain signs its webhooks with
     card_admin_evm_wallet_address: str | None = None
 
     # --- wallets ----------------------------------------------------------------------------
@@ -243,6 +245,10 @@ class Settings(BaseSettings):
     webhook_allowed_ips: CommaList = []
     webhook_rain_allowed_ips: CommaList = []
     webhook_intrajasa_token: SecretStr | None = None
+    # The provider inbox (docs/webhooks.md): handling tries, the seconds between them, the sweep.
+    webhook_max_attempts: int = Field(8, ge=1, le=100)
+    webhook_retry_schedule_s: CommaList = ["10", "60", "300", "1800", "3600", "10800"]
+    webhook_sweep_interval_s: int = Field(10, ge=1, le=3600)
 
     # --- observability ----------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -339,6 +345,7 @@ class Settings(BaseSettings):
         "enable_cors_urls",
         "rates_sources",
         "callback_retry_schedule_s",
+        "webhook_retry_schedule_s",
         "stablecoin_pegs",
         "redis_cluster_nodes",
         "redis_sentinel_nodes",
@@ -351,7 +358,7 @@ class Settings(BaseSettings):
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
 
-    @field_validator("callback_retry_schedule_s")
+    @field_validator("callback_retry_schedule_s", "webhook_retry_schedule_s")
     @classmethod
     def _schedule(cls, value: list[str]) -> list[str]:
         if not value or not all(v.isdigit() and 1 <= int(v) <= 21600 for v in value):
@@ -361,6 +368,10 @@ class Settings(BaseSettings):
     @property
     def callback_retry_delays(self) -> tuple[int, ...]:
         return tuple(int(v) for v in self.callback_retry_schedule_s)
+
+    @property
+    def webhook_retry_delays(self) -> tuple[int, ...]:
+        return tuple(int(v) for v in self.webhook_retry_schedule_s)
 
     @field_validator("public_api_prefix", "internal_api_prefix")
     @classmethod
@@ -536,6 +547,16 @@ class Settings(BaseSettings):
                 f"NESPAY_FAULT: refused when APP_ENV={self.app_env} (it makes processes kill "
                 "themselves on purpose); it is for crash tests"
             )
+        if not self.is_development:
+            for name, on in (
+                ("WEBHOOK_ENABLE_IP_VALIDATION", self.webhook_enable_ip_validation),
+                ("WEBHOOK_ENABLE_SIGNATURE_VALIDATION", self.webhook_enable_signature_validation),
+            ):
+                if not on:
+                    raise ValueError(
+                        f"{name}: refused as false when APP_ENV={self.app_env} (anyone could "
+                        "post provider webhooks); it is for development and tests"
+                    )
         if not self.is_development and self.callback_allow_private_urls:
             raise ValueError(
                 f"CALLBACK_ALLOW_PRIVATE_URLS: refused when APP_ENV={self.app_env} (callbacks "

@@ -75,6 +75,17 @@ CALLBACK_ENDPOINTS_DISABLED = Counter(
     "nespay_callback_endpoints_disabled_total",
     "Callback endpoints disabled after failing for CALLBACK_DISABLE_AFTER_H.",
 )
+PROVIDER_WEBHOOKS_RECEIVED = Counter(
+    "nespay_provider_webhooks_received_total",
+    "Provider webhooks accepted, by provider and whether they were new or a duplicate.",
+    ["provider", "outcome"],
+)
+PROVIDER_WEBHOOKS_HANDLED = Counter(
+    "nespay_provider_webhooks_handled_total",
+    "Handlings of stored provider webhooks, by provider and outcome (handled, ignored, "
+    "pending: failed and retried later, dead).",
+    ["provider", "outcome"],
+)
 REDIS_DEGRADED = Gauge(
     "nespay_redis_degraded",
     "1 while Redis is configured but unreachable and the process runs degraded, else 0.",

@@ -12,6 +12,7 @@ from nespay.auth.ratelimit import limit_ip
 from nespay.backoffice.endpoints import router as backoffice_router
 from nespay.backoffice.events import router as backoffice_events_router
 from nespay.backoffice.invoices import router as backoffice_invoices_router
+from nespay.backoffice.provider_webhooks import router as provider_webhooks_router
 from nespay.backoffice.reconciliation import router as reconciliation_router
 from nespay.backoffice.reference import router as reference_router
 from nespay.backoffice.sweeps import router as backoffice_sweeps_router
@@ -57,6 +58,7 @@ def backoffice_api() -> APIRouter:
     router.include_router(rates_router)
     router.include_router(reference_router)
     router.include_router(backoffice_events_router)
+    router.include_router(provider_webhooks_router)
     router.include_router(backoffice_invoices_router)
     router.include_router(backoffice_withdrawals_router)
     router.include_router(reconciliation_router)

@@ -1,4 +1,5 @@
-"""The webhook process: provider callbacks (Rain, Intrajasa, Privy) under /api/v1/webhooks."""
+"""The webhook process: provider callbacks (Rain, Intrajasa, Privy) under /api/v1/webhooks,
+and the handling of what they store (docs/webhooks.md)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,31 @@ from fastapi import FastAPI
 
 from nespay.apps.common import build_app
 from nespay.config import Settings, get_settings
+from nespay.inbox.endpoints import router as inbox_router
+from nespay.inbox.worker import InboxPipeline
+from nespay.runtime import Runtime
+
+
+async def start_inbox(app: FastAPI, runtime: Runtime) -> None:
+    app.state.inbox = InboxPipeline(runtime)
+    await app.state.inbox.start()
+
+
+async def stop_inbox(app: FastAPI, runtime: Runtime) -> None:
+    inbox = getattr(app.state, "inbox", None)
+    if inbox is not None:
+        await inbox.stop()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    # Provider routes (when they land) are not covered by the refusal of unstorable text:
-    # they must keep a payload as received; see docs/security.md "Text input".
-    return build_app("webhook", settings, routers=[], refuse_unstorable=False)
+    # The provider routes are not covered by the refusal of unstorable text: they keep a
+    # payload as received (bytes, so NUL is stored too); see docs/security.md "Text input".
+    return build_app(
+        "webhook",
+        settings,
+        routers=[("/" + settings.public_api_prefix + "/webhooks", inbox_router)],
+        on_start=start_inbox,
+        on_stop=stop_inbox,
+        refuse_unstorable=False,
+    )

@@ -4,6 +4,7 @@ from nespay.models.base import Base
 from nespay.models.callbacks import WebhookAttempt, WebhookDelivery
 from nespay.models.events import Event
 from nespay.models.identity import ApiKey, AuditLog, Merchant, MerchantUser, WebhookEndpoint
+from nespay.models.inbox import ProviderWebhook
 from nespay.models.invoices import DepositAddress, IdempotencyKey, Invoice, InvoiceOption, Payment
 from nespay.models.ledger import LedgerAccount, LedgerTransfer, ReconciliationRun, Withdrawal
 from nespay.models.platform import AppLock, JobSchedule, RateCounter
@@ -34,6 +35,7 @@ __all__ = [
     "Withdrawal",
     "InvoiceOption",
     "Payment",
+    "ProviderWebhook",
     "Rate",
     "ApiKey",
     "AppLock",

@@ -1,0 +1,2 @@
+"""The provider inbox: Rain, Intrajasa and Privy webhooks verified, stored raw, handled
+asynchronously (docs/webhooks.md)."""

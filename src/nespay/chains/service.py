@@ -20,7 +20,6 @@ Rules a payments engineer expects:
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from nespay.chains.schemas import (
     RpcEndpointUpdate,
 )
 from nespay.errors import Conflict, NespayError, NotFound
+from nespay.kit.addresses import AddressInvalid, parse_tron_address
 from nespay.kit.ids import new_id
 from nespay.kit.money import parse_amount, to_base_units
 from nespay.kit.urls import MASK, mask_url
@@ -201,21 +201,6 @@ async def _flush(session: AsyncSession) -> None:
 
 
 _EVM_CONTRACT = re.compile(r"^0x[0-9a-fA-F]{40}$")
-_BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-_TRON_CONTRACT = re.compile(r"^T[1-9A-HJ-NP-Za-km-z]{33}$")
-
-
-def _tron_checksum_ok(address: str) -> bool:
-    number = 0
-    for char in address:
-        number = number * 58 + _BASE58.index(char)
-    try:
-        raw = number.to_bytes(25, "big")
-    except OverflowError:
-        return False
-    payload, checksum = raw[:21], raw[21:]
-    digest = hashlib.sha256(hashlib.sha256(payload).digest()).digest()
-    return payload[0] == 0x41 and digest[:4] == checksum
 
 
 def normalise_contract(chain_family: str, contract: str | None) -> str | None:
@@ -235,14 +220,13 @@ def normalise_contract(chain_family: str, contract: str | None) -> str | None:
                 "for the network's native coin."
             )
         return contract.lower()
-    if not _TRON_CONTRACT.fullmatch(contract):
+    try:
+        return parse_tron_address(contract)
+    except AddressInvalid as error:
         raise InvalidContract(
-            "A Tron token contract is a base58 address: T followed by 33 characters; "
+            f"A Tron token contract is a base58 address (T followed by 33 characters): {error}; "
             "leave the contract out (null) for the network's native coin."
-        )
-    if not _tron_checksum_ok(contract):
-        raise InvalidContract("This Tron address fails its checksum: check it for a typo.")
-    return contract
+        ) from None
 
 
 NETWORK_FIELDS = (

@@ -642,3 +642,42 @@ async def test_an_rpc_urls_key_is_never_answered_and_edits_need_not_resend_it(
     log = await audit(database, endpoint_id)
     assert [e["detail"] for e in log[1:]] == [None, None]  # the URL never changed
     assert key not in str(log) and key not in caplog.text
+
+
+async def test_endpoint_api_keys_are_write_only_in_the_backoffice(client, admin, database):
+    tron = (await new_network(client, admin, chain_family="tron", chain_id=None))["code"]
+    evm = (await new_network(client, admin))["code"]
+    secret = "trongrid-key-0123456789"
+    created = await client.post(
+        f"{BO}/rpc-endpoints",
+        headers=admin,
+        json={"network": tron, "url": "https://api.trongrid.io", "api_key": secret},
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["has_api_key"] is True and secret not in created.text
+    endpoint_id = created.json()["id"]
+    listed = await client.get(f"{BO}/rpc-endpoints?network={tron}", headers=admin)
+    assert secret not in listed.text
+    refused = await client.post(
+        f"{BO}/rpc-endpoints",
+        headers=admin,
+        json={"network": evm, "url": "https://rpc.example.com", "api_key": secret},
+    )
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "rpc_api_key_unused"
+    bad = await client.patch(
+        f"{BO}/rpc-endpoints/{endpoint_id}", headers=admin, json={"api_key": "has space 123"}
+    )
+    assert bad.status_code == 422 and "has space" not in bad.text
+    removed = await client.patch(
+        f"{BO}/rpc-endpoints/{endpoint_id}", headers=admin, json={"api_key": None}
+    )
+    assert removed.status_code == 200 and removed.json()["has_api_key"] is False
+    async with database.engine.connect() as conn:
+        audit = await conn.scalar(
+            text(
+                "SELECT string_agg(coalesce(detail::text, '') || coalesce(after::text, ''), ' ')"
+                " FROM audit_logs WHERE target_id = :i"
+            ),
+            {"i": endpoint_id},
+        )
+    assert secret not in audit and "api_key_set" in audit

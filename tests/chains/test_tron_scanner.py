@@ -13,6 +13,7 @@ from nespay.chains.cursors import LeaseLost
 from nespay.chains.faketron import transfer_log
 from tests.chains.tron_rig import address, tron_chain_on
 from tests.fixtures.fake_trongrid import PAYER, STRANGER, fake_tron  # noqa: F401
+from tests.invoices.conftest import admin_rate  # noqa: F401
 from tests.payments.conftest import units
 
 
@@ -191,3 +192,29 @@ async def test_garbled_answers_are_retried_and_the_payment_is_found(tron):
             await tron.scan()
     await tron.scan()
     assert (await tron.get(invoice["id"]))["status"] in ("paid", "confirmed")
+
+
+async def test_a_tron_invoice_offers_both_currencies_and_the_payer_sees_bare_base58(
+    tron,
+    admin_rate,  # noqa: F811
+):
+    await admin_rate("TRX", "USDT", "0.25")  # 10 USDT = 40 TRX
+    options = [
+        {"network": tron.network, "currency": "USDT"},
+        {"network": tron.network, "currency": "TRX"},
+    ]
+    invoice = await tron.invoice("10", payment_options=options)
+    usdt, trx = sorted(invoice["payment_options"], key=lambda o: o["currency"], reverse=True)
+    assert usdt["address"] == trx["address"]  # one deposit address per chain family
+    public = (await tron.client.get(f"/api/v1/public/invoices/{invoice['id']}")).json()
+    shown = {o["currency"]: o for o in public["payment_options"]}
+    assert shown["USDT"]["address"] == usdt["address"]
+    assert shown["USDT"]["token_contract"] == tron.token and shown["TRX"]["token_contract"] is None
+    for option in shown.values():  # a bare address: no `tron:` URI, no hex form, no 0x
+        assert option["address"].startswith("T") and len(option["address"]) == 34
+        assert ":" not in option["address"] and "0x" not in str(option)
+    assert trx["amount"] == "40" and usdt["amount"] == "10"
+    tron.fake.send_trx(PAYER, trx["address"], 40_000_000)
+    tron.fake.mine(3)
+    await tron.scan()
+    assert (await tron.get(invoice["id"]))["status"] == "confirmed"

@@ -49,6 +49,7 @@ from nespay.kit.addresses import tron_from_hex, tron_to_hex
 TRANSFER_TOPIC = "ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 TRANSFER_SELECTOR = "a9059cbb"
 BLOCK_TIME_MS = 3_000
+SANDBOX_PORT = 8090  # java-tron's FullNode HTTP port; the seeded `tron-local` endpoint
 DEFAULT_SOLID_LAG = 19  # mainnet solidifies about 19 blocks (~1 minute) behind the head
 WITNESS = "41" + "be" * 20
 

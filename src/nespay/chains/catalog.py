@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 TTL_S = 5.0
 
-# The chain families a scanner serves: only these are offered (Tron comes with its issue).
-SCANNED_FAMILIES = ("evm",)
+# The chain families a scanner serves: only these are offered.
+SCANNED_FAMILIES = ("evm", "tron")
 
 _QUERY = text(
     """

@@ -38,7 +38,9 @@ class Transfer:
     amount: int
 
 
-async def match(db: Sql, network: str, transfers: Iterable[Transfer]) -> list[tuple[Transfer, Any]]:
+async def match(
+    db: Sql, network: str, transfers: Iterable[Transfer], chain_family: str = "evm"
+) -> list[tuple[Transfer, Any]]:
     """The transfers to our deposit addresses, each with its option (same currency)."""
     transfers = list(transfers)
     addresses = list({t.to_address for t in transfers})
@@ -46,7 +48,7 @@ async def match(db: Sql, network: str, transfers: Iterable[Transfer]) -> list[tu
         return []
     options = {
         (row["currency_id"], row["address"]): row
-        for row in await repository.match(db, network, addresses)
+        for row in await repository.match(db, network, addresses, chain_family)
     }
     return [
         (transfer, option)
@@ -133,6 +135,7 @@ async def apply_batch(
     needed: int,
     ancestor: int | None = None,
     fee_bps: int = 0,
+    chain_family: str = "evm",
 ) -> dict[str, str]:
     """Everything a scanned batch does to payments, the ledger and invoices, in the caller's
     transaction (see the module's docstring). `ancestor`: the common ancestor of a reorg, above
@@ -144,7 +147,7 @@ async def apply_batch(
         for row in await repository.confirm_up_to(db, network, tip, needed)
         if row["status"] == "confirmed"
     ]
-    matched = await match(db, network, transfers)
+    matched = await match(db, network, transfers, chain_family)
     await states.lock(
         db,
         [row["invoice_id"] for row in orphaned]

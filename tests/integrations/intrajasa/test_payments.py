@@ -115,8 +115,11 @@ async def test_a_callback_intrajasa_does_not_confirm_credits_nothing_then_a_repl
         # Replayed again: handled again, credited once.
         await rig.api.post(f"/api/backoffice/v1/provider-webhooks/{stored}/replay", headers=admin)
         await eventually(
-            lambda: rows(rig.database, "id = :i AND replayed_at IS NOT NULL AND status = "
-                         "'handled' AND attempts = 1", i=stored),
+            lambda: rows(
+                rig.database,
+                "id = :i AND replayed_at IS NOT NULL AND status = 'handled' AND attempts = 1",
+                i=stored,
+            ),
             what="handled after the second replay",
         )
         assert (await rig.balances())[0]["available"] == "24750"
@@ -160,8 +163,21 @@ async def test_an_unknown_va_is_stored_acknowledged_logged_and_ignored(rig, capl
 
 @pytest.mark.parametrize(
     "amount",
-    ["-25000.00", "0", "0.00", "2.5e4", "25000.001", "25,000", " 25000", "NaN", True,
-     [], {"value": "25000"}, "1" + "0" * 40, ""],
+    [
+        "-25000.00",
+        "0",
+        "0.00",
+        "2.5e4",
+        "25000.001",
+        "25,000",
+        " 25000",
+        "NaN",
+        True,
+        [],
+        {"value": "25000"},
+        "1" + "0" * 40,
+        "",
+    ],
 )
 async def test_an_amount_in_the_wrong_form_is_an_acknowledged_no_op(rig, amount):
     invoice = await rig.invoice()

@@ -96,9 +96,7 @@ def parse_wire_amount(value: Any) -> int | None:
     if isinstance(value, int):
         text = str(value)
     elif isinstance(value, Decimal):
-        if not value.is_finite():
-            return None
-        text = format(value, "f")
+        text = str(value)  # as written: an exponent (1E+3) or NaN is refused below
     elif isinstance(value, str):
         text = value
     else:

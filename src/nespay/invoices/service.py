@@ -145,13 +145,15 @@ def resolve_options(catalog: Catalog, body: InvoiceCreate) -> list[CatalogCurren
     return found
 
 
-def _asked(body: InvoiceCreate) -> list[tuple[str | None, tuple[str, ...]]]:
+def _asked(body: InvoiceCreate, catalog: Catalog) -> list[tuple[str | None, tuple[str, ...]]]:
     """What the body asks for: (network or None for any, the currency codes that would do)."""
     if body.payment_options:
         asked = [(o.network, (o.currency.upper(),)) for o in body.payment_options]
     elif body.currency in FIAT_DECIMALS:
-        # With a network named, it may be a fiat rail of that currency (Intrajasa's IDR).
-        asked = [(body.network, ((body.currency,) if body.network else ()) + STABLECOINS)]
+        network = catalog.network(body.network) if body.network else None
+        rail = network is not None and network.chain_family in PROVIDER_FAMILIES
+        # A provider network (Intrajasa) named: it is the fiat itself that is asked for.
+        asked = [(body.network, (body.currency,) if rail else STABLECOINS)]
     else:
         asked = [(body.network, (body.currency,))]
     if body.currency not in FIAT_DECIMALS:
@@ -165,7 +167,7 @@ async def _explained(
     """`refused`, said precisely: which network or currency is disabled (or missing), and the
     command an operator runs to offer it (the database is read only to explain a refusal)."""
     async with runtime.db.sessionmaker() as session:
-        found = await availability.explain(session, catalog, _asked(body), body.currency)
+        found = await availability.explain(session, catalog, _asked(body, catalog), body.currency)
     if found is None:
         return refused
     kind = UnknownNetwork if found.kind == "network" else UnknownCurrency

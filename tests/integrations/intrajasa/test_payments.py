@@ -51,6 +51,13 @@ async def test_an_idr_invoice_paid_through_intrajasa_is_confirmed_and_credited_o
     assert payment["tx_hash"] == "IJTX0001" and payment["amount"] == "25000"
     assert payment["status"] == "confirmed" and payment["network"] == "intrajasa"
     assert await rig.events(invoice["id"]) == PAID_EVENTS
+    listed = await rig.api.get("/api/v1/events", params={"limit": 50}, headers=rig.merchant.headers)
+    assert listed.status_code == 200, listed.text
+    mine = [e for e in listed.json()["data"] if e["subject_id"] == invoice["id"]][::-1]
+    assert [e["type"] for e in mine] == PAID_EVENTS  # what the merchant's server is sent
+    confirmed = mine[3]["data"]
+    assert confirmed["tx_hash"] == "IJTX0001" and confirmed["network"] == "intrajasa"
+    assert mine[4]["data"]["status"] == "confirmed" and mine[4]["data"]["paid_share"] == "1"
     (balance,) = await rig.balances()
     assert balance == {
         "network": "intrajasa",

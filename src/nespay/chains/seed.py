@@ -24,8 +24,8 @@ class SeedNetwork:
     code: str
     name: str
     chain_family: str
-    chain_id: int
-    native: tuple[str, str, int]  # code, name, decimals
+    chain_id: int | None
+    native: tuple[str, str, int]  # code, name, decimals (a VA network: its currency)
     confirmations: int
     block_time_ms: int
     rpc: tuple[str, ...]
@@ -246,6 +246,18 @@ NETWORKS: tuple[SeedNetwork, ...] = (
         3_000,
         (f"http://127.0.0.1:{faketron.SANDBOX_PORT}",),
         is_testnet=True,
+    ),
+    # Intrajasa's rupiah virtual accounts (docs/intrajasa.md): no chain, no RPC; IDR with
+    # ISO 4217's two decimals (Intrajasa's "25000.00"); a payment Intrajasa confirms is final.
+    SeedNetwork(
+        "intrajasa",
+        "Intrajasa virtual accounts (IDR)",
+        "va",
+        None,
+        ("IDR", "Indonesian rupiah", 2),
+        1,
+        1_000,
+        (),
     ),
     SeedNetwork(
         "local",

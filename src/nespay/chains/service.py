@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nespay.audit.service import record
 from nespay.auth.principals import Actor
 from nespay.chains import repository
-from nespay.chains.catalog import SCANNED_FAMILIES
+from nespay.chains.catalog import OFFERED_FAMILIES
 from nespay.chains.schemas import (
     CurrencyCreate,
     CurrencyUpdate,
@@ -108,8 +108,8 @@ class ChainFamilyNotScanned(NespayError):
     def __init__(self, family: str) -> None:
         super().__init__(
             f"A {family} network cannot be enabled: no scanner serves the {family} chain family "
-            "yet, so invoices would hand out addresses nobody watches. Scanned families: "
-            + ", ".join(SCANNED_FAMILIES)
+            "yet, so invoices would hand out addresses nobody watches. Offered families: "
+            + ", ".join(OFFERED_FAMILIES)
             + "."
         )
 
@@ -415,7 +415,7 @@ async def offered_networks(
     return await repository.networks_page(
         session,
         enabled=True,
-        families=SCANNED_FAMILIES,
+        families=OFFERED_FAMILIES,
         limit=limit,
         starting_after=starting_after,
     )
@@ -427,7 +427,7 @@ async def offered_currencies(
     """Enabled currencies of the offered networks."""
     return await repository.enabled_currencies_page(
         session,
-        families=SCANNED_FAMILIES,
+        families=OFFERED_FAMILIES,
         network=network,
         limit=limit,
         starting_after=starting_after,
@@ -455,7 +455,7 @@ async def reset_cursor(session: AsyncSession, actor: Actor, code: str) -> bool:
 
 def _refuse_unscanned(family: str) -> None:
     """Never offer what is not scanned: only a family a scanner serves can be enabled."""
-    if family not in SCANNED_FAMILIES:
+    if family not in OFFERED_FAMILIES:
         raise ChainFamilyNotScanned(family)
 
 

@@ -24,7 +24,10 @@ from nespay.security.encryption import register
 
 class Network(TimestampMixin, Base):
     __tablename__ = "networks"
-    __table_args__ = (CheckConstraint("chain_family IN ('evm', 'tron')", name="chain_family"),)
+    # `va`: virtual accounts (Intrajasa), paid by bank transfer and reported by the provider.
+    __table_args__ = (
+        CheckConstraint("chain_family IN ('evm', 'tron', 'va')", name="chain_family"),
+    )
 
     code: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(100))

@@ -148,6 +148,44 @@ async def apply_batch(
         if row["status"] == "confirmed"
     ]
     matched = await match(db, network, transfers, chain_family)
+    return await _count(
+        db, network, orphaned, newly_confirmed, matched, tip=tip, needed=needed, fee_bps=fee_bps
+    )
+
+
+async def record_settled(
+    db: Sql, network: str, transfer: Transfer, option: Any, *, fee_bps: int = 0
+) -> dict[str, str]:
+    """A payment a provider reports as already final (Intrajasa's virtual accounts: no
+    chain, no confirmations to count), to `option` (a row as `match` returns: option_id,
+    invoice_id, merchant_id, expires_epoch). Recorded confirmed at once, through the same
+    steps as a payment first read already deep: `payment.detected`, the invoice paid, then
+    `payment.confirmed`, the invoice confirmed; the ledger credit posted with its fee. The
+    same transfer again (same network, tx hash, log index) changes nothing. Returns id → new
+    status."""
+    return await _count(
+        db,
+        network,
+        [],
+        [],
+        [(transfer, option)],
+        tip=transfer.block_number,
+        needed=1,
+        fee_bps=fee_bps,
+    )
+
+
+async def _count(
+    db: Sql,
+    network: str,
+    orphaned: Sequence[Any],
+    newly_confirmed: Sequence[Any],
+    matched: list[tuple[Transfer, Any]],
+    *,
+    tip: int,
+    needed: int,
+    fee_bps: int,
+) -> dict[str, str]:
     await states.lock(
         db,
         [row["invoice_id"] for row in orphaned]

@@ -219,6 +219,11 @@ async def refund(
         )
     (paid,) = received
     currency = await repository.currency(db, paid["network_code"], paid["currency"])
+    if currency["chain_family"] not in SENDING_FAMILIES:
+        raise NothingToRefund(
+            f"This invoice was paid on {paid['network_code']} (a virtual account, by bank "
+            "transfer): Nespay sends nothing back there; refund the payer outside Nespay."
+        )
     amount = _base_units(body.amount, currency)
     left = int(paid["paid"]) - int(paid["refunded"])
     if amount > left:

@@ -129,6 +129,8 @@ async def qr(request: Request, invoice_id: str, index: int, lang: Lang = None) -
     built = await _page(_runtime(request), invoice_id, t)
     if built is None or not 0 <= index < len(built.options):
         return Response(status_code=404, headers=SECURITY_HEADERS)
+    if built.options[index].family == "va":  # a bank transfer: nothing for a wallet to scan
+        return Response(status_code=404, headers=SECURITY_HEADERS)
     option = built.options[index]
     title = t("qr_label", amount=option.amount_due, currency=option.currency,
               network=option.network_name)  # fmt: skip

@@ -20,6 +20,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "native_coin": "{currency} is the network's own coin (no token contract).",
         "warning": "Send only {currency} on {network}. Anything else sent to this address, "
         "or this currency on another network, will be lost.",
+        "va_number": "Virtual account number",
+        "va_how": "Transfer exactly this amount to this virtual account number from any "
+        "Indonesian bank, in one transfer.",
         "copy": "Copy",
         "copied": "Copied",
         "qr_label": "QR code for paying {amount} {currency} on {network}",
@@ -57,6 +60,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "native_coin": "{currency} adalah koin bawaan jaringan ini (tanpa kontrak token).",
         "warning": "Kirim hanya {currency} di jaringan {network}. Aset lain yang dikirim ke "
         "alamat ini, atau mata uang ini di jaringan lain, akan hilang.",
+        "va_number": "Nomor virtual account",
+        "va_how": "Transfer tepat sejumlah ini ke nomor virtual account ini dari bank mana "
+        "pun di Indonesia, dalam satu kali transfer.",
         "copy": "Salin",
         "copied": "Tersalin",
         "qr_label": "Kode QR untuk membayar {amount} {currency} di jaringan {network}",

@@ -21,6 +21,7 @@ PAYABLE = frozenset({"pending", "partially_paid"})  # payment options are shown
 @dataclass(frozen=True)
 class Option:
     index: int
+    family: str  # evm, tron, or va (a bank virtual account: no QR, no contract)
     network: str
     network_name: str
     currency: str
@@ -74,6 +75,7 @@ def _option(
     )
     return Option(
         index=index,
+        family=family,
         network=option.network,
         network_name=names.get(option.network, option.network),
         currency=option.currency,

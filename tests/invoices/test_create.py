@@ -13,7 +13,8 @@ from tests.invoices.conftest import TOKEN
 INVOICE_FIELDS = {
     "id", "status", "amount", "currency", "amount_paid", "amount_due", "rate",
     "payment_options", "payments", "order_id", "description", "metadata", "redirect_url",
-    "expires_at", "created_at", "paid_at", "confirmed_at", "expired_at", "cancelled_at", "flags",
+    "hosted_url", "expires_at", "created_at", "paid_at", "confirmed_at", "expired_at",
+    "cancelled_at", "flags",
 }  # fmt: skip
 
 
@@ -46,6 +47,8 @@ async def test_create_answers_201_with_the_invoice(app, merchant, network):
     assert invoice["description"] == "Two mugs"
     assert invoice["metadata"] == body["metadata"]
     assert invoice["redirect_url"] == body["redirect_url"]
+    # The payer's page, under BASE_URL (the test settings' default).
+    assert invoice["hosted_url"] == f"http://localhost:8000/pay/{invoice['id']}"
     assert invoice["payments"] == []
     assert invoice["flags"] == {"overpaid": False, "paid_late": False}
     for name in ("paid_at", "confirmed_at", "expired_at", "cancelled_at"):

@@ -4,6 +4,7 @@ and the payer-facing public invoice view."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from nespay.apikeys.endpoints import router as apikeys_router
 from nespay.apps.common import build_app
@@ -19,6 +20,8 @@ from nespay.backoffice.sweeps import router as backoffice_sweeps_router
 from nespay.backoffice.withdrawals import router as backoffice_withdrawals_router
 from nespay.callbacks.endpoints import router as callbacks_router
 from nespay.chains.endpoints import router as chains_router
+from nespay.checkout.endpoints import STATIC as CHECKOUT_STATIC
+from nespay.checkout.endpoints import router as checkout_router
 from nespay.config import Settings, get_settings
 from nespay.events.endpoints import router as events_router
 from nespay.invoices.endpoints import public_router as public_invoices_router
@@ -26,6 +29,7 @@ from nespay.invoices.endpoints import router as invoices_router
 from nespay.ledger.endpoints import router as ledger_router
 from nespay.merchants.endpoints import router as merchants_router
 from nespay.rates.endpoints import rates_router
+from nespay.runtime import Runtime
 from nespay.withdrawals.endpoints import router as withdrawals_router
 
 
@@ -66,14 +70,25 @@ def backoffice_api() -> APIRouter:
     return router
 
 
+async def _stop(app: FastAPI, runtime: Runtime) -> None:
+    watcher = getattr(app.state, "checkout_watcher", None)
+    if watcher is not None:
+        await watcher.close()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    return build_app(
+    app = build_app(
         "api",
         settings,
         routers=[
             ("/" + settings.public_api_prefix, merchant_api()),
             ("/" + settings.public_api_prefix, public_api()),
             ("/" + settings.internal_api_prefix, backoffice_api()),
+            ("", checkout_router),
         ],
+        on_stop=_stop,
     )
+    # The hosted checkout's styles and script (no external assets; see nespay.checkout).
+    app.mount("/pay/assets", StaticFiles(directory=CHECKOUT_STATIC), name="checkout-assets")
+    return app

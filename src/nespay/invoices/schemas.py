@@ -95,6 +95,7 @@ class Invoice(BaseModel):
     description: str | None
     metadata: dict[str, Any]
     redirect_url: str | None
+    hosted_url: str = Field(description="The payer's page for this invoice (`BASE_URL`/pay/{id})")
     expires_at: datetime
     created_at: datetime
     paid_at: datetime | None

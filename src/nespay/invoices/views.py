@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from fractions import Fraction
 
+from nespay.checkout.links import hosted_url
 from nespay.invoices.schemas import (
     Invoice,
     InvoiceFlags,
@@ -111,6 +112,7 @@ def invoice_view(
         description=invoice.description,
         metadata=invoice.metadata_ or {},
         redirect_url=invoice.redirect_url,
+        hosted_url=hosted_url(invoice.id),
         expires_at=invoice.expires_at,
         created_at=invoice.created_at,
         paid_at=invoice.paid_at,

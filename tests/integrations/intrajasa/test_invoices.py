@@ -157,3 +157,19 @@ async def test_a_va_paid_invoice_cannot_be_refunded_through_nespay(rig):
     assert response.status_code == 422, response.text
     assert "virtual account" in response.json()["error"]["message"]
     assert await rig.scalar("SELECT count(*) FROM withdrawals") == 0
+
+
+async def test_the_hosted_page_shows_the_va_number_as_a_bank_transfer(rig):
+    """A rupiah virtual account on the payer's page: its number with what to do, no wallet
+    warning, no token contract, no QR code."""
+    invoice = await rig.invoice(amount="25000")
+    (option,) = invoice["payment_options"]
+    response = await rig.api.get(f"/pay/{invoice['id']}", headers={"accept-language": "id"})
+    assert response.status_code == 200
+    html = response.text
+    assert "Nomor virtual account" in html and option["address"] in html
+    assert "Transfer tepat sejumlah ini ke nomor virtual account ini" in html
+    assert "Bayar 25000 IDR" in html
+    assert "Kontrak token" not in html and "/qr/" not in html
+    qr = await rig.api.get(f"/pay/{invoice['id']}/qr/0.svg")
+    assert qr.status_code == 404

@@ -214,6 +214,10 @@ async def test_a_tron_invoice_offers_both_currencies_and_the_payer_sees_bare_bas
         assert option["address"].startswith("T") and len(option["address"]) == 34
         assert ":" not in option["address"] and "0x" not in str(option)
     assert trx["amount"] == "40" and usdt["amount"] == "10"
+    # The hosted page: each option's QR code holds the bare address, never a URI.
+    page = (await tron.client.get(f"/pay/{invoice['id']}")).text
+    assert page.count(f'data-uri="{usdt["address"]}"') == 2
+    assert "The QR code holds the address only: enter the amount yourself." in page
     tron.fake.send_trx(PAYER, trx["address"], 40_000_000)
     tron.fake.mine(3)
     await tron.scan()

@@ -476,10 +476,14 @@ def run_wrk(url: str, load: Load, duration_s: int, lua: Lua = None) -> WrkResult
             script.write(lua)
             script.flush()
             argv += ["-s", script.name]
-        output = subprocess.run(  # noqa: S603 - our own arguments
+        done = subprocess.run(  # noqa: S603 - our own arguments
             [*argv, url], capture_output=True, text=True, check=True
-        ).stdout
-    return parse_wrk(output)
+        )
+    if done.stderr.strip():
+        # A script that fails to load (or raises) is reported here and wrk goes on with bare
+        # GETs: whatever it measured then is not the benchmark.
+        sys.exit(f"wrk complained, the run is not a result:\n{done.stderr.strip()}")
+    return parse_wrk(done.stdout)
 
 
 def parse_wrk(output: str) -> WrkResult:

@@ -4,12 +4,16 @@ process killed (SIGKILL) between storing and handling loses nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 
+import aio_pika
 import httpx
 import pytest
 
 from nespay.apps import api
+from nespay.broker import PROVIDER_WEBHOOKS_QUEUE
+from nespay.inbox.worker import ids_of, publish
 from tests.callbacks.delivery_rig import eventually
 from tests.fixtures.app import app_client, unthrottled
 from tests.fixtures.cognito import LOCAL_ADMIN_CLIENT, LOCAL_ADMIN_POOL, REGION
@@ -151,19 +155,28 @@ async def test_the_backoffice_list_filters_and_pages(database, database_url, loc
         assert anonymous.status_code == 401
 
 
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "inbox.after_store",  # stored, the provider not answered, nothing queued
+        "inbox.before_publish",  # stored, handed to the batching publisher, not yet published
+    ],
+)
 async def test_sigkill_after_storing_and_before_handling_loses_nothing(
-    database, database_url, rabbit, tmp_path
+    database, database_url, rabbit, tmp_path, fault
 ):
     env = base_env(database_url, RABBITMQ_URL=rabbit.url, **settings_env())
     raw, headers = rain_request("evt-crash")
-    with nespay_process(
-        "webhook", {**env, "NESPAY_FAULT": "inbox.after_store"}, tmp_path
-    ) as doomed:
-        with pytest.raises(httpx.TransportError):  # the provider gets no answer ...
-            httpx.post(f"{doomed.base_url}{HOOKS}/rain", content=raw, headers=headers)
+    with nespay_process("webhook", {**env, "NESPAY_FAULT": fault}, tmp_path) as doomed:
+        try:  # the provider gets no answer, or (before_publish) its 200 just before the kill
+            answer = httpx.post(f"{doomed.base_url}{HOOKS}/rain", content=raw, headers=headers)
+            assert answer.status_code == 200 and fault == "inbox.before_publish"
+        except httpx.TransportError:
+            pass
         assert doomed.process.wait(timeout=10) == -signal.SIGKILL
     (stored,) = await rows(database)  # ... but the webhook was stored, and never queued
     assert stored["status"] == "pending" and stored["handled_at"] is None
+    assert await _take_raw(rabbit.url) == []
     with nespay_process("webhook", env, tmp_path) as restarted:
         (handled,) = await eventually(
             lambda: rows(database, "handled_at IS NOT NULL"), what="handled after restart"
@@ -177,3 +190,66 @@ async def test_sigkill_after_storing_and_before_handling_loses_nothing(
     assert handled["attempts"] == 1
     assert len(await rows(database)) == 1
     assert "rain-test-api-key" not in log
+
+
+async def test_an_intake_only_replica_stores_and_queues_and_a_handling_replica_handles(
+    database, database_url, rabbit
+):
+    intake = inbox_settings(database_url, rabbitmq_url=rabbit.url, webhook_handling_enabled=False)
+    async with webhook_client(intake) as hooks:
+        answers = await asyncio.gather(
+            *(hooks.post(f"{HOOKS}/rain", content=r, headers=h) for r, h in _rain_batch(5))
+        )
+    stored = {answer.json()["id"] for answer in answers}
+    assert len(stored) == 5 and all(a.status_code == 200 for a in answers)
+    # Stopped: whatever it had queued is published, and nothing was handled (it never consumes).
+    assert {r["id"] for r in await rows(database, "status = 'pending'")} == stored
+    messages = await _take_raw(rabbit.url)
+    assert sorted(i for m in messages for i in ids_of(m)) == sorted(stored)
+    # Those messages are gone now (taken above): the handling replica's sweep finds the rows.
+    handling = inbox_settings(database_url, rabbitmq_url=rabbit.url)
+    async with webhook_client(handling):
+        done = await eventually(
+            lambda: _all_handled(database, 5), what="handled by the handling replica"
+        )
+    assert {r["id"] for r in done} == stored and {r["status"] for r in done} == {"ignored"}
+    assert {r["attempts"] for r in done} == {1}
+
+
+async def test_one_message_naming_several_rows_gets_each_handled_once(
+    database, database_url, rabbit
+):
+    intake = inbox_settings(database_url, rabbitmq_url=rabbit.url, webhook_handling_enabled=False)
+    async with webhook_client(intake) as hooks:
+        for raw, headers in _rain_batch(3):
+            assert (await hooks.post(f"{HOOKS}/rain", content=raw, headers=headers)).is_success
+    ids = [r["id"] for r in await rows(database)]
+    await _take_raw(rabbit.url)  # whatever the intake published: replaced by one message
+    connection = await aio_pika.connect(rabbit.url)
+    async with connection:
+        await publish(await connection.channel(), [*ids, ids[0], "pwh_unknown"])
+    async with (
+        recording("rain", "card.updated") as handler,
+        webhook_client(inbox_settings(database_url, rabbitmq_url=rabbit.url)),
+    ):
+        await eventually(lambda: _all_handled(database, 3), what="all three handled")
+    assert sorted(handler.calls) == sorted(ids)  # the repeated id was not handled twice
+
+
+def _rain_batch(count):
+    return [rain_request(f"evt-batch-{n}") for n in range(count)]
+
+
+async def _all_handled(database, count):
+    done = await rows(database, "handled_at IS NOT NULL")
+    return done if len(done) == count else None
+
+
+async def _take_raw(url):
+    connection = await aio_pika.connect(url)
+    bodies = []
+    async with connection:
+        queue = await (await connection.channel()).get_queue(PROVIDER_WEBHOOKS_QUEUE)
+        while (message := await queue.get(no_ack=True, fail=False)) is not None:
+            bodies.append(message.body)
+    return bodies

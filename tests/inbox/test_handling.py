@@ -11,7 +11,7 @@ import aio_pika
 import httpx
 import pytest
 
-from nespay.apps import api
+from nespay.apps import api, webhook
 from nespay.broker import PROVIDER_WEBHOOKS_QUEUE
 from nespay.inbox.worker import ids_of, publish
 from tests.callbacks.delivery_rig import eventually
@@ -253,3 +253,30 @@ async def _take_raw(url):
         while (message := await queue.get(no_ack=True, fail=False)) is not None:
             bodies.append(message.body)
     return bodies
+
+
+async def test_a_batch_stamps_unwanted_rows_at_once_and_hands_the_rest_to_their_handler_once(
+    database, database_url
+):
+    # Handling off: nothing but the calls below handles (no consumer, no sweep).
+    settings = inbox_settings(database_url, webhook_handling_enabled=False)
+    async with (
+        recording("rain", "card.updated") as handler,
+        app_client(webhook.create_app, settings) as (app, hooks),
+    ):
+
+        async def post(event_id, kind):
+            raw, headers = rain_request(event_id, kind)
+            return (await hooks.post(f"{HOOKS}/rain", content=raw, headers=headers)).json()["id"]
+
+        wanted = [await post(f"evt-wanted-{n}", "card.updated") for n in range(3)]
+        unwanted = [await post(f"evt-unwanted-{n}", "card.created") for n in range(2)]
+        batch = [*wanted, *unwanted, wanted[0], unwanted[0], "pwh_unknown"]
+        await app.state.inbox.worker.handle_all(batch)
+        await app.state.inbox.worker.handle_all(batch)  # all done: nothing is handled again
+    assert sorted(handler.calls) == sorted(wanted)
+    stored = {row["id"]: row for row in await rows(database)}
+    assert {i: stored[i]["status"] for i in wanted} == dict.fromkeys(wanted, "handled")
+    assert {i: stored[i]["status"] for i in unwanted} == dict.fromkeys(unwanted, "ignored")
+    assert {row["attempts"] for row in stored.values()} == {1}
+    assert all(row["handled_at"] is not None for row in stored.values())

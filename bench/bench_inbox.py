@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -33,7 +34,7 @@ import asyncpg
 import orjson
 
 from bench import harness
-from bench.bench_callbacks import Rabbit, rabbit_node
+from bench.bench_callbacks import rabbit_node, ticks
 from bench.harness import Load, Row, ScratchDatabase, Target
 
 PATH = "/api/v1/webhooks/rain"
@@ -148,16 +149,35 @@ def run(db: ScratchDatabase, load: Load) -> list[Row]:
         try:
             with harness.running(servers) as (raw, nespay):
                 measured = harness.measure_targets(
-                    [Target(RAW, raw, lua=lua), Target(NESPAY, nespay, lua=lua)], load
+                    [Target(RAW, raw, lua=lua), Target(NESPAY, nespay, lua=lua)],
+                    load,
+                    probe=lambda: asyncio.run(_backends_cpu_us(db)),
                 )
         finally:
             bodies.unlink(missing_ok=True)
         beam_ticks = node.cpu_ticks() - beam_before
-        print(handling_report(db, env, node, beam_ticks))
+        for label in (RAW, NESPAY):
+            backends = statistics.median(measured[label].probe_us)
+            print(f"  PostgreSQL backends' CPU, {label}: {backends:.0f} µs per request (median)")
+        print(handling_report(db, env, beam_ticks))
     return rows(measured, load)
 
 
-def handling_report(db: ScratchDatabase, env: dict[str, str], node: Rabbit, beam: int) -> str:
+async def _backends_cpu_us(db: ScratchDatabase) -> float:
+    """utime+stime of the scratch database's backends (this connection's own excluded): only
+    the side being loaded is busy during its run."""
+    conn = await asyncpg.connect(db.dsn)
+    try:
+        pids = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            db.name,
+        )
+    finally:
+        await conn.close()
+    return sum(ticks(row["pid"]) for row in pids) * harness.TICK_US
+
+
+def handling_report(db: ScratchDatabase, env: dict[str, str], beam: int) -> str:
     """After the rounds: a handling replica (`nespay serve webhook`, handling on, no HTTP
     traffic) started on the backlog the intake left (every stored row pending, its messages
     queued); timed until no row is pending. Every row must end `ignored` (no handler)."""

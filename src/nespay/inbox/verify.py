@@ -137,12 +137,16 @@ def event_type_of(value: Any) -> str:
     return "unknown"
 
 
+_KEPT = frozenset(name.encode() for name in KEPT_HEADERS)
+
+
 def kept_headers(request: Request) -> dict[str, str]:
-    return {
-        name: printable(request.headers[name])[:500]
-        for name in KEPT_HEADERS
-        if name in request.headers
-    }
+    """The first value of each kept header (one pass over the raw, lower-cased names)."""
+    kept: dict[str, str] = {}
+    for name, value in request.scope["headers"]:
+        if name in _KEPT and (key := name.decode()) not in kept:
+            kept[key] = printable(value.decode("latin-1"))[:500]
+    return kept
 
 
 def _refused(request: Request, provider: str, error: WebhookRefused) -> WebhookRefused:

@@ -1,18 +1,23 @@
 """Provider webhook intake through the real webhook process against a raw ASGI + asyncpg
 endpoint that verifies the same HMAC and does one INSERT … ON CONFLICT DO NOTHING.
 
-- thing: `POST /api/v1/webhooks/rain` on `nespay serve webhook` with RabbitMQ: the source
+- thing: `POST /api/v1/webhooks/rain` on `nespay serve webhook` as an intake-only replica
+  (`WEBHOOK_HANDLING_ENABLED=false`) with a RabbitMQ node of the benchmark's own: the source
   address against `WEBHOOK_RAIN_ALLOWED_IPS`, the body read under its 256 KiB cap, the
   `signature` header (HMAC-SHA256 of the raw body under `RAIN_API_KEY`, constant-time), the
-  JSON parsed, the raw row stored (`INSERT … ON CONFLICT DO NOTHING` on the driver pool), a
-  message published to `nespay.provider-webhooks` after the insert — and, in the same
-  process, the consumer handling each stored row (`ignored`: no handler yet), as deployed.
+  JSON parsed, the raw row stored (`INSERT … ON CONFLICT DO NOTHING` on the driver pool), its
+  id handed to the batching publisher (one confirmed message per batch to
+  `nespay.provider-webhooks`). Handling runs elsewhere in production's split (docs/webhooks.md);
+  here, after the rounds, a handling replica (handling on, no HTTP traffic) is started on the
+  backlog and timed until no row is pending; every row must end `ignored` (no handler yet).
 - baseline: `app_inbox_insert`: the same HMAC check, JSON parse and one INSERT into a table
   with the same unique (provider, external_id), in a bare ASGI app.
 
-Every request is a new event (a pre-signed body per request, a fresh set per run), so no
-request is a duplicate. Goals: at least 0.5× the baseline's requests/s; p99 at most 50 ms
-at 64 connections.
+Every request is a new event: each wrk run (warm-ups too) loads a fresh file of signed bodies
+at `init`, more than it can send, so no request of the benchmark repeats one, on either side.
+Besides each server's CPU, the PostgreSQL backends' CPU per request of each side and the
+RabbitMQ node's per stored row. Goals: at least 0.5× the baseline's requests/s; p99 at most
+50 ms at 64 connections.
 
 `.venv/bin/python -m bench.bench_inbox [--duration 10 --rounds 2 ...]`
 """

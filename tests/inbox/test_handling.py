@@ -280,3 +280,24 @@ async def test_a_batch_stamps_unwanted_rows_at_once_and_hands_the_rest_to_their_
     assert {i: stored[i]["status"] for i in unwanted} == dict.fromkeys(unwanted, "ignored")
     assert {row["attempts"] for row in stored.values()} == {1}
     assert all(row["handled_at"] is not None for row in stored.values())
+
+
+async def test_with_rabbitmq_down_webhooks_are_answered_stored_and_handled_by_the_sweep(
+    database, database_url, rabbit
+):
+    settings = inbox_settings(database_url, rabbitmq_url=rabbit.url)
+    async with webhook_client(settings) as hooks:
+        rabbit.stop_app()
+        try:
+            answers = [
+                await hooks.post(f"{HOOKS}/rain", content=raw, headers=headers)
+                for raw, headers in _rain_batch(3)
+            ]
+            assert [a.status_code for a in answers] == [200] * 3  # the provider is not held up
+            done = await eventually(
+                lambda: _all_handled(database, 3), what="handled while RabbitMQ is down"
+            )
+        finally:
+            rabbit.start_app()
+    assert {row["id"] for row in done} == {a.json()["id"] for a in answers}
+    assert {row["attempts"] for row in done} == {1}

@@ -41,6 +41,10 @@ HANDLING_CONCURRENCY = 16
 PREFETCH = 64
 # Row ids per message: a publish (and its confirm) carries everything queued since the last.
 PUBLISH_BATCH = 500
+# A publish RabbitMQ does not confirm in time (a blocked broker) is given up: the sweep's.
+PUBLISH_TIMEOUT_S = 10.0
+# Ids waiting for the publisher at most; past it (RabbitMQ stuck) new ones are the sweep's.
+PUBLISH_BACKLOG = 100_000
 # With a broker, a row due this long without being handled lost its message (or is a retry).
 SWEEP_GRACE_S = 5.0
 POLL_INTERVAL_S = 1.0  # without a broker the sweep is how retries and replays are found
@@ -72,7 +76,8 @@ async def wake(runtime: Runtime, webhook_ids: Sequence[str]) -> None:
     if not webhook_ids or broker is None or broker.channel is None:
         return
     try:
-        await publish(broker.channel, webhook_ids)
+        async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+            await publish(broker.channel, webhook_ids)
     except Exception as error:  # noqa: BLE001 - recoverable by the sweep, never fatal here
         log.warning("provider_webhook_wakeup_not_published", error=type(error).__name__)
 
@@ -94,6 +99,8 @@ class Publisher:
         self._task: asyncio.Task[None] | None = None
 
     def add(self, webhook_id: str) -> None:
+        if len(self._ids) >= PUBLISH_BACKLOG:
+            return  # stored and committed: a handling replica's sweep finds it
         self._ids.append(webhook_id)
         self._added.set()
         if self._task is None:

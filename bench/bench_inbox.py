@@ -171,7 +171,14 @@ def run(db: ScratchDatabase, load: Load) -> list[Row]:
 async def _backends_cpu_us(db: ScratchDatabase) -> float:
     """utime+stime of the scratch database's backends (this connection's own excluded): only
     the side being loaded is busy during its run."""
-    conn = await asyncpg.connect(db.dsn)
+    for attempt in range(20):  # the machine's PostgreSQL is shared: it may be full a moment
+        try:
+            conn = await asyncpg.connect(db.dsn)
+            break
+        except asyncpg.TooManyConnectionsError:
+            if attempt == 19:
+                raise
+            await asyncio.sleep(0.25)
     try:
         pids = await conn.fetch(
             "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",

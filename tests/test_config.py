@@ -282,3 +282,50 @@ def test_swagger_is_on_by_default_in_development_only(env, served):
         cwd="/tmp",
     )
     assert result.stdout.strip() == str(served), result.stderr
+
+
+INTRAJASA = {
+    "INTRAJASA_MERCHANT_ID": "NESPAY01",
+    "INTRAJASA_SECRET_WORD": "real-intrajasa-secret-8f2",
+    "INTRAJASA_BASE_URL": "https://va.kliringindonesia.co.id",
+    "WEBHOOK_INTRAJASA_TOKEN": "real-callback-token-77a",
+}
+
+
+@pytest.mark.parametrize(
+    ("app_env", "change", "variable", "says"),
+    [
+        ("production", {"INTRAJASA_BASE_URL": None}, "INTRAJASA_BASE_URL", "sandbox"),
+        ("production", {"INTRAJASA_BASE_URL": "https://sandbox-va.kliringindonesia.co.id"},
+         "INTRAJASA_BASE_URL", "sandbox"),
+        ("production", {"INTRAJASA_BASE_URL": "http://va.kliringindonesia.co.id"},
+         "INTRAJASA_BASE_URL", "https"),
+        ("production", {"INTRAJASA_SECRET_WORD": None}, "INTRAJASA_MERCHANT_ID", "set both"),
+        ("development", {"INTRAJASA_MERCHANT_ID": None}, "INTRAJASA_MERCHANT_ID", "set both"),
+        ("production", {"WEBHOOK_INTRAJASA_TOKEN": None}, "WEBHOOK_INTRAJASA_TOKEN", "required"),
+        ("staging", {"INTRAJASA_SECRET_WORD": "changeme"}, "INTRAJASA_SECRET_WORD", "example"),
+        ("development", {"INTRAJASA_BASE_URL": "ftp://x"}, "INTRAJASA_BASE_URL", "http"),
+    ],
+    ids=["default-sandbox", "sandbox", "http", "half", "half-dev", "no-callback-token",
+         "example-secret", "not-a-url"],
+)  # fmt: skip
+def test_intrajasa_half_configured_or_on_the_sandbox_in_production_stops_start_up(
+    app_env, change, variable, says
+):
+    env = PRODUCTION | INTRAJASA | {"APP_ENV": app_env} | change
+    result = run_config({key: value for key, value in env.items() if value is not None})
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"config error: {variable}"), lines
+    assert says in lines[0], lines[0]
+    assert "real-intrajasa-secret" not in result.stderr and "changeme" not in result.stderr
+
+
+@pytest.mark.parametrize("change", [{}, {"INTRAJASA_BASE_URL": None, "APP_ENV": "staging"}])
+def test_intrajasa_configured_loads_and_off_needs_nothing(change):
+    env = PRODUCTION | INTRAJASA | change
+    result = run_config({key: value for key, value in env.items() if value is not None})
+    assert result.returncode == 0, result.stderr
+    off = Settings(_env_file=None, app_env="test")  # type: ignore[call-arg]
+    assert not off.intrajasa_enabled
+    assert off.intrajasa_base_url == "https://sandbox-va.kliringindonesia.co.id"

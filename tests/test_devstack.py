@@ -67,7 +67,7 @@ def test_dev_runs_a_private_database_and_all_three_processes(tmp_path):
     assert all(body["info"]["database"] == {"status": "up"} for body in bodies)
     assert f"127.0.0.1:{env['NESPAY_DEV_PG_PORT']}/nespay" in output
     assert f"http://localhost:{env['API_PORT']}/api/v1/health" in output
-    assert "15 networks" in output  # seeded
+    assert "17 networks" in output  # seeded (15 chains, tron-local and intrajasa)
     assert f"local chain: http://127.0.0.1:{env['NESPAY_DEV_CHAIN_PORT']}" in output
     assert {job["name"] for job in jobs["jobs"]} >= {"chains.rpc_health", "invoices.expire"}
     # Ctrl-C stopped the processes and the private cluster.

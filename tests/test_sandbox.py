@@ -286,3 +286,39 @@ async def _token_contract(database_url) -> str:
         )
     finally:
         await conn.close()
+
+
+def run_tron_sandbox(database_url):
+    result = subprocess.run(
+        [sys.executable, "-m", "nespay.cli", "sandbox", "--chain", "tron"]
+        + ["--port", str(free_port())],
+        env=base_env(database_url, COLUMNS="200"),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.mark.timeout(400)
+def test_the_tron_sandbox_pays_a_trc20_invoice_on_the_fake_trongrid_twice(seeded_database):
+    """Each start is a new in-memory chain: the second forgets the first's cursor."""
+    for _ in range(2):
+        output = run_tron_sandbox(seeded_database)
+        assert states_of(output) == ["pending", "paid", "confirmed"]
+        assert "paid 25 of 25 TUSD" in output and "fake TronGrid on http://127.0.0.1:" in output
+        address = output.split("pay 25 TUSD to ")[1].split()[0]
+        assert address.startswith("T") and len(address) == 34
+
+
+def test_an_unknown_sandbox_chain_is_refused_clearly(seeded_database):
+    result = subprocess.run(
+        [sys.executable, "-m", "nespay.cli", "sandbox", "--chain", "solana"],
+        env=base_env(seeded_database),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0 and "expected evm or tron" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -139,7 +139,13 @@ app.add_typer(sandbox_app, name="sandbox")
 @sandbox_app.callback()
 def sandbox(
     ctx: typer.Context,
-    port: Annotated[int, typer.Option(help="Port for the local anvil node")] = 8545,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port for the local chain (anvil 8545; the fake TronGrid 8090)"),
+    ] = None,
+    chain: Annotated[
+        str, typer.Option(help="evm (anvil) or tron (the fake TronGrid, network tron-local)")
+    ] = "evm",
 ) -> None:
     """Without a command: a local chain with a test token, a merchant and an invoice paid end
     to end (no other process needed)."""
@@ -147,6 +153,14 @@ def sandbox(
         return
     from nespay import sandbox as sandbox_module
     from nespay.db import Database, ensure_schema_current
+
+    if chain not in ("evm", "tron"):
+        fail(f"--chain {chain!r}: expected evm or tron")
+    if chain == "tron":
+        from nespay import sandbox_tron as chosen
+    else:
+        chosen = sandbox_module  # type: ignore[assignment]
+    default_port = 8090 if chain == "tron" else 8545
 
     settings = settings_or_exit()
 
@@ -156,7 +170,7 @@ def sandbox(
             await ensure_schema_current(db)
         finally:
             await db.dispose()
-        await sandbox_module.run(settings, out, port)
+        await chosen.run(settings, out, default_port if port is None else port)
 
     try:
         run_async(run)

@@ -48,6 +48,8 @@ EXAMPLE_SECRETS = {
     "...",
 }
 DEV_MASTER_KEY = "00" * 64
+INTRAJASA_SANDBOX_URL = "https://sandbox-va.kliringindonesia.co.id"
+INTRAJASA_PRODUCTION_URL = "https://va.kliringindonesia.co.id"
 
 
 def _split_csv(value: Any) -> Any:
@@ -202,6 +204,11 @@ class Settings(BaseSettings):
     rain_api_url: str = "https://api.raincards.xyz"
     rain_api_key: SecretStr | None = None  # also the key Rain signs its webhooks with
     card_admin_evm_wallet_address: str | None = None
+    # Intrajasa's rupiah virtual accounts (docs/intrajasa.md): on when both are set.
+    intrajasa_merchant_id: str | None = Field(None, max_length=64)
+    intrajasa_secret_word: SecretStr | None = None
+    intrajasa_base_url: str = INTRAJASA_SANDBOX_URL
+    intrajasa_timeout_s: float = Field(10.0, gt=0, le=60)
 
     # --- wallets ----------------------------------------------------------------------------
     wallet_provider: Literal["hd", "privy"] = "hd"
@@ -569,6 +576,33 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _intrajasa_guards(self) -> Settings:
+        """Half a configuration is refused everywhere; production refuses the sandbox, and
+        Intrajasa without the callback token (paid VAs whose callbacks would be refused)."""
+        url = urlsplit(self.intrajasa_base_url)
+        if url.scheme not in {"http", "https"} or not url.hostname:
+            raise ValueError("INTRAJASA_BASE_URL: expected an http(s):// URL")
+        merchant, secret = self.intrajasa_merchant_id, self.intrajasa_secret_word
+        if bool(merchant) != bool(secret and secret.get_secret_value()):
+            raise ValueError(
+                "INTRAJASA_MERCHANT_ID, INTRAJASA_SECRET_WORD: set both (Intrajasa on) or "
+                "neither (off)"
+            )
+        if not self.intrajasa_enabled or self.app_env != "production":
+            return self
+        if url.scheme != "https" or url.hostname == urlsplit(INTRAJASA_SANDBOX_URL).hostname:
+            raise ValueError(
+                f"INTRAJASA_BASE_URL: the sandbox (or a non-https URL) is refused when "
+                f"APP_ENV=production; use {INTRAJASA_PRODUCTION_URL}"
+            )
+        if self.webhook_intrajasa_token is None:
+            raise ValueError(
+                "WEBHOOK_INTRAJASA_TOKEN: required when APP_ENV=production and Intrajasa is "
+                "on (its payment callbacks would be refused)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _wallet_guards(self) -> Settings:
         """Outside development the wallet provider must be able to issue addresses, and never
         from the public test mnemonic: refused at start-up, not at the first invoice."""
@@ -649,6 +683,10 @@ class Settings(BaseSettings):
             password = urlsplit(value).password
             return password is not None and password.lower() in EXAMPLE_SECRETS
         return False
+
+    @property
+    def intrajasa_enabled(self) -> bool:
+        return bool(self.intrajasa_merchant_id and self.intrajasa_secret_word)
 
     @property
     def is_development(self) -> bool:

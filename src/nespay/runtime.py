@@ -18,6 +18,7 @@ from nespay.redis import RedisService
 
 if TYPE_CHECKING:
     from nespay.callbacks.sender import CallbackSender
+    from nespay.integrations.intrajasa.client import IntrajasaClient
     from nespay.wallets.provider import WalletProvider
 
 
@@ -42,6 +43,7 @@ class Runtime:
         self.catalog = CatalogCache(self.db.side_engine)
         self._wallets: WalletProvider | None = None
         self._callback_sender: CallbackSender | None = None
+        self._intrajasa: IntrajasaClient | None = None
         if self.settings.rabbitmq_url is not None:
             self.broker = Broker(self.settings)
 
@@ -69,6 +71,15 @@ class Runtime:
             self._callback_sender = CallbackSender(self.settings)
         return self._callback_sender
 
+    @property
+    def intrajasa(self) -> IntrajasaClient:
+        """Intrajasa's VA API client (docs/intrajasa.md), made on first use."""
+        if self._intrajasa is None:
+            from nespay.integrations.intrajasa.client import IntrajasaClient
+
+            self._intrajasa = IntrajasaClient(self.settings)
+        return self._intrajasa
+
     async def start(self, *, check_schema: bool = True) -> None:
         if check_schema:
             await ensure_schema_current(self.db)
@@ -85,4 +96,6 @@ class Runtime:
             await self._wallets.aclose()
         if self._callback_sender is not None:
             await self._callback_sender.aclose()
+        if self._intrajasa is not None:
+            await self._intrajasa.aclose()
         await self.db.dispose()

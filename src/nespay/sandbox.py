@@ -222,12 +222,12 @@ async def run(settings: Settings, console: Console, port: int) -> None:
         chain.stop()
 
 
-async def _merchant_and_invoice(runtime: Runtime) -> tuple[str, str, str]:
+async def _merchant_and_invoice(runtime: Runtime, network: str = NETWORK) -> tuple[str, str, str]:
     async with runtime.db.session() as session:
         merchant = await create_merchant(session, ACTOR, "Sandbox Shop", "shop@example.com", "ID")
         _, key = await issue(session, merchant.id, "sandbox", sorted(ALL_SCOPES), None, ACTOR)
     runtime.catalog.invalidate()
-    body = InvoiceCreate(amount="25", currency=TOKEN_CODE, network=NETWORK, order_id="sandbox-1")
+    body = InvoiceCreate(amount="25", currency=TOKEN_CODE, network=network, order_id="sandbox-1")
     created = await invoices.create(runtime, merchant.id, body, None)
     invoice = created.data
     return invoice["id"], invoice["payment_options"][0]["address"], key

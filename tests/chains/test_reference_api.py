@@ -547,36 +547,25 @@ async def test_disabling_a_network_and_removing_its_last_endpoint_are_allowed(
     assert code not in [n["code"] for n in networks] and after == []
 
 
-async def test_a_network_no_scanner_serves_cannot_be_enabled_and_is_never_offered(
-    client, admin, merchant, database
+async def test_a_tron_network_is_enabled_like_any_other_and_offered_with_its_base58_token(
+    client, admin, merchant
 ):
-    """Tron has no scanner yet: enabling a Tron network would make fiat invoices hand out
-    addresses nobody watches."""
+    """Tron has its scanner: an enabled Tron network and its TRC-20 token are offered to
+    merchants, the contract shown in its base58 form."""
     tron = (await new_network(client, admin, chain_family="tron", chain_id=None))["code"]
     await client.post(
         f"{BO}/currencies",
         headers=admin,
         json={"network": tron, "code": "USDT", "contract": TRON_USDT, "decimals": 6},
     )
-    refused = await client.patch(f"{BO}/networks/{tron}", headers=admin, json={"enabled": True})
-    error = assert_error(refused, 422, "chain_family_not_scanned")
-    assert "tron" in error["message"] and "evm" in error["message"]
-    created = await client.post(
-        f"{BO}/networks",
-        headers=admin,
-        json={"code": unique(), "name": "Tron", "chain_family": "tron", "enabled": True},
-    )
-    assert_error(created, 422, "chain_family_not_scanned")
-    assert (await client.get(f"{BO}/networks/{tron}", headers=admin)).json()["enabled"] is False
-    # enabled behind the API's back (an old install, a hand-made row): still not offered
-    async with database.engine.begin() as conn:
-        await conn.execute(text("UPDATE networks SET enabled = true WHERE code = :c"), {"c": tron})
+    enabled = await client.patch(f"{BO}/networks/{tron}", headers=admin, json={"enabled": True})
+    assert enabled.status_code == 200, enabled.text
     networks = await everything(client, f"{API}/networks", merchant.headers)
     currencies = await everything(client, f"{API}/currencies", merchant.headers)
-    assert tron not in {n["code"] for n in networks}
-    assert tron not in {c["network"] for c in currencies}
-    async with database.engine.begin() as conn:
-        await conn.execute(text("UPDATE networks SET enabled = false WHERE code = :c"), {"c": tron})
+    assert tron in {n["code"] for n in networks}
+    [usdt] = [c for c in currencies if c["network"] == tron]
+    assert usdt["contract"] == TRON_USDT
+    await client.patch(f"{BO}/networks/{tron}", headers=admin, json={"enabled": False})
 
 
 async def test_a_currencys_dust_threshold_is_set_in_whole_units_and_audited(
@@ -653,3 +642,42 @@ async def test_an_rpc_urls_key_is_never_answered_and_edits_need_not_resend_it(
     log = await audit(database, endpoint_id)
     assert [e["detail"] for e in log[1:]] == [None, None]  # the URL never changed
     assert key not in str(log) and key not in caplog.text
+
+
+async def test_endpoint_api_keys_are_write_only_in_the_backoffice(client, admin, database):
+    tron = (await new_network(client, admin, chain_family="tron", chain_id=None))["code"]
+    evm = (await new_network(client, admin))["code"]
+    secret = "trongrid-key-0123456789"
+    created = await client.post(
+        f"{BO}/rpc-endpoints",
+        headers=admin,
+        json={"network": tron, "url": "https://api.trongrid.io", "api_key": secret},
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["has_api_key"] is True and secret not in created.text
+    endpoint_id = created.json()["id"]
+    listed = await client.get(f"{BO}/rpc-endpoints?network={tron}", headers=admin)
+    assert secret not in listed.text
+    refused = await client.post(
+        f"{BO}/rpc-endpoints",
+        headers=admin,
+        json={"network": evm, "url": "https://rpc.example.com", "api_key": secret},
+    )
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "rpc_api_key_unused"
+    bad = await client.patch(
+        f"{BO}/rpc-endpoints/{endpoint_id}", headers=admin, json={"api_key": "has space 123"}
+    )
+    assert bad.status_code == 422 and "has space" not in bad.text
+    removed = await client.patch(
+        f"{BO}/rpc-endpoints/{endpoint_id}", headers=admin, json={"api_key": None}
+    )
+    assert removed.status_code == 200 and removed.json()["has_api_key"] is False
+    async with database.engine.connect() as conn:
+        audit = await conn.scalar(
+            text(
+                "SELECT string_agg(coalesce(detail::text, '') || coalesce(after::text, ''), ' ')"
+                " FROM audit_logs WHERE target_id = :i"
+            ),
+            {"i": endpoint_id},
+        )
+    assert secret not in audit and "api_key_set" in audit

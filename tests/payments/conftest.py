@@ -20,12 +20,13 @@ from nespay.runtime import Runtime
 from tests.fixtures.anvil import Anvil, run_anvil
 from tests.fixtures.app import app_client
 from tests.fixtures.factories import MerchantWithKey, merchant_with_key, register_network
+from tests.fixtures.scanning import ScanningSteps
 
 CONFIRMATIONS = 3
 
 
 @dataclass
-class Chain:
+class Chain(ScanningSteps):
     node: Anvil
     network: str
     token: str
@@ -40,27 +41,6 @@ class Chain:
         self.runtime.catalog.invalidate()
         if self.app is not None:
             self.app.state.runtime.catalog.invalidate()
-
-    async def scan(self) -> int:
-        """Step the scanner until it is at the head; returns blocks scanned."""
-        total = 0
-        while (count := await self.scanner.step()) > 0:
-            total += count
-        return total
-
-    async def invoice(self, amount: str = "10", currency: str = "USDT", **extra) -> dict:
-        body = {"amount": amount, "currency": currency, "network": self.network, **extra}
-        response = await self.client.post(
-            "/api/v1/invoices", json=body, headers=self.merchant.headers
-        )
-        assert response.status_code == 201, response.text
-        return response.json()
-
-    async def get(self, invoice_id: str) -> dict:
-        response = await self.client.get(
-            f"/api/v1/invoices/{invoice_id}", headers=self.merchant.headers
-        )
-        return response.json()
 
     def pay(self, invoice: dict, amount: int, *, wait: bool = True) -> str:
         address = invoice["payment_options"][0]["address"]
@@ -79,14 +59,6 @@ class Chain:
         self.node.mine(1)
         await self.scan()
         await expire_invoices(self.runtime)
-
-    async def events(self, invoice_id: str) -> list[str]:
-        async with self.runtime.db.engine.connect() as conn:
-            rows = await conn.execute(
-                text("SELECT type FROM events WHERE subject_id = :s ORDER BY seq"),
-                {"s": invoice_id},
-            )
-            return [row[0] for row in rows]
 
 
 @asynccontextmanager

@@ -10,7 +10,11 @@ from nespay.config import Settings, get_settings
 from nespay.inbox.endpoints import router as inbox_router
 from nespay.inbox.shortcut import ProviderRouteShortcut
 from nespay.inbox.worker import InboxPipeline
+from nespay.integrations.intrajasa import ingest as intrajasa_ingest
 from nespay.runtime import Runtime
+
+# The handlers of what the inbox stores, registered on import.
+HANDLERS = (intrajasa_ingest.handle_va_payment,)
 
 
 async def start_inbox(app: FastAPI, runtime: Runtime) -> None:

@@ -32,8 +32,9 @@ from nespay.chains.schemas import (
     RpcEndpointList,
     RpcEndpointUpdate,
 )
-from nespay.deps import RuntimeDep, SessionDep
+from nespay.deps import RuntimeDep, SessionDep, SettingsDep
 from nespay.kit.pagination import PageDep, fetch_size, split_page
+from nespay.security.encryption import keyring_from_settings
 
 router = APIRouter()
 AnyAdmin = Annotated[Principal, Depends(require_admin(ADMIN, FINANCE, SUPPORT))]
@@ -199,9 +200,15 @@ async def list_rpc_endpoints(
     "/rpc-endpoints", status_code=status.HTTP_201_CREATED, response_model=RpcEndpoint, tags=RPC
 )
 async def create_rpc_endpoint(
-    body: RpcEndpointCreate, _: AdminOnly, actor: AdminActor, session: SessionDep
+    body: RpcEndpointCreate,
+    _: AdminOnly,
+    actor: AdminActor,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> RpcEndpoint:
-    return RpcEndpoint.model_validate(await service.create_rpc_endpoint(session, actor, body))
+    keyring = keyring_from_settings(settings)
+    endpoint = await service.create_rpc_endpoint(session, actor, body, keyring)
+    return RpcEndpoint.model_validate(endpoint)
 
 
 @router.get("/rpc-endpoints/{endpoint_id}", response_model=RpcEndpoint, tags=RPC)
@@ -216,9 +223,11 @@ async def update_rpc_endpoint(
     _: AdminOnly,
     actor: AdminActor,
     session: SessionDep,
+    settings: SettingsDep,
 ) -> RpcEndpoint:
     """A new `url` or `network` resets the endpoint's health to `unknown` until its next probe."""
-    endpoint = await service.update_rpc_endpoint(session, actor, endpoint_id, body)
+    keyring = keyring_from_settings(settings)
+    endpoint = await service.update_rpc_endpoint(session, actor, endpoint_id, body, keyring)
     return RpcEndpoint.model_validate(endpoint)
 
 

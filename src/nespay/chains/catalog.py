@@ -3,8 +3,9 @@ creation and the scanners read it on every call without a query, and an operator
 reaches every process within `TTL_S` without a restart.
 
 Two parts: what is *offered* on new invoices (enabled currency, enabled network, a chain
-family some scanner serves) and what is only *watched* — switched off while invoices could
-still be paid in it, scanned until its `watch_until` (see `nespay.chains.service`)."""
+family some scanner or provider serves) and what is only *watched* — switched off while
+invoices could still be paid in it, scanned until its `watch_until` (see
+`nespay.chains.service`)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 TTL_S = 5.0
 
-# The chain families a scanner serves: only these are offered (Tron comes with its issue).
-SCANNED_FAMILIES = ("evm",)
+# The chain families a scanner serves.
+SCANNED_FAMILIES = ("evm", "tron")
+# Families paid off chain and reported by a provider (`va`: Intrajasa's rupiah virtual
+# accounts, docs/intrajasa.md): offered like the scanned ones, never scanned.
+PROVIDER_FAMILIES = ("va",)
+# Only these are offered on new invoices.
+OFFERED_FAMILIES = SCANNED_FAMILIES + PROVIDER_FAMILIES
 
 _QUERY = text(
     """
@@ -77,7 +83,7 @@ class CatalogCurrency:
 class Catalog:
     currencies: tuple[CatalogCurrency, ...]  # offered on new invoices
     watched: tuple[CatalogCurrency, ...] = ()  # not offered, still scanned until watch_until
-    networks: tuple[CatalogNetwork, ...] = ()  # every network of a scanned family
+    networks: tuple[CatalogNetwork, ...] = ()  # every network of an offered family
 
     def network(self, code: str) -> CatalogNetwork | None:
         return next((n for n in self.networks if n.code == code), None)
@@ -126,7 +132,7 @@ class CatalogCache:
 
     async def _load(self) -> Catalog:
         async with self.engine.connect() as conn:
-            families = {"families": list(SCANNED_FAMILIES)}
+            families = {"families": list(OFFERED_FAMILIES)}
             rows = (await conn.execute(_QUERY, families)).all()
             networks = (await conn.execute(_NETWORKS, families)).all()
         entries = [

@@ -4,13 +4,23 @@ use, which networks need a scanner, and how each scanner is doing."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
+import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from nespay.chains.catalog import SCANNED_FAMILIES
 from nespay.chains.rpcclient import Endpoint
+from nespay.models.reference import RPC_API_KEY
+from nespay.security.encryption import DecryptionError, Keyring, unseal
+
+if TYPE_CHECKING:
+    from nespay.chains.adapter import BlockRef
+
+log = structlog.get_logger("nespay.scanner")
 
 KEEP_BLOCKS = 256
 
@@ -55,7 +65,7 @@ _RELEASE = text(
 
 _ENDPOINTS = text(
     """
-    SELECT id, url, priority FROM rpc_endpoints
+    SELECT id, url, priority, api_key_encrypted FROM rpc_endpoints
     WHERE network_code = :network AND enabled ORDER BY priority, id
     """
 )
@@ -146,17 +156,35 @@ async def stored_hashes(conn: AsyncConnection, network: str, numbers: list[int])
 
 
 async def endpoints(conn: AsyncConnection, network: str) -> list[Endpoint]:
+    """The network's enabled endpoints by priority; `api_key` still sealed (see `unsealed`)."""
     rows = await conn.execute(_ENDPOINTS, {"network": network})
-    return [Endpoint(row.id, row.url, row.priority) for row in rows]
+    return [Endpoint(row.id, row.url, row.priority, row.api_key_encrypted) for row in rows]
 
 
-# Enabled EVM networks, and those switched off that still have something to watch: invoices
-# that may still be paid (until `watch_until`, in the cursor's chain time) or payments still
-# counting confirmations (the partial index on pending payments).
+def unsealed(endpoints: list[Endpoint], keyring: Keyring) -> list[Endpoint]:
+    """The endpoints with their API keys decrypted (an endpoint whose key cannot be decrypted
+    — a master key rotated away — is left out, and said so, rather than asked without it)."""
+    usable = []
+    for endpoint in endpoints:
+        if endpoint.api_key is None:
+            usable.append(endpoint)
+            continue
+        try:
+            key = unseal(keyring, RPC_API_KEY, endpoint.id, endpoint.api_key)
+        except DecryptionError:
+            log.error("rpc_endpoint_key_unreadable", endpoint_id=endpoint.id)
+            continue
+        usable.append(replace(endpoint, api_key=key))
+    return usable
+
+
+# Enabled networks of a scanned family, and those switched off that still have something to
+# watch: invoices that may still be paid (until `watch_until`, in the cursor's chain time) or
+# payments still counting confirmations (the partial index on pending payments).
 _WANTED = text(
     """
     SELECT n.code FROM networks n LEFT JOIN chain_cursors c ON c.network_code = n.code
-    WHERE n.chain_family = 'evm' AND (
+    WHERE n.chain_family = ANY(:families) AND (
         n.enabled
         OR (n.watch_until IS NOT NULL
             AND (c.block_timestamp IS NULL
@@ -173,8 +201,9 @@ _WANTED = text(
 
 
 async def networks_to_scan(conn: AsyncConnection) -> list[str]:
-    """The EVM networks that need a scanner now."""
-    return [row[0] for row in await conn.execute(_WANTED)]
+    """The networks that need a scanner now."""
+    families = {"families": list(SCANNED_FAMILIES)}
+    return [row[0] for row in await conn.execute(_WANTED, families)]
 
 
 # The scanner's writes run on a driver (asyncpg) connection: its commit in one transaction
@@ -218,7 +247,7 @@ async def fence(
         raise LeaseLost(cursor.network)
 
 
-async def store_blocks(db: Any, network: str, blocks: list[dict[str, Any]]) -> None:
+async def store_blocks(db: Any, network: str, blocks: Sequence[BlockRef]) -> None:
     """Remember the blocks' hashes (for finding a reorg's common ancestor) and forget those
     more than KEEP_BLOCKS behind: two statements whatever the batch size."""
     if not blocks:
@@ -226,15 +255,15 @@ async def store_blocks(db: Any, network: str, blocks: list[dict[str, Any]]) -> N
     await db.execute(
         _STORE_BLOCKS,
         network,
-        [b["number"] for b in blocks],
-        [b["hash"] for b in blocks],
-        [b["parent_hash"] for b in blocks],
-        [b["timestamp"] for b in blocks],
+        [b.number for b in blocks],
+        [b.hash for b in blocks],
+        [b.parent_hash for b in blocks],
+        [b.timestamp for b in blocks],
     )
     await db.execute(
         "DELETE FROM chain_blocks WHERE network_code = $1 AND number < $2",
         network,
-        blocks[-1]["number"] - KEEP_BLOCKS,
+        blocks[-1].number - KEEP_BLOCKS,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ class EndpointProbeTarget:
     url: str
     chain_family: str
     chain_id: int | None
+    api_key: str | None = field(default=None, repr=False)  # sealed as read; see tasks
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,13 @@ class ProbeResult:
 
 async def endpoints_of_enabled_networks(session: AsyncSession) -> list[EndpointProbeTarget]:
     rows = await session.execute(
-        select(RpcEndpoint.id, RpcEndpoint.url, Network.chain_family, Network.chain_id)
+        select(
+            RpcEndpoint.id,
+            RpcEndpoint.url,
+            Network.chain_family,
+            Network.chain_id,
+            RpcEndpoint.api_key_encrypted,
+        )
         .join(Network, Network.code == RpcEndpoint.network_code)
         .where(Network.enabled, RpcEndpoint.enabled)
         .order_by(RpcEndpoint.network_code, RpcEndpoint.priority)

@@ -40,12 +40,15 @@ async def _probe_evm(client: httpx.AsyncClient, target: EndpointProbeTarget) -> 
 
 
 async def _probe_tron(client: httpx.AsyncClient, target: EndpointProbeTarget) -> int:
-    response = await client.post(target.url.rstrip("/") + "/wallet/getnowblock", json={})
+    headers = {"TRON-PRO-API-KEY": target.api_key} if target.api_key else {}
+    response = await client.post(
+        target.url.rstrip("/") + "/wallet/getnowblock", json={}, headers=headers
+    )
     if response.status_code == 429:
         raise RpcError("rate limited (HTTP 429)")
     response.raise_for_status()
     try:
-        return int(response.json()["block_header"]["raw_data"]["number"])
+        return int(response.json()["block_header"]["raw_data"].get("number", 0))
     except (ValueError, KeyError, TypeError) as error:
         raise RpcError(f"malformed Tron answer ({type(error).__name__})") from None
 

@@ -102,6 +102,16 @@ Contract = Annotated[
     ),
 ]
 Priority = Annotated[int, Field(ge=0, le=1_000_000, description="Lower is tried first")]
+ApiKey = Annotated[
+    str,
+    Field(
+        min_length=8,
+        max_length=200,
+        pattern=r"^[!-~]+$",
+        description="Write-only: the provider's API key, sent as `TRON-PRO-API-KEY` to a Tron "
+        "endpoint (TronGrid); stored encrypted, never shown (answers say `has_api_key`)",
+    ),
+]
 
 
 class _Patch(BaseModel):
@@ -254,6 +264,7 @@ class RpcEndpointCreate(BaseModel):
     url: RpcUrl = Field(description="http(s):// or ws(s)://; may embed a provider key")
     priority: Priority = 100
     enabled: bool = True
+    api_key: ApiKey | None = None
 
 
 class RpcEndpointUpdate(_Patch):
@@ -261,6 +272,11 @@ class RpcEndpointUpdate(_Patch):
     url: RpcUrl | None = None
     priority: Priority | None = None
     enabled: bool | None = None
+    api_key: ApiKey | None = Field(None, description="null removes the endpoint's key")
+
+    @classmethod
+    def _nullable(cls) -> frozenset[str]:
+        return frozenset({"api_key"})
 
 
 class RpcEndpoint(BaseModel):
@@ -280,8 +296,14 @@ class RpcEndpoint(BaseModel):
     head_block: int | None
     consecutive_failures: int
     last_error: str | None
+    has_api_key: bool = Field(validation_alias="api_key_encrypted")
     created_at: datetime
     updated_at: datetime
+
+    @field_validator("has_api_key", mode="before")
+    @classmethod
+    def _has_key(cls, value: object) -> bool:
+        return value is not None and value is not False
 
     @field_validator("url")
     @classmethod

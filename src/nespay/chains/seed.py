@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from nespay.chains import faketron
 from nespay.kit.ids import new_id
 
 
@@ -23,8 +24,8 @@ class SeedNetwork:
     code: str
     name: str
     chain_family: str
-    chain_id: int
-    native: tuple[str, str, int]  # code, name, decimals
+    chain_id: int | None
+    native: tuple[str, str, int]  # code, name, decimals (a VA network: its currency)
     confirmations: int
     block_time_ms: int
     rpc: tuple[str, ...]
@@ -232,6 +233,31 @@ NETWORKS: tuple[SeedNetwork, ...] = (
         ((USDT, "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf", 6),),
         is_testnet=True,
         explorer_url="https://nile.tronscan.org",
+    ),
+    # The fake TronGrid of `nespay sandbox --chain tron` (nespay.chains.faketron; its block 0
+    # is always the same, so is its chain id). No Tron node runs on a development machine.
+    SeedNetwork(
+        "tron-local",
+        "Local Tron (sandbox)",
+        "tron",
+        faketron.chain_id(),
+        ("TRX", "Tronix", 6),
+        1,
+        3_000,
+        (f"http://127.0.0.1:{faketron.SANDBOX_PORT}",),
+        is_testnet=True,
+    ),
+    # Intrajasa's rupiah virtual accounts (docs/intrajasa.md): no chain, no RPC; IDR with
+    # ISO 4217's two decimals (Intrajasa's "25000.00"); a payment Intrajasa confirms is final.
+    SeedNetwork(
+        "intrajasa",
+        "Intrajasa virtual accounts (IDR)",
+        "va",
+        None,
+        ("IDR", "Indonesian rupiah", 2),
+        1,
+        1_000,
+        (),
     ),
     SeedNetwork(
         "local",

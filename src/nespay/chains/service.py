@@ -20,7 +20,6 @@ Rules a payments engineer expects:
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nespay.audit.service import record
 from nespay.auth.principals import Actor
 from nespay.chains import repository
-from nespay.chains.catalog import SCANNED_FAMILIES
+from nespay.chains.catalog import OFFERED_FAMILIES
 from nespay.chains.schemas import (
     CurrencyCreate,
     CurrencyUpdate,
@@ -44,10 +43,14 @@ from nespay.chains.schemas import (
     RpcEndpointUpdate,
 )
 from nespay.errors import Conflict, NespayError, NotFound
+from nespay.kit.addresses import AddressInvalid, parse_tron_address
+from nespay.kit.crypto import Keyring
 from nespay.kit.ids import new_id
 from nespay.kit.money import parse_amount, to_base_units
 from nespay.kit.urls import MASK, mask_url
 from nespay.models import Currency, Network, RpcEndpoint
+from nespay.models.reference import RPC_API_KEY
+from nespay.security.encryption import seal
 
 log = structlog.get_logger("nespay.chains")
 
@@ -105,8 +108,8 @@ class ChainFamilyNotScanned(NespayError):
     def __init__(self, family: str) -> None:
         super().__init__(
             f"A {family} network cannot be enabled: no scanner serves the {family} chain family "
-            "yet, so invoices would hand out addresses nobody watches. Scanned families: "
-            + ", ".join(SCANNED_FAMILIES)
+            "yet, so invoices would hand out addresses nobody watches. Offered families: "
+            + ", ".join(OFFERED_FAMILIES)
             + "."
         )
 
@@ -161,6 +164,15 @@ class RpcEndpointExists(Conflict):
     message = "This network already has an endpoint with this URL."
 
 
+class RpcApiKeyUnused(NespayError):
+    status_code = 422
+    code = "rpc_api_key_unused"
+    message = (
+        "Only a Tron endpoint takes an API key (sent as TRON-PRO-API-KEY); an EVM provider's "
+        "key goes in its URL."
+    )
+
+
 class RpcUrlMasked(NespayError):
     status_code = 422
     code = "rpc_url_masked"
@@ -201,21 +213,6 @@ async def _flush(session: AsyncSession) -> None:
 
 
 _EVM_CONTRACT = re.compile(r"^0x[0-9a-fA-F]{40}$")
-_BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-_TRON_CONTRACT = re.compile(r"^T[1-9A-HJ-NP-Za-km-z]{33}$")
-
-
-def _tron_checksum_ok(address: str) -> bool:
-    number = 0
-    for char in address:
-        number = number * 58 + _BASE58.index(char)
-    try:
-        raw = number.to_bytes(25, "big")
-    except OverflowError:
-        return False
-    payload, checksum = raw[:21], raw[21:]
-    digest = hashlib.sha256(hashlib.sha256(payload).digest()).digest()
-    return payload[0] == 0x41 and digest[:4] == checksum
 
 
 def normalise_contract(chain_family: str, contract: str | None) -> str | None:
@@ -235,14 +232,13 @@ def normalise_contract(chain_family: str, contract: str | None) -> str | None:
                 "for the network's native coin."
             )
         return contract.lower()
-    if not _TRON_CONTRACT.fullmatch(contract):
+    try:
+        return parse_tron_address(contract)
+    except AddressInvalid as error:
         raise InvalidContract(
-            "A Tron token contract is a base58 address: T followed by 33 characters; "
+            f"A Tron token contract is a base58 address (T followed by 33 characters): {error}; "
             "leave the contract out (null) for the network's native coin."
-        )
-    if not _tron_checksum_ok(contract):
-        raise InvalidContract("This Tron address fails its checksum: check it for a typo.")
-    return contract
+        ) from None
 
 
 NETWORK_FIELDS = (
@@ -419,7 +415,7 @@ async def offered_networks(
     return await repository.networks_page(
         session,
         enabled=True,
-        families=SCANNED_FAMILIES,
+        families=OFFERED_FAMILIES,
         limit=limit,
         starting_after=starting_after,
     )
@@ -431,7 +427,7 @@ async def offered_currencies(
     """Enabled currencies of the offered networks."""
     return await repository.enabled_currencies_page(
         session,
-        families=SCANNED_FAMILIES,
+        families=OFFERED_FAMILIES,
         network=network,
         limit=limit,
         starting_after=starting_after,
@@ -459,7 +455,7 @@ async def reset_cursor(session: AsyncSession, actor: Actor, code: str) -> bool:
 
 def _refuse_unscanned(family: str) -> None:
     """Never offer what is not scanned: only a family a scanner serves can be enabled."""
-    if family not in SCANNED_FAMILIES:
+    if family not in OFFERED_FAMILIES:
         raise ChainFamilyNotScanned(family)
 
 
@@ -644,19 +640,34 @@ async def list_rpc_endpoints(
     )
 
 
+def _sealed_api_key(
+    network: Network, keyring: Keyring | None, endpoint_id: str, api_key: str | None
+) -> str | None:
+    """The key as stored (encrypted, bound to the endpoint's row); None removes it."""
+    if api_key is None:
+        return None
+    if network.chain_family != "tron":
+        raise RpcApiKeyUnused()
+    assert keyring is not None, "an API key needs the keyring to be stored"
+    return seal(keyring, RPC_API_KEY, endpoint_id, api_key)
+
+
 async def create_rpc_endpoint(
-    session: AsyncSession, actor: Actor, body: RpcEndpointCreate
+    session: AsyncSession, actor: Actor, body: RpcEndpointCreate, keyring: Keyring | None = None
 ) -> RpcEndpoint:
+    """Add an endpoint; `body.api_key` (Tron only) is stored encrypted under `keyring`."""
     network = await known_network(session, body.network)
     _refuse_masked(body.url)
     if await repository.rpc_endpoint_by_url(session, network.code, body.url) is not None:
         raise RpcEndpointExists()
+    endpoint_id = new_id("rpc")
     endpoint = RpcEndpoint(
-        id=new_id("rpc"),
+        id=endpoint_id,
         network_code=network.code,
         url=body.url,
         priority=body.priority,
         enabled=body.enabled,
+        api_key_encrypted=_sealed_api_key(network, keyring, endpoint_id, body.api_key),
     )
     session.add(endpoint)
     await _flush(session)
@@ -668,19 +679,31 @@ async def create_rpc_endpoint(
         target_type="rpc_endpoint",
         target_id=endpoint.id,
         after=rpc_snapshot(endpoint),
+        detail={"api_key_set": True} if body.api_key is not None else None,
     )
     log.info("rpc_endpoint_created", rpc_endpoint_id=endpoint.id, network=network.code)
     return endpoint
 
 
 async def update_rpc_endpoint(
-    session: AsyncSession, actor: Actor, endpoint_id: str, body: RpcEndpointUpdate
+    session: AsyncSession,
+    actor: Actor,
+    endpoint_id: str,
+    body: RpcEndpointUpdate,
+    keyring: Keyring | None = None,
 ) -> RpcEndpoint:
+    """Change an endpoint; `api_key` (Tron only) replaces its key, null removes it."""
     endpoint = await repository.get_rpc_endpoint(session, endpoint_id, for_update=True)
     if endpoint is None:
         raise RpcEndpointNotFound()
-    changes = _changed(endpoint, _unmasked(endpoint, body.changes()))
-    if not changes:
+    requested = body.changes()
+    key_change = "api_key" in requested
+    api_key = requested.pop("api_key", None)
+    changes = _changed(endpoint, _unmasked(endpoint, requested))
+    if key_change:
+        network = await known_network(session, changes.get("network", endpoint.network_code))
+        endpoint.api_key_encrypted = _sealed_api_key(network, keyring, endpoint.id, api_key)
+    if not changes and not key_change:
         return endpoint
     moved = {"network", "url"} & changes.keys()
     if moved:
@@ -710,7 +733,11 @@ async def update_rpc_endpoint(
         before=before,
         after=rpc_snapshot(endpoint, changes),
         # Masked URLs can look alike (same host, new key): say that it changed.
-        detail={"url_changed": True} if "url" in changes else None,
+        detail={
+            **({"url_changed": True} if "url" in changes else {}),
+            **({"api_key_set": api_key is not None} if key_change else {}),
+        }
+        or None,
     )
     log.info("rpc_endpoint_updated", rpc_endpoint_id=endpoint.id, fields=sorted(changes))
     return endpoint

@@ -5,7 +5,9 @@ A handler runs inside the transaction that stamps the row `handled`: whatever it
 commits with the stamp or not at all, so a handler that fails (or a process that dies
 mid-way) leaves no half-handled webhook. It is called again after a failure and after a
 replay, so it must be idempotent on the provider's ids. A webhook with no handler is
-`ignored` (stored, acknowledged, logged)."""
+`ignored` (stored, acknowledged, logged); so is one whose handler returns "ignored" (it found
+nothing to do: say why in a log line). `session.info["runtime"]` is the process's `Runtime`,
+for a handler that needs its settings or clients (Intrajasa's status inquiry)."""
 
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ class StoredWebhook:
     attempts: int  # tries before this one
 
 
-Handler = Callable[[AsyncSession, StoredWebhook], Awaitable[None]]
+# Returns None (handled) or "ignored".
+Handler = Callable[[AsyncSession, StoredWebhook], Awaitable[str | None]]
 
 
 class HandlerRegistry:

@@ -212,9 +212,10 @@ class InboxWorker:
                 log.info("provider_webhook_ignored", event_type=stored.event_type, **bound)
                 PROVIDER_WEBHOOKS_HANDLED.labels(stored.provider, "ignored").inc()
                 return "ignored"
+            session.info["runtime"] = self.runtime  # for handlers that call out (handlers.py)
             try:
                 async with session.begin_nested():
-                    await handler(session, stored)
+                    outcome = await handler(session, stored)
             except Exception as error:  # noqa: BLE001 - any handler failure is retried
                 delay = backoff_s(settings.webhook_retry_delays, stored.attempts + 1)
                 outcome = await repository.fail(
@@ -235,9 +236,11 @@ class InboxWorker:
                 )
                 PROVIDER_WEBHOOKS_HANDLED.labels(stored.provider, status).inc()
                 return status
-            await repository.finish(conn, stored.id, "handled")
-            PROVIDER_WEBHOOKS_HANDLED.labels(stored.provider, "handled").inc()
-            return "handled"
+            # A handler that found nothing to do (an unknown reference, say) says "ignored".
+            status = "ignored" if outcome == "ignored" else "handled"
+            await repository.finish(conn, stored.id, status)
+            PROVIDER_WEBHOOKS_HANDLED.labels(stored.provider, status).inc()
+            return status
 
     async def sweep_once(self, grace_s: float = 0.0) -> int:
         """Handle what is pending and due (for longer than `grace_s`); returns how many."""

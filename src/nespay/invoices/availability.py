@@ -15,7 +15,7 @@ from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nespay.chains.catalog import SCANNED_FAMILIES, Catalog
+from nespay.chains.catalog import OFFERED_FAMILIES, Catalog
 from nespay.chains.repository import OfferState, offer_states
 
 
@@ -40,7 +40,7 @@ def _pair(states: Sequence[OfferState], network: str, code: str) -> Unavailable 
     rows = [s for s in states if s.network == network]
     if not rows:
         return Unavailable("network", f"There is no network '{network}'.")
-    if rows[0].chain_family not in SCANNED_FAMILIES:
+    if rows[0].chain_family not in OFFERED_FAMILIES:
         return Unavailable(
             "network",
             f"{network} is a {rows[0].chain_family} network, which no scanner serves yet: "

@@ -242,8 +242,10 @@ WHERE i.id = c.id
 
 # Open invoices past their expiry whose every option's network the scanner has read up to
 # the expiry (chain time): a payment mined before `expires_at` but not yet read (scanner lag,
-# an RPC outage, the jobs process down) finds its invoice still open. Rows another
-# transaction holds (a payment being recorded) are skipped and seen on the next run.
+# an RPC outage, the jobs process down) finds its invoice still open. A virtual account's
+# option (`va`: no chain, no scanner) does not wait: its payments arrive by callback, and one
+# that comes late is credited and flagged (docs/intrajasa.md). Rows another transaction holds
+# (a payment being recorded) are skipped and seen on the next run.
 _MARK_EXPIRED = """
 WITH due AS (
     SELECT i.id FROM invoices i
@@ -251,7 +253,7 @@ WITH due AS (
       AND NOT EXISTS (
           SELECT 1 FROM invoice_options o
           LEFT JOIN chain_cursors c ON c.network_code = o.network_code
-          WHERE o.invoice_id = i.id
+          WHERE o.invoice_id = i.id AND o.chain_family <> 'va'
             AND (c.block_timestamp IS NULL
                  OR c.block_timestamp < extract(epoch FROM i.expires_at)))
     ORDER BY i.expires_at
@@ -271,6 +273,7 @@ FROM invoices i
 JOIN invoice_options o ON o.invoice_id = i.id
 LEFT JOIN chain_cursors c ON c.network_code = o.network_code
 WHERE i.status IN ('pending', 'partially_paid') AND i.expires_at <= now()
+  AND o.chain_family <> 'va'
   AND (c.block_timestamp IS NULL OR c.block_timestamp < extract(epoch FROM i.expires_at))
 GROUP BY o.network_code ORDER BY o.network_code
 """

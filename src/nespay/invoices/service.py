@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nespay.audit.service import record
 from nespay.auth.cache import MerchantSettings
 from nespay.auth.principals import Actor
-from nespay.chains.catalog import Catalog, CatalogCurrency
+from nespay.chains.catalog import PROVIDER_FAMILIES, Catalog, CatalogCurrency
 from nespay.db import sql
 from nespay.errors import Conflict, NespayError, NotFound
+from nespay.integrations.intrajasa import service as intrajasa
 from nespay.invoices import availability, repository, states
 from nespay.invoices.schemas import Invoice, InvoiceCreate
 from nespay.invoices.views import PRICE_DECIMALS_CAP, invoice_view
@@ -65,6 +66,12 @@ class AmountPrecision(NespayError):
     status_code = 422
     code = "amount_precision"
     message = "The amount has more decimal places than the currency allows."
+
+
+class VirtualAccountCurrency(NespayError):
+    status_code = 422
+    code = "va_currency_mismatch"
+    message = "A virtual account is paid in its own currency only: price the invoice in it."
 
 
 class MetadataTooLarge(NespayError):
@@ -114,6 +121,8 @@ def resolve_options(catalog: Catalog, body: InvoiceCreate) -> list[CatalogCurren
     elif body.currency in FIAT_DECIMALS:
         wanted = [(c.network, c.code) for c in catalog.currencies if c.code in STABLECOINS]
         wanted = [w for w in wanted if body.network is None or w[0] == body.network]
+        if body.network is not None and catalog.find(body.network, body.currency) is not None:
+            wanted.append((body.network, body.currency))  # a fiat rail: Intrajasa's IDR VA
     else:
         offered = catalog.networks_with(body.currency)
         if not offered:
@@ -136,12 +145,15 @@ def resolve_options(catalog: Catalog, body: InvoiceCreate) -> list[CatalogCurren
     return found
 
 
-def _asked(body: InvoiceCreate) -> list[tuple[str | None, tuple[str, ...]]]:
+def _asked(body: InvoiceCreate, catalog: Catalog) -> list[tuple[str | None, tuple[str, ...]]]:
     """What the body asks for: (network or None for any, the currency codes that would do)."""
     if body.payment_options:
         asked = [(o.network, (o.currency.upper(),)) for o in body.payment_options]
     elif body.currency in FIAT_DECIMALS:
-        asked = [(body.network, STABLECOINS)]
+        network = catalog.network(body.network) if body.network else None
+        rail = network is not None and network.chain_family in PROVIDER_FAMILIES
+        # A provider network (Intrajasa) named: it is the fiat itself that is asked for.
+        asked = [(body.network, (body.currency,) if rail else STABLECOINS)]
     else:
         asked = [(body.network, (body.currency,))]
     if body.currency not in FIAT_DECIMALS:
@@ -155,7 +167,7 @@ async def _explained(
     """`refused`, said precisely: which network or currency is disabled (or missing), and the
     command an operator runs to offer it (the database is read only to explain a refusal)."""
     async with runtime.db.sessionmaker() as session:
-        found = await availability.explain(session, catalog, _asked(body), body.currency)
+        found = await availability.explain(session, catalog, _asked(body, catalog), body.currency)
     if found is None:
         return refused
     kind = UnknownNetwork if found.kind == "network" else UnknownCurrency
@@ -192,6 +204,34 @@ def _check_body(runtime: Runtime, body: InvoiceCreate) -> Decimal:
     if decimals_of(price) > PRICE_DECIMALS_CAP:
         raise AmountPrecision(f"A price has at most {PRICE_DECIMALS_CAP} decimal places.")
     return price
+
+
+def _check_virtual_accounts(
+    body: InvoiceCreate, price: Decimal, entries: list[CatalogCurrency]
+) -> None:
+    """A virtual account (Intrajasa) is for the invoice's amount exactly, in its currency
+    (rupiah), in whole units: no rate, no conversion (docs/intrajasa.md)."""
+    for entry in entries:
+        if entry.chain_family not in PROVIDER_FAMILIES:
+            continue
+        if body.currency != entry.code:
+            raise VirtualAccountCurrency(
+                f"{entry.network} pays {entry.code} only: price the invoice in {entry.code} "
+                f"to offer it (this one is priced in {body.currency})."
+            )
+        if price != price.to_integral_value():
+            raise AmountPrecision(
+                f"{entry.network} virtual accounts take whole {entry.code} (bank transfers "
+                "carry no fraction of a rupiah)."
+            )
+
+
+def _virtual_account_entries(plan: _Plan) -> list[tuple[CatalogCurrency, int]]:
+    return [
+        (entry, amount)
+        for entry, (amount, _) in zip(plan.entries, plan.priced, strict=True)
+        if entry.chain_family in PROVIDER_FAMILIES
+    ]
 
 
 async def _price(
@@ -236,6 +276,7 @@ async def _plan(
         entries = resolve_options(catalog, body)
     except (UnknownCurrency, UnknownNetwork) as refused:
         raise await _explained(runtime, catalog, body, refused) from None
+    _check_virtual_accounts(body, price, entries)
     priced = await _price(runtime, body, price, entries)
     now = datetime.now(UTC)
     expires_at = now + timedelta(seconds=body.expires_in or merchant.default_expiry_s)
@@ -307,8 +348,9 @@ async def create(
 
     In order, holding no transaction and no connection across a call out: an Idempotency-Key
     already used answers its invoice (or a 409) — looked up first when reserving calls out
-    (Privy), so a replay makes no call; the request is checked and priced; the provider
-    reserves the deposit addresses; then one statement writes the idempotency claim, invoice,
+    (Privy, or Intrajasa for a virtual account), so a replay makes no call; the request is
+    checked and priced; Intrajasa makes the virtual account and the provider reserves the
+    deposit addresses; then one statement writes the idempotency claim, invoice,
     addresses, options and `invoice.created` event. A concurrent duplicate that loses the claim
     answers the winner's invoice (with Privy, both got the same wallet: its idempotency key is
     derived from the merchant's). `merchant` are the settings from the auth cache; without
@@ -332,6 +374,16 @@ async def create(
             if replayed is not None:
                 return replayed
         raise
+    # A replay must not ask Intrajasa for a VA (nor reserve anything).
+    if (
+        key is not None
+        and digest is not None
+        and not runtime.wallets.calls_out
+        and _virtual_account_entries(plan)
+    ):
+        replayed = await _replay_json(runtime, merchant_id, key, digest, must_exist=False)
+        if replayed is not None:
+            return replayed
     return await _reserve_and_store(runtime, plan, key, digest)
 
 
@@ -340,9 +392,26 @@ async def _reserve_and_store(
 ) -> CreatedJson:
     """The provider's addresses for `plan`, then the one statement; a lost claim replays."""
     merchant_id = plan.invoice["merchant_id"]
-    families = tuple(dict.fromkeys(entry.chain_family for entry in plan.entries))
-    request = AddressRequest(merchant_id, plan.invoice["id"], families, key)
-    rows = await runtime.wallets.reserve(runtime.db, request)
+    rows = [
+        await intrajasa.reserve(
+            runtime,
+            merchant_id=merchant_id,
+            invoice_id=plan.invoice["id"],
+            idempotency_key=key,
+            amount=amount,
+        )
+        for _, amount in _virtual_account_entries(plan)
+    ]
+    families = tuple(
+        dict.fromkeys(
+            entry.chain_family
+            for entry in plan.entries
+            if entry.chain_family not in PROVIDER_FAMILIES
+        )
+    )
+    if families:
+        request = AddressRequest(merchant_id, plan.invoice["id"], families, key)
+        rows += await runtime.wallets.reserve(runtime.db, request)
     options = _options(plan, {row.chain_family: row.address for row in rows})
     data = _view(plan, options).model_dump(mode="json")
     invoice = {**plan.invoice, "metadata_json": orjson.dumps(plan.invoice["metadata_"]).decode()}

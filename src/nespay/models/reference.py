@@ -5,15 +5,29 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Numeric, String, func, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from nespay.models.base import Base, TimestampMixin
+from nespay.security.encryption import register
 
 
 class Network(TimestampMixin, Base):
     __tablename__ = "networks"
-    __table_args__ = (CheckConstraint("chain_family IN ('evm', 'tron')", name="chain_family"),)
+    # `va`: virtual accounts (Intrajasa), paid by bank transfer and reported by the provider.
+    __table_args__ = (
+        CheckConstraint("chain_family IN ('evm', 'tron', 'va')", name="chain_family"),
+    )
 
     code: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
@@ -87,5 +101,10 @@ class RpcEndpoint(TimestampMixin, Base):
     head_block: Mapped[int | None] = mapped_column(BigInteger)
     consecutive_failures: Mapped[int] = mapped_column(server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(String(500))
+    # The provider's API key, sent in the family's header (Tron: TRON-PRO-API-KEY); encrypted.
+    api_key_encrypted: Mapped[str | None] = mapped_column(Text)
 
     network: Mapped[Network] = relationship(back_populates="rpc_endpoints", lazy="raise")
+
+
+RPC_API_KEY = register("rpc_endpoints", "api_key_encrypted")

@@ -15,7 +15,7 @@ _MATCH = """
 SELECT o.id AS option_id, o.invoice_id, o.address, o.currency_id, i.merchant_id,
        extract(epoch FROM i.expires_at) AS expires_epoch
 FROM invoice_options o JOIN invoices i ON i.id = o.invoice_id
-WHERE o.chain_family = 'evm' AND o.network_code = $1 AND o.address = ANY($2::text[])
+WHERE o.chain_family = $3 AND o.network_code = $1 AND o.address = ANY($2::text[])
 """
 
 # A payment read already deep enough (catching up) is inserted confirmed: updating it again
@@ -70,10 +70,13 @@ RETURNING p.id, p.invoice_id, p.merchant_id, p.tx_hash, p.log_index, p.block_num
 """
 
 
-async def match(db: Sql, network: str, addresses: list[str]) -> Sequence[Any]:
+async def match(
+    db: Sql, network: str, addresses: list[str], chain_family: str = "evm"
+) -> Sequence[Any]:
     """The options on `network` whose deposit address is one of `addresses` (an indexed
-    lookup per address: the cost follows the transfers seen, not the open invoices)."""
-    return await db.fetch(_MATCH, network, addresses)
+    lookup per address, on (chain_family, address): the cost follows the transfers seen, not
+    the open invoices)."""
+    return await db.fetch(_MATCH, network, addresses, chain_family)
 
 
 async def insert(

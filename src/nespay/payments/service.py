@@ -38,7 +38,9 @@ class Transfer:
     amount: int
 
 
-async def match(db: Sql, network: str, transfers: Iterable[Transfer]) -> list[tuple[Transfer, Any]]:
+async def match(
+    db: Sql, network: str, transfers: Iterable[Transfer], chain_family: str = "evm"
+) -> list[tuple[Transfer, Any]]:
     """The transfers to our deposit addresses, each with its option (same currency)."""
     transfers = list(transfers)
     addresses = list({t.to_address for t in transfers})
@@ -46,7 +48,7 @@ async def match(db: Sql, network: str, transfers: Iterable[Transfer]) -> list[tu
         return []
     options = {
         (row["currency_id"], row["address"]): row
-        for row in await repository.match(db, network, addresses)
+        for row in await repository.match(db, network, addresses, chain_family)
     }
     return [
         (transfer, option)
@@ -133,6 +135,7 @@ async def apply_batch(
     needed: int,
     ancestor: int | None = None,
     fee_bps: int = 0,
+    chain_family: str = "evm",
 ) -> dict[str, str]:
     """Everything a scanned batch does to payments, the ledger and invoices, in the caller's
     transaction (see the module's docstring). `ancestor`: the common ancestor of a reorg, above
@@ -144,7 +147,45 @@ async def apply_batch(
         for row in await repository.confirm_up_to(db, network, tip, needed)
         if row["status"] == "confirmed"
     ]
-    matched = await match(db, network, transfers)
+    matched = await match(db, network, transfers, chain_family)
+    return await _count(
+        db, network, orphaned, newly_confirmed, matched, tip=tip, needed=needed, fee_bps=fee_bps
+    )
+
+
+async def record_settled(
+    db: Sql, network: str, transfer: Transfer, option: Any, *, fee_bps: int = 0
+) -> dict[str, str]:
+    """A payment a provider reports as already final (Intrajasa's virtual accounts: no
+    chain, no confirmations to count), to `option` (a row as `match` returns: option_id,
+    invoice_id, merchant_id, expires_epoch). Recorded confirmed at once, through the same
+    steps as a payment first read already deep: `payment.detected`, the invoice paid, then
+    `payment.confirmed`, the invoice confirmed; the ledger credit posted with its fee. The
+    same transfer again (same network, tx hash, log index) changes nothing. Returns id → new
+    status."""
+    return await _count(
+        db,
+        network,
+        [],
+        [],
+        [(transfer, option)],
+        tip=transfer.block_number,
+        needed=1,
+        fee_bps=fee_bps,
+    )
+
+
+async def _count(
+    db: Sql,
+    network: str,
+    orphaned: Sequence[Any],
+    newly_confirmed: Sequence[Any],
+    matched: list[tuple[Transfer, Any]],
+    *,
+    tip: int,
+    needed: int,
+    fee_bps: int,
+) -> dict[str, str]:
     await states.lock(
         db,
         [row["invoice_id"] for row in orphaned]

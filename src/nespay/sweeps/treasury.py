@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nespay.audit import service as audit
 from nespay.auth.principals import Actor
 from nespay.db import sql
-from nespay.kit.addresses import AddressInvalid, parse_evm_address
+from nespay.kit.addresses import AddressInvalid, parse_address
 
 
 class TreasuryInvalid(ValueError):
@@ -16,19 +16,19 @@ class TreasuryInvalid(ValueError):
 
 
 async def set_treasury(session: AsyncSession, actor: Actor, network: str, address: str) -> str:
-    """Set `network`'s treasury (EVM; EIP-55 checked when mixed case); returns it lower case.
-    Refused: an unknown or non-EVM network, a malformed address, one of Nespay's own deposit
-    addresses or hot wallets (a sweep there would never leave the platform's hot keys)."""
+    """Set `network`'s treasury; returns it as stored (EVM lower case, EIP-55 checked when
+    mixed case; Tron base58check). Refused: an unknown network, an address malformed or of the
+    other chain family, one of Nespay's own deposit addresses or hot wallets (a sweep there
+    would never leave the platform's hot keys). A Tron network's treasury can be set ahead of
+    its sweeps (consolidation on Tron is not built yet)."""
     db = sql(session)
     rows = await db.fetch(
         "SELECT chain_family, treasury_address FROM networks WHERE code = $1", network
     )
     if not rows:
         raise TreasuryInvalid(f"there is no network {network!r} (nespay networks list)")
-    if rows[0]["chain_family"] != "evm":
-        raise TreasuryInvalid(f"{network} is not an EVM network: only EVM networks are swept")
     try:
-        parsed = parse_evm_address(address)
+        parsed = parse_address(rows[0]["chain_family"], address)
     except AddressInvalid as error:
         raise TreasuryInvalid(f"the address is not valid: {error}") from None
     own = await db.fetchval(

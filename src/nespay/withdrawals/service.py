@@ -26,7 +26,7 @@ from nespay.db import Sql, sql
 from nespay.errors import Conflict, NespayError, NotFound
 from nespay.events.service import emit_all
 from nespay.invoices.service import IdempotencyKeyReused, check_idempotency_key
-from nespay.kit.addresses import AddressInvalid, display_address, parse_evm_address
+from nespay.kit.addresses import AddressInvalid, display_address, parse_address
 from nespay.kit.ids import new_id
 from nespay.kit.money import from_base_units, parse_amount, to_base_units
 from nespay.ledger import accounts
@@ -137,7 +137,7 @@ def _hold_key(withdrawal_id: str) -> str:
 
 async def _address(db: Sql, family: str, text: str) -> str:
     try:
-        address = parse_evm_address(text)
+        address = parse_address(family, text)
     except AddressInvalid as exc:
         raise InvalidAddress(f"address: {exc}.") from None
     if await repository.is_own_address(db, family, address):
@@ -219,6 +219,11 @@ async def refund(
         )
     (paid,) = received
     currency = await repository.currency(db, paid["network_code"], paid["currency"])
+    if currency["chain_family"] not in SENDING_FAMILIES:
+        raise NothingToRefund(
+            f"This invoice was paid on {paid['network_code']} (a virtual account, by bank "
+            "transfer): Nespay sends nothing back there; refund the payer outside Nespay."
+        )
     amount = _base_units(body.amount, currency)
     left = int(paid["paid"]) - int(paid["refunded"])
     if amount > left:

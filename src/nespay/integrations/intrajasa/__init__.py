@@ -1,0 +1,2 @@
+"""Intrajasa (kliringindonesia.co.id): rupiah virtual accounts for IDR invoices
+(docs/intrajasa.md)."""

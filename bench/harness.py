@@ -476,10 +476,14 @@ def run_wrk(url: str, load: Load, duration_s: int, lua: Lua = None) -> WrkResult
             script.write(lua)
             script.flush()
             argv += ["-s", script.name]
-        output = subprocess.run(  # noqa: S603 - our own arguments
+        done = subprocess.run(  # noqa: S603 - our own arguments
             [*argv, url], capture_output=True, text=True, check=True
-        ).stdout
-    return parse_wrk(output)
+        )
+    if done.stderr.strip():
+        # A script that fails to load (or raises) is reported here and wrk goes on with bare
+        # GETs: whatever it measured then is not the benchmark.
+        sys.exit(f"wrk complained, the run is not a result:\n{done.stderr.strip()}")
+    return parse_wrk(done.stdout)
 
 
 def parse_wrk(output: str) -> WrkResult:
@@ -517,6 +521,8 @@ class Measured:
     server: Server
     runs: list[WrkResult] = field(default_factory=list)
     cpu_us: list[float] = field(default_factory=list)  # server CPU per request, per run
+    # A benchmark's own probe per request, per run (e.g. PostgreSQL backends' CPU µs).
+    probe_us: list[float] = field(default_factory=list)
     rss_mb: float = 0.0
     label: str | None = None  # a route of a shared server (`Target`); default: the server's
 
@@ -594,8 +600,11 @@ def measure_alternating(
     return measure_targets(targets, load, log=log)
 
 
-def measure_targets(targets: Sequence[Target], load: Load, log=print) -> dict[str, Measured]:
-    """`measure_alternating` for targets: warm-up each, then rounds of each in turn."""
+def measure_targets(
+    targets: Sequence[Target], load: Load, log=print, probe: Callable[[], float] | None = None
+) -> dict[str, Measured]:
+    """`measure_alternating` for targets: warm-up each, then rounds of each in turn. `probe`:
+    a running total (µs) read around each run, reported per request (`Measured.probe_us`)."""
     measured = {t.label: Measured(t.server, label=t.label) for t in targets}
     servers = list({id(t.server): t.server for t in targets}.values())
     for target in targets:
@@ -605,10 +614,13 @@ def measure_targets(targets: Sequence[Target], load: Load, log=print) -> dict[st
         for target in targets:
             wait_idle(servers, log=log)
             before = target.server.cpu_ticks()
+            probed = probe() if probe else 0.0
             result = run_wrk(target.url, target.load(load), load.duration_s, target.lua)
             cpu_us = (target.server.cpu_ticks() - before) * TICK_US / max(result.requests, 1)
             measured[target.label].runs.append(result)
             measured[target.label].cpu_us.append(cpu_us)
+            if probe:
+                measured[target.label].probe_us.append((probe() - probed) / max(result.requests, 1))
             errors = f"  ERRORS {result.errors}" if result.errors else ""
             log(
                 f"  round {round_no}: {target.label:<34} {result.rps:>9.0f} rps  "

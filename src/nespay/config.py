@@ -256,6 +256,9 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(8, ge=1, le=100)
     webhook_retry_schedule_s: CommaList = ["10", "60", "300", "1800", "3600", "10800"]
     webhook_sweep_interval_s: int = Field(10, ge=1, le=3600)
+    # Whether this webhook process also handles what is stored (consumer and sweep); off for
+    # intake-only replicas while other replicas handle.
+    webhook_handling_enabled: bool = True
 
     # --- observability ----------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"

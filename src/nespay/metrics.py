@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 disable_created_metrics()
 
 UNMATCHED = "<unmatched>"
+# Set in the scope by a middleware that dispatches a route itself (`nespay.inbox.shortcut`).
+ROUTE_TEMPLATE_KEY = "nespay.route_template"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 HTTP_REQUESTS = Counter(
@@ -170,6 +172,9 @@ class MetricsMiddleware:
 
 def route_template(scope: Scope, root_path: str = "") -> str:
     """The route template a routed request matched, `<unmatched>` when none did."""
+    template = scope.get(ROUTE_TEMPLATE_KEY)
+    if template is not None:
+        return template
     mounted = scope.get("root_path", "")
     prefix = mounted[len(root_path) :] if len(mounted) > len(root_path) else ""
     route = scope.get("route")

@@ -3,9 +3,10 @@ response, bound into every log line of the request (and carried into the jobs it
 
 from __future__ import annotations
 
+import logging
 import re
+import secrets
 import time
-import uuid
 from contextvars import ContextVar
 
 import orjson
@@ -15,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 _VALID = re.compile(rb"^[A-Za-z0-9._:\-]{8,128}$")
 log = structlog.get_logger("nespay.access")
+_access = logging.getLogger("nespay.access")
 
 
 def current_request_id() -> str | None:
@@ -33,7 +35,10 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
-        request_id = incoming.decode() if incoming and _VALID.match(incoming) else uuid.uuid4().hex
+        if incoming and _VALID.match(incoming):
+            request_id = incoming.decode()
+        else:
+            request_id = secrets.token_hex(16)
         token = _request_id.set(request_id)
         structlog.contextvars.bind_contextvars(request_id=request_id)
         header = request_id.encode()
@@ -59,7 +64,8 @@ class RequestIdMiddleware:
             status = 500
             await _internal_error(send, header)
         finally:
-            if self.access_log:
+            # Checked first: with LOG_LEVEL above info, the line is not even built.
+            if self.access_log and _access.isEnabledFor(logging.INFO):
                 log.info(
                     "request",
                     method=scope["method"],

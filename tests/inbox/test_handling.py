@@ -4,12 +4,16 @@ process killed (SIGKILL) between storing and handling loses nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 
+import aio_pika
 import httpx
 import pytest
 
-from nespay.apps import api
+from nespay.apps import api, webhook
+from nespay.broker import PROVIDER_WEBHOOKS_QUEUE
+from nespay.inbox.worker import ids_of, publish
 from tests.callbacks.delivery_rig import eventually
 from tests.fixtures.app import app_client, unthrottled
 from tests.fixtures.cognito import LOCAL_ADMIN_CLIENT, LOCAL_ADMIN_POOL, REGION
@@ -151,19 +155,28 @@ async def test_the_backoffice_list_filters_and_pages(database, database_url, loc
         assert anonymous.status_code == 401
 
 
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "inbox.after_store",  # stored, the provider not answered, nothing queued
+        "inbox.before_publish",  # stored, handed to the batching publisher, not yet published
+    ],
+)
 async def test_sigkill_after_storing_and_before_handling_loses_nothing(
-    database, database_url, rabbit, tmp_path
+    database, database_url, rabbit, tmp_path, fault
 ):
     env = base_env(database_url, RABBITMQ_URL=rabbit.url, **settings_env())
     raw, headers = rain_request("evt-crash")
-    with nespay_process(
-        "webhook", {**env, "NESPAY_FAULT": "inbox.after_store"}, tmp_path
-    ) as doomed:
-        with pytest.raises(httpx.TransportError):  # the provider gets no answer ...
-            httpx.post(f"{doomed.base_url}{HOOKS}/rain", content=raw, headers=headers)
+    with nespay_process("webhook", {**env, "NESPAY_FAULT": fault}, tmp_path) as doomed:
+        try:  # the provider gets no answer, or (before_publish) its 200 just before the kill
+            answer = httpx.post(f"{doomed.base_url}{HOOKS}/rain", content=raw, headers=headers)
+            assert answer.status_code == 200 and fault == "inbox.before_publish"
+        except httpx.TransportError:
+            pass
         assert doomed.process.wait(timeout=10) == -signal.SIGKILL
     (stored,) = await rows(database)  # ... but the webhook was stored, and never queued
     assert stored["status"] == "pending" and stored["handled_at"] is None
+    assert await _take_raw(rabbit.url) == []
     with nespay_process("webhook", env, tmp_path) as restarted:
         (handled,) = await eventually(
             lambda: rows(database, "handled_at IS NOT NULL"), what="handled after restart"
@@ -177,3 +190,114 @@ async def test_sigkill_after_storing_and_before_handling_loses_nothing(
     assert handled["attempts"] == 1
     assert len(await rows(database)) == 1
     assert "rain-test-api-key" not in log
+
+
+async def test_an_intake_only_replica_stores_and_queues_and_a_handling_replica_handles(
+    database, database_url, rabbit
+):
+    intake = inbox_settings(database_url, rabbitmq_url=rabbit.url, webhook_handling_enabled=False)
+    async with webhook_client(intake) as hooks:
+        answers = await asyncio.gather(
+            *(hooks.post(f"{HOOKS}/rain", content=r, headers=h) for r, h in _rain_batch(5))
+        )
+    stored = {answer.json()["id"] for answer in answers}
+    assert len(stored) == 5 and all(a.status_code == 200 for a in answers)
+    # Stopped: whatever it had queued is published, and nothing was handled (it never consumes).
+    assert {r["id"] for r in await rows(database, "status = 'pending'")} == stored
+    messages = await _take_raw(rabbit.url)
+    assert sorted(i for m in messages for i in ids_of(m)) == sorted(stored)
+    # Those messages are gone now (taken above): the handling replica's sweep finds the rows.
+    handling = inbox_settings(database_url, rabbitmq_url=rabbit.url)
+    async with webhook_client(handling):
+        done = await eventually(
+            lambda: _all_handled(database, 5), what="handled by the handling replica"
+        )
+    assert {r["id"] for r in done} == stored and {r["status"] for r in done} == {"ignored"}
+    assert {r["attempts"] for r in done} == {1}
+
+
+async def test_one_message_naming_several_rows_gets_each_handled_once(
+    database, database_url, rabbit
+):
+    intake = inbox_settings(database_url, rabbitmq_url=rabbit.url, webhook_handling_enabled=False)
+    async with webhook_client(intake) as hooks:
+        for raw, headers in _rain_batch(3):
+            assert (await hooks.post(f"{HOOKS}/rain", content=raw, headers=headers)).is_success
+    ids = [r["id"] for r in await rows(database)]
+    await _take_raw(rabbit.url)  # whatever the intake published: replaced by one message
+    connection = await aio_pika.connect(rabbit.url)
+    async with connection:
+        await publish(await connection.channel(), [*ids, ids[0], "pwh_unknown"])
+    async with (
+        recording("rain", "card.updated") as handler,
+        webhook_client(inbox_settings(database_url, rabbitmq_url=rabbit.url)),
+    ):
+        await eventually(lambda: _all_handled(database, 3), what="all three handled")
+    assert sorted(handler.calls) == sorted(ids)  # the repeated id was not handled twice
+
+
+def _rain_batch(count):
+    return [rain_request(f"evt-batch-{n}") for n in range(count)]
+
+
+async def _all_handled(database, count):
+    done = await rows(database, "handled_at IS NOT NULL")
+    return done if len(done) == count else None
+
+
+async def _take_raw(url):
+    connection = await aio_pika.connect(url)
+    bodies = []
+    async with connection:
+        queue = await (await connection.channel()).get_queue(PROVIDER_WEBHOOKS_QUEUE)
+        while (message := await queue.get(no_ack=True, fail=False)) is not None:
+            bodies.append(message.body)
+    return bodies
+
+
+async def test_a_batch_stamps_unwanted_rows_at_once_and_hands_the_rest_to_their_handler_once(
+    database, database_url
+):
+    # Handling off: nothing but the calls below handles (no consumer, no sweep).
+    settings = inbox_settings(database_url, webhook_handling_enabled=False)
+    async with (
+        recording("rain", "card.updated") as handler,
+        app_client(webhook.create_app, settings) as (app, hooks),
+    ):
+
+        async def post(event_id, kind):
+            raw, headers = rain_request(event_id, kind)
+            return (await hooks.post(f"{HOOKS}/rain", content=raw, headers=headers)).json()["id"]
+
+        wanted = [await post(f"evt-wanted-{n}", "card.updated") for n in range(3)]
+        unwanted = [await post(f"evt-unwanted-{n}", "card.created") for n in range(2)]
+        batch = [*wanted, *unwanted, wanted[0], unwanted[0], "pwh_unknown"]
+        await app.state.inbox.worker.handle_all(batch)
+        await app.state.inbox.worker.handle_all(batch)  # all done: nothing is handled again
+    assert sorted(handler.calls) == sorted(wanted)
+    stored = {row["id"]: row for row in await rows(database)}
+    assert {i: stored[i]["status"] for i in wanted} == dict.fromkeys(wanted, "handled")
+    assert {i: stored[i]["status"] for i in unwanted} == dict.fromkeys(unwanted, "ignored")
+    assert {row["attempts"] for row in stored.values()} == {1}
+    assert all(row["handled_at"] is not None for row in stored.values())
+
+
+async def test_with_rabbitmq_down_webhooks_are_answered_stored_and_handled_by_the_sweep(
+    database, database_url, rabbit
+):
+    settings = inbox_settings(database_url, rabbitmq_url=rabbit.url)
+    async with webhook_client(settings) as hooks:
+        rabbit.stop_app()
+        try:
+            answers = [
+                await hooks.post(f"{HOOKS}/rain", content=raw, headers=headers)
+                for raw, headers in _rain_batch(3)
+            ]
+            assert [a.status_code for a in answers] == [200] * 3  # the provider is not held up
+            done = await eventually(
+                lambda: _all_handled(database, 3), what="handled while RabbitMQ is down"
+            )
+        finally:
+            rabbit.start_app()
+    assert {row["id"] for row in done} == {a.json()["id"] for a in answers}
+    assert {row["attempts"] for row in done} == {1}

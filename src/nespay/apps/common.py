@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -42,10 +43,13 @@ def build_app(
     on_start: Hook | None = None,
     on_stop: Hook | None = None,
     refuse_unstorable: bool = True,
+    middleware: Sequence[tuple[type, dict[str, Any]]] = (),
 ) -> FastAPI:
     """`refuse_unstorable`: every route refuses text PostgreSQL cannot store (see
     `refuse_unstorable_text`); off only for the webhook process, whose provider routes will
-    decide for themselves what to do with a payload they must keep as received."""
+    decide for themselves what to do with a payload they must keep as received.
+    `middleware`: (class, options) of the process's own, innermost: inside request ids and
+    metrics, so what they answer has both."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -76,6 +80,9 @@ def build_app(
         docs_url="/api" if swagger else None,
         redoc_url=None,
         openapi_url="/api-json" if swagger else None,
+        # Our metrics and logs are our own (Prometheus, JSON lines, log shipping); FastAPI's
+        # native OpenTelemetry would look up the global providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         # App-level, so it runs before every route's own dependencies (auth, rate limits,
         # the session) and covers routes added later.
         dependencies=[Depends(refuse_unstorable_text)] if refuse_unstorable else None,
@@ -86,6 +93,8 @@ def build_app(
     for router_prefix, router in routers:
         app.include_router(router, prefix=router_prefix)
     add_metrics_route(app, dependencies=[Depends(require_operator)])
+    for middleware_class, options in middleware:
+        app.add_middleware(middleware_class, **options)
     if settings.enable_cors_urls:
         app.add_middleware(
             CORSMiddleware,

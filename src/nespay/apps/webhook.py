@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from nespay.apps.common import build_app
 from nespay.config import Settings, get_settings
 from nespay.inbox.endpoints import router as inbox_router
+from nespay.inbox.shortcut import ProviderRouteShortcut
 from nespay.inbox.worker import InboxPipeline
 from nespay.integrations.intrajasa import ingest as intrajasa_ingest
 from nespay.runtime import Runtime
@@ -31,11 +32,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     # The provider routes are not covered by the refusal of unstorable text: they keep a
     # payload as received (bytes, so NUL is stored too); see docs/security.md "Text input".
+    routers = [("/" + settings.public_api_prefix + "/webhooks", inbox_router)]
     return build_app(
         "webhook",
         settings,
-        routers=[("/" + settings.public_api_prefix + "/webhooks", inbox_router)],
+        routers=routers,
         on_start=start_inbox,
         on_stop=stop_inbox,
         refuse_unstorable=False,
+        # Their POSTs skip FastAPI's per-request dispatch (the intake's hot path).
+        middleware=[(ProviderRouteShortcut, {"routers": routers})],
     )

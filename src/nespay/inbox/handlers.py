@@ -59,5 +59,9 @@ class HandlerRegistry:
     def get(self, provider: str, event_type: str) -> Handler | None:
         return self._handlers.get((provider, event_type))
 
+    def handled(self) -> list[tuple[str, str]]:
+        """Every (provider, event type) with a handler."""
+        return list(self._handlers)
+
 
 handlers = HandlerRegistry()

@@ -36,6 +36,22 @@ SET status = $2, handled_at = now(), next_attempt_at = NULL, attempts = attempts
 WHERE id = $1
 """
 
+# Rows of a batch that no handler wants, stamped `ignored` at once: the same rows and the same
+# stamp as a handling each (pending, due, not held by another handling); returns them.
+IGNORE_UNHANDLED = """
+WITH due AS (
+    SELECT id FROM provider_webhooks
+    WHERE id = ANY($1::varchar[]) AND status = 'pending' AND next_attempt_at <= now()
+      AND (provider, event_type) NOT IN (SELECT * FROM unnest($2::varchar[], $3::varchar[]))
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE provider_webhooks AS w
+SET status = 'ignored', handled_at = now(), next_attempt_at = NULL, attempts = w.attempts + 1,
+    last_error = NULL
+FROM due WHERE w.id = due.id
+RETURNING w.id, w.provider, w.event_type
+"""
+
 # A failed try: due again after `$3` seconds, or `dead` when that was the last one allowed.
 FAIL = """
 UPDATE provider_webhooks
@@ -105,6 +121,16 @@ async def lock_due(conn: Sql, webhook_id: str) -> Any | None:
 
 async def finish(conn: Sql, webhook_id: str, status: str) -> None:
     await conn.execute(FINISH, webhook_id, status)
+
+
+async def ignore_unhandled(
+    conn: Sql, webhook_ids: Sequence[str], handled: Sequence[tuple[str, str]]
+) -> list[Any]:
+    """Stamp `ignored` the rows of `webhook_ids` whose (provider, event type) is not in
+    `handled`; returns (id, provider, event_type) of each row stamped."""
+    providers = [provider for provider, _ in handled]
+    event_types = [event_type for _, event_type in handled]
+    return list(await conn.fetch(IGNORE_UNHANDLED, list(webhook_ids), providers, event_types))
 
 
 async def fail(conn: Sql, webhook_id: str, error: str, retry_in_s: float, max_attempts: int) -> Any:

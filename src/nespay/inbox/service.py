@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import structlog
@@ -40,7 +41,7 @@ async def ingest(runtime: Runtime, worker: Any, received: Received) -> tuple[str
         if stored is None:
             existing = await repository.existing_id(conn, received.provider, received.external_id)
     if stored is None:
-        PROVIDER_WEBHOOKS_RECEIVED.labels(received.provider, "duplicate").inc()
+        _received(received.provider, "duplicate").inc()
         log.info(
             "provider_webhook_duplicate",
             provider=received.provider,
@@ -48,11 +49,17 @@ async def ingest(runtime: Runtime, worker: Any, received: Received) -> tuple[str
             event_type=received.event_type,
         )
         return existing, True
-    PROVIDER_WEBHOOKS_RECEIVED.labels(received.provider, "new").inc()
+    _received(received.provider, "new").inc()
     # A crash here (stored, not yet queued) is what the sweep is for.
     fault_point(runtime.settings, "inbox.after_store")
     worker.enqueue(stored)
     return stored, False
+
+
+@lru_cache(maxsize=16)
+def _received(provider: str, outcome: str) -> Any:
+    """The counter's child, looked up once (`.labels()` takes a lock and builds a key)."""
+    return PROVIDER_WEBHOOKS_RECEIVED.labels(provider, outcome)
 
 
 RAW = {"body", "headers"}

@@ -72,17 +72,21 @@ def check_source(request: Request, settings: Settings, allowed: list[str]) -> st
     """The client address (`X-Forwarded-For` believed only from `TRUSTED_PROXIES`), refused
     when IP validation is on and it is not in `allowed` (an empty list allows nobody)."""
     ip = client_ip(request, settings.trusted_proxies)
-    if not settings.webhook_enable_ip_validation:
-        return ip
+    if settings.webhook_enable_ip_validation and not _allowed(ip, tuple(allowed)):
+        raise SourceNotAllowed()
+    return ip
+
+
+@lru_cache(maxsize=4096)
+def _allowed(ip: str, allowed: tuple[str, ...]) -> bool:
+    """Cached: a provider sends from a handful of addresses, each parsed once."""
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
-        raise SourceNotAllowed() from None
+        return False
     if address.version == 6 and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
-    if not any(address in network for network in _networks(tuple(allowed))):
-        raise SourceNotAllowed()
-    return ip
+    return any(address in network for network in _networks(allowed))
 
 
 async def read_body(request: Request) -> bytes:
@@ -133,12 +137,16 @@ def event_type_of(value: Any) -> str:
     return "unknown"
 
 
+_KEPT = frozenset(name.encode() for name in KEPT_HEADERS)
+
+
 def kept_headers(request: Request) -> dict[str, str]:
-    return {
-        name: printable(request.headers[name])[:500]
-        for name in KEPT_HEADERS
-        if name in request.headers
-    }
+    """The first value of each kept header (one pass over the raw, lower-cased names)."""
+    kept: dict[str, str] = {}
+    for name, value in request.scope["headers"]:
+        if name in _KEPT and (key := name.decode()) not in kept:
+            kept[key] = printable(value.decode("latin-1"))[:500]
+    return kept
 
 
 def _refused(request: Request, provider: str, error: WebhookRefused) -> WebhookRefused:

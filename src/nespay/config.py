@@ -202,6 +202,8 @@ class Settings(BaseSettings):
     rain_api_url: str = "https://api.raincards.xyz"
     rain_api_key: SecretStr | None = None  # also the key Rain signs its webhooks with
     card_admin_evm_wallet_address: str | None = None
+    rain_timeout_s: float = Field(10.0, gt=0, le=60)  # per call to Rain
+    rain_max_retries: int = Field(2, ge=0, le=5)  # of a call answered 429 or 5xx
 
     # --- wallets ----------------------------------------------------------------------------
     wallet_provider: Literal["hd", "privy"] = "hd"

@@ -18,6 +18,7 @@ from nespay.backoffice.reference import router as reference_router
 from nespay.backoffice.sweeps import router as backoffice_sweeps_router
 from nespay.backoffice.withdrawals import router as backoffice_withdrawals_router
 from nespay.callbacks.endpoints import router as callbacks_router
+from nespay.cards.endpoints import router as cards_router
 from nespay.chains.endpoints import router as chains_router
 from nespay.config import Settings, get_settings
 from nespay.events.endpoints import router as events_router
@@ -41,6 +42,7 @@ def merchant_api() -> APIRouter:
         chains_router,
         ledger_router,
         withdrawals_router,
+        cards_router,
     ):
         router.include_router(domain)
     return router

@@ -175,6 +175,14 @@ class Cards:
         assert response.status_code == 200, response.text
         return response.json()["data"]
 
+    async def ledger_holds(self) -> None:
+        """The ledger's invariants (`ledger.invariants`) hold over everything done so far."""
+        from nespay.ledger.invariants import check
+
+        async with self.app.database.driver() as conn:
+            findings = await check(conn)
+        assert findings.ok, findings.summary()
+
     async def transaction_status(self, card_id: str, status: str) -> list[dict[str, Any]] | None:
         found = [t for t in await self.transactions(card_id) if t["status"] == status]
         return found or None

@@ -80,6 +80,7 @@ async def test_a_card_user_is_funded_carded_and_its_authorisations_decided_again
     assert back.status_code == 201, back.text
     assert await cards.balance(user["id"]) == {"available": "0", "held": "0", "spent": "12.5"}
     assert await cards.merchant_available() == "87.5"
+    await cards.ledger_holds()
     events = [
         row[0]
         for row in await cards.app.rows(

@@ -14,13 +14,6 @@ from tests.inbox.rig import rows
 pytestmark = pytest.mark.own_database
 
 
-async def _held_total(cards, card_user_id: str) -> int:
-    return await cards.app.scalar(
-        "SELECT debits_pending FROM ledger_accounts WHERE id LIKE :p",
-        p=f"c:{card_user_id}:available:%",
-    )
-
-
 async def test_fifty_concurrent_authorisations_never_overdraw_one_card_user(cards):
     user, _, rain_card = await cards.funded_card("30")
     answers = await asyncio.gather(*(cards.authorise(rain_card, 100) for _ in range(50)))
@@ -229,3 +222,23 @@ async def test_a_refund_credits_the_card_user_and_a_stand_in_spend_is_charged(ca
         ("card_authorisation", "posted", False),
         ("card_refund", "posted", False),
     ]
+
+
+async def test_a_transaction_rain_settles_although_it_was_declined_is_charged_once(cards):
+    user, card, rain_card = await cards.funded_card("5")
+    declined = await cards.authorise(rain_card, 600, transaction_id="tx-d")
+    assert declined.status_code == 402
+    await _send_event(cards, "completed", rain_card, 600, "tx-d", status="completed")
+    await eventually(lambda: cards.transaction_status(card["id"], "completed"), what="completed")
+    await _send_event(cards, "completed", rain_card, 600, "tx-d", status="completed")
+    await eventually(lambda: _none_pending(cards), what="nothing pending")
+    # Rain paid 6 out of a balance of 5: charged anyway, the card user 1 short (a deficit).
+    assert await cards.balance(user["id"]) == {"available": "0", "held": "0", "spent": "6"}
+    assert (
+        await cards.app.scalar(
+            "SELECT count(*) FROM ledger_transfers WHERE source_type = 'card_authorisation'"
+            " AND overdrew"
+        )
+        == 1
+    )
+    await cards.ledger_holds()

@@ -204,9 +204,12 @@ async def _settle(
     db: Sql, auth: Any, status: str, amount: int, rain_transaction_id: str | None
 ) -> bool:
     """Move the authorisation to what Rain says of it; True when anything changed."""
-    if auth["status"] in ("completed", "reversed", "declined"):
-        return False  # ended: a replay, or Rain repeating itself
     held = int(auth["held"])
+    if auth["status"] == "declined" and status == "completed":
+        # Rain settled what Nespay declined (its own stand-in): it has paid, so it is charged.
+        log.warning("card_declined_transaction_settled", authorisation_id=auth["id"])
+    elif auth["status"] in ("completed", "reversed", "declined"):
+        return False  # ended: a replay, or Rain repeating itself
     if status == "pending":
         if rain_transaction_id and auth["rain_transaction_id"] is None:
             await repository.set_auth(

@@ -263,14 +263,14 @@ async def currency(db: Sql, network: str, code: str) -> Any | None:
     return rows[0] if rows else None
 
 
-async def user_balances(db: Sql, card_user_id: str) -> Sequence[Any]:
-    """The card user's two accounts (available, spend) with their currency."""
+async def account_balances(db: Sql, account_ids: list[str]) -> Sequence[Any]:
+    """The card user's accounts (available, spend) with their currency."""
     return await db.fetch(
         "SELECT a.kind, a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted,"
         " c.code, c.network_code, c.decimals FROM ledger_accounts a"
         " JOIN currencies c ON c.id = a.currency_id"
-        " WHERE a.id LIKE 'c:' || $1 || ':%' ORDER BY a.id",
-        card_user_id,
+        " WHERE a.id = ANY($1::text[]) ORDER BY a.id",
+        account_ids,
     )
 
 

@@ -458,9 +458,9 @@ async def balances(
         raise CardUserNotFound()
     if user["cent_units"] is None:
         return []
-    found = views.balance(
-        list(await repository.user_balances(db, card_user_id)), user["cent_units"]
-    )
+    names = (user["merchant_id"], card_user_id, user["currency_id"])
+    ids = [accounts.card_user(*names).id, accounts.card_spend(*names).id]
+    found = views.balance(list(await repository.account_balances(db, ids)), user["cent_units"])
     return [found] if found else []
 
 

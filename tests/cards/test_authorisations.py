@@ -242,3 +242,10 @@ async def test_a_transaction_rain_settles_although_it_was_declined_is_charged_on
         == 1
     )
     await cards.ledger_holds()
+
+
+async def test_an_authorisation_naming_another_user_than_the_cards_is_not_permitted(cards):
+    user, _, rain_card = await cards.funded_card("5")
+    answer = await cards.authorise(rain_card, 100, userId="someone-else")
+    assert answer.status_code == 402 and answer.json()["reason"] == "unknown_card"
+    assert await cards.balance(user["id"]) == {"available": "5", "held": "0", "spent": "0"}

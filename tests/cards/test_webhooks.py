@@ -7,10 +7,22 @@ from __future__ import annotations
 
 import pytest
 
+from nespay.apps import api
 from tests.callbacks.delivery_rig import eventually
+from tests.fixtures.app import app_client
 from tests.inbox.rig import rows
+from tests.inbox.test_handling import admin, backoffice_settings  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.own_database
+BO = "/api/backoffice/v1/provider-webhooks"
+
+
+@pytest.fixture
+def card_settings(database_url, fake_rain, local_issuer):
+    """With the backoffice's admin pool (the replay below) and 2 tries before `dead`."""
+    return backoffice_settings(
+        database_url, local_issuer, rain_api_url=fake_rain.url, webhook_max_attempts=2
+    )
 
 
 async def _settled(cards) -> list:
@@ -73,3 +85,44 @@ async def test_a_kyc_decision_and_a_card_change_are_followed_once_with_their_eve
         "card.application_updated",  # locked, once
         "card.updated",
     ]
+
+
+async def test_a_card_handler_that_fails_is_retried_then_dead_then_replayed_and_settles_once(
+    cards,
+    card_settings,
+    admin,  # noqa: F811
+):
+    user, card, rain_card = await cards.funded_card("10")
+    assert (await cards.authorise(rain_card, 400, transaction_id="tx-f")).status_code == 200
+    # A broken card user row: the completion's handler cannot price a cent and raises.
+    await cards.app.execute("UPDATE card_users SET cent_units = NULL WHERE id = :i", i=user["id"])
+    raw, headers = cards.rain.transaction(
+        "completed", rain_card, 400, status="completed", transaction_id="tx-f"
+    )
+    webhook_id = (await cards.send(raw, headers)).json()["id"]
+    (dead,) = await eventually(
+        lambda: rows(cards.app.database, "id = :i AND status = 'dead'", i=webhook_id),
+        what="dead",
+    )
+    assert dead["attempts"] == 2 and dead["last_error"].startswith("TypeError")
+    assert await _held(cards, user["id"]) == 400 * 10**4
+
+    await cards.app.execute("UPDATE card_users SET cent_units = 10000 WHERE id = :i", i=user["id"])
+    async with app_client(api.create_app, card_settings) as (_, backoffice):
+        replayed = await backoffice.post(f"{BO}/{webhook_id}/replay", headers=admin())
+    assert replayed.status_code == 202, replayed.text
+    await eventually(
+        lambda: rows(cards.app.database, "id = :i AND status = 'handled'", i=webhook_id),
+        what="handled after the replay",
+    )
+    assert await cards.balance(user["id"]) == {"available": "6", "held": "0", "spent": "4"}
+    await cards.ledger_holds()
+
+
+async def _held(cards, card_user_id: str) -> int:
+    return int(
+        await cards.app.scalar(
+            "SELECT debits_pending FROM ledger_accounts WHERE id LIKE :p",
+            p=f"c:{card_user_id}:available:%",
+        )
+    )

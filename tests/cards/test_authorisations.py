@@ -249,3 +249,40 @@ async def test_an_authorisation_naming_another_user_than_the_cards_is_not_permit
     answer = await cards.authorise(rain_card, 100, userId="someone-else")
     assert answer.status_code == 402 and answer.json()["reason"] == "unknown_card"
     assert await cards.balance(user["id"]) == {"available": "5", "held": "0", "spent": "0"}
+
+
+async def test_with_the_database_unreachable_an_authorisation_is_declined_not_a_500(
+    cards, database_url
+):
+    import asyncpg
+
+    from nespay.db import plain_dsn
+    from tests.fixtures.database import SERVER_URL
+
+    user, _, rain_card = await cards.funded_card("5")
+    name = plain_dsn(database_url).rsplit("/", 1)[1]
+    admin = await asyncpg.connect(SERVER_URL)
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+        )
+        answer = await cards.authorise(rain_card, 100)
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["rejectionCode"] == "UNKNOWN"
+    assert answer.json()["reason"] == "unavailable"
+    conn = await asyncpg.connect(plain_dsn(database_url))
+    try:
+        stored = await conn.fetchval(
+            "SELECT count(*) FROM provider_webhooks WHERE event_type = 'transaction.requested'"
+        )
+        held = await conn.fetchval(
+            "SELECT debits_pending FROM ledger_accounts WHERE id LIKE $1",
+            f"c:{user['id']}:available:%",
+        )
+    finally:
+        await conn.close()
+    assert stored == 0 and held == 0

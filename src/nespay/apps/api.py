@@ -18,6 +18,7 @@ from nespay.backoffice.reference import router as reference_router
 from nespay.backoffice.sweeps import router as backoffice_sweeps_router
 from nespay.backoffice.withdrawals import router as backoffice_withdrawals_router
 from nespay.callbacks.endpoints import router as callbacks_router
+from nespay.cards.endpoints import close_rain_client
 from nespay.cards.endpoints import router as cards_router
 from nespay.chains.endpoints import router as chains_router
 from nespay.config import Settings, get_settings
@@ -78,4 +79,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ("/" + settings.public_api_prefix, public_api()),
             ("/" + settings.internal_api_prefix, backoffice_api()),
         ],
+        on_stop=close_rain_client,
     )

@@ -52,12 +52,23 @@ REJECTION_CODES = {
     "insufficient_funds": "INSUFFICIENT_FUNDS",
     "malformed": "UNKNOWN",
     "currency_not_usd": "UNKNOWN",
+    "unavailable": "UNKNOWN",
 }
+# The database cannot be reached (down, out of connections, a connection cut): nothing can be
+# stored or held, so the request is declined — never approved unchecked, never a 500.
+UNREACHABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.CannotConnectNowError,
+)
 
 
 @dataclass(frozen=True)
 class Decision:
-    webhook_id: str
+    webhook_id: str | None  # None: not stored (the database could not be reached)
     approved: bool
     reason: str | None  # why it was declined
     duplicate: bool
@@ -67,10 +78,10 @@ class Decision:
         return REJECTION_CODES.get(self.reason or "", "NOT_PERMITTED")
 
     def answer(self) -> tuple[int, dict[str, Any]]:
-        """Rain's answer: 200 approves, 402 declines."""
+        """Rain's answer: 200 approves, 402 declines (503 when nothing could be stored)."""
         if self.approved:
             return 200, {"code": "ok"}
-        return 402, {
+        return 503 if self.webhook_id is None else 402, {
             "code": "declined",
             "rejectionCode": self.rejection_code,
             "reason": self.reason,
@@ -138,6 +149,20 @@ async def decide(runtime: Runtime, received: Received) -> Decision:
     """Store `received` (a verified `transaction.requested`) and decide it; see the module
     docstring. One statement on the driver pool, committed by itself."""
     request = parse(received.payload)
+    try:
+        return await _decide(runtime, received, request)
+    except UNREACHABLE as error:
+        DECISIONS.labels("declined", "unavailable").inc()
+        log.error(
+            "card_authorisation_unavailable",
+            error=type(error).__name__,
+            event_id=received.external_id,
+            amount_cents=request.amount_cents,
+        )
+        return Decision(webhook_id=None, approved=False, reason="unavailable", duplicate=False)
+
+
+async def _decide(runtime: Runtime, received: Received, request: Requested) -> Decision:
     webhook_id, authorisation_id = new_id("pwh"), new_id("cau")
     async with runtime.db.driver() as conn:
         try:

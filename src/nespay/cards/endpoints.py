@@ -44,6 +44,13 @@ async def rain_client(request: Request) -> RainClient:
 Rain = Annotated[RainClient, Depends(rain_client)]
 
 
+async def close_rain_client(app: Any, runtime: Any) -> None:
+    """The api process's stop hook: close the Rain client if one was made."""
+    client = getattr(app.state, "rain", None)
+    if client is not None:
+        await client.close()
+
+
 def _created(answer: service.Answer) -> JsonResponse:
     headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
     return JsonResponse(

@@ -267,6 +267,13 @@ async def test_with_the_database_unreachable_an_authorisation_is_declined_not_a_
         await admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
         )
+
+        async def gone() -> bool:  # a terminated backend takes a moment to go
+            return not await admin.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1", name
+            )
+
+        await eventually(gone, what="the database's connections closed")
         answer = await cards.authorise(rain_card, 100)
     finally:
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')

@@ -23,6 +23,7 @@ an active card. A non-USD `spend.currency` or a body that is not Rain's shape is
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,43 +150,55 @@ async def decide(runtime: Runtime, received: Received) -> Decision:
     """Store `received` (a verified `transaction.requested`) and decide it; see the module
     docstring. One statement on the driver pool, committed by itself."""
     request = parse(received.payload)
+    connection = contextlib.AsyncExitStack()
     try:
-        return await _decide(runtime, received, request)
-    except UNREACHABLE as error:
+        # Any failure to get a connection (refused, out of connections, the database not
+        # accepting any) or to keep it is the database being unreachable.
+        try:
+            conn = await connection.enter_async_context(runtime.db.driver())
+        except Exception as error:  # noqa: BLE001 - whatever stops us reaching it
+            raise _Unreachable() from error
+        async with connection:
+            return await _decide(conn, received, request)
+    except (_Unreachable, *UNREACHABLE) as error:
+        cause = error.__cause__ if isinstance(error, _Unreachable) else error
         DECISIONS.labels("declined", "unavailable").inc()
         log.error(
             "card_authorisation_unavailable",
-            error=type(error).__name__,
+            error=type(cause).__name__,
             event_id=received.external_id,
             amount_cents=request.amount_cents,
         )
         return Decision(webhook_id=None, approved=False, reason="unavailable", duplicate=False)
 
 
-async def _decide(runtime: Runtime, received: Received, request: Requested) -> Decision:
+class _Unreachable(Exception):
+    """No connection to the database could be had."""
+
+
+async def _decide(conn: Any, received: Received, request: Requested) -> Decision:
     webhook_id, authorisation_id = new_id("pwh"), new_id("cau")
-    async with runtime.db.driver() as conn:
-        try:
-            row = await repository.decide(
-                conn,
-                webhook_id=webhook_id,
-                external_id=received.external_id,
-                body=received.body,
-                headers=orjson.dumps(received.headers).decode(),
-                source_ip=received.source_ip,
-                authorisation_id=authorisation_id,
-                transfer_id=new_id("btx") + "00000",
-                request=request,
-            )
-        except asyncpg.UniqueViolationError:
-            # Another request (another event id) for the same Rain transaction, at once: the
-            # unique Rain transaction id refused this one whole. It is a repeat: stored
-            # (handled) and answered as the first was; nothing is held twice.
-            row = await repository.repeat(conn, webhook_id, received, request.rain_transaction_id)
-        if row["stored_id"] is None:
-            row = await repository.earlier_decision(
-                conn, received.external_id, request.rain_transaction_id
-            )
+    try:
+        row = await repository.decide(
+            conn,
+            webhook_id=webhook_id,
+            external_id=received.external_id,
+            body=received.body,
+            headers=orjson.dumps(received.headers).decode(),
+            source_ip=received.source_ip,
+            authorisation_id=authorisation_id,
+            transfer_id=new_id("btx") + "00000",
+            request=request,
+        )
+    except asyncpg.UniqueViolationError:
+        # Another request (another event id) for the same Rain transaction, at once: the
+        # unique Rain transaction id refused this one whole. It is a repeat: stored
+        # (handled) and answered as the first was; nothing is held twice.
+        row = await repository.repeat(conn, webhook_id, received, request.rain_transaction_id)
+    if row["stored_id"] is None:
+        row = await repository.earlier_decision(
+            conn, received.external_id, request.rain_transaction_id
+        )
     duplicate = row["stored_id"] != webhook_id
     PROVIDER_WEBHOOKS_RECEIVED.labels("rain", "duplicate" if duplicate else "new").inc()
     decision = Decision(

@@ -63,7 +63,8 @@ UNREACHABLE = (
     asyncpg.InterfaceError,
     asyncpg.PostgresConnectionError,
     asyncpg.InsufficientResourcesError,
-    asyncpg.CannotConnectNowError,
+    # 57xxx: the server shutting down or cutting the connection (and a statement cancelled).
+    asyncpg.exceptions.OperatorInterventionError,
 )
 
 

@@ -239,3 +239,58 @@ def app_inbox_insert() -> Handler:
         await respond(send, orjson.dumps({"id": new_id, "duplicate": new_id is None}))
 
     return with_pool(handler)
+
+
+def app_card_decide() -> Handler:
+    """`POST`: a Rain card authorisation decided the least it can be: the `signature` header
+    checked (HMAC-SHA256 of the raw body under `BENCH_RAIN_KEY`), the JSON parsed, the fields
+    read, then Nespay's own decision statement (`nespay.cards.repository.DECIDE`: store the
+    webhook, check card, merchant and balance, hold) in one round trip; 200 `{"code":"ok"}` or
+    402. `GET` answers 200 (readiness)."""
+    import hashlib
+    import hmac
+    import secrets as random_ids
+
+    from nespay.cards.repository import DECIDE
+
+    key = os.environ.get("BENCH_RAIN_KEY", "bench-rain-key").encode()
+
+    async def handler(pool: asyncpg.Pool, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            await respond(send, OK_BODY)
+            return
+        payload = await read_body(receive)
+        signature = dict(scope["headers"]).get(b"signature", b"")
+        expected = hmac.new(key, payload, hashlib.sha256).hexdigest().encode()
+        if not hmac.compare_digest(expected, signature):
+            await respond(send, b'{"error":"signature"}', status=401)
+            return
+        event = orjson.loads(payload)
+        spend = event["body"]["spend"]
+        nonce = random_ids.token_hex(8)
+        row = await pool.fetchrow(
+            DECIDE,
+            f"pwh_raw{nonce}",
+            str(event["id"]),
+            payload,
+            "{}",
+            "127.0.0.1",
+            spend["cardId"],
+            spend["amount"],
+            f"cau_raw{nonce}",
+            f"btx_raw{nonce}",
+            event["body"].get("id"),
+            None,
+            spend.get("merchantName"),
+            spend.get("merchantCategory"),
+            spend.get("merchantCountry"),
+            spend.get("localAmount"),
+            spend.get("localCurrency"),
+            spend.get("userId"),
+        )
+        if row["decision"] == "approved":
+            await respond(send, b'{"code":"ok"}')
+        else:
+            await respond(send, b'{"code":"declined"}', status=402)
+
+    return with_pool(handler)

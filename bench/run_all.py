@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from bench import (
     bench_auth,
     bench_callbacks,
+    bench_cards,
     bench_catchup,
     bench_db_endpoint,
     bench_detection,
@@ -41,6 +42,8 @@ CHAIN_BENCHMARKS = {
     "callbacks": bench_callbacks,
     # In-process, its own database (`python -m bench.bench_ledger -h`).
     "ledger": bench_ledger,
+    # Fixed-rate load on the webhook process and its raw baseline (`-m bench.bench_cards -h`).
+    "cards": bench_cards,
 }
 
 

@@ -209,6 +209,8 @@ class Settings(BaseSettings):
     intrajasa_secret_word: SecretStr | None = None
     intrajasa_base_url: str = INTRAJASA_SANDBOX_URL
     intrajasa_timeout_s: float = Field(10.0, gt=0, le=60)
+    rain_timeout_s: float = Field(10.0, gt=0, le=60)  # per call to Rain
+    rain_max_retries: int = Field(2, ge=0, le=5)  # of a call answered 429 or 5xx
 
     # --- wallets ----------------------------------------------------------------------------
     wallet_provider: Literal["hd", "privy"] = "hd"

@@ -14,6 +14,8 @@ from nespay.auth.scopes import (
     API_KEYS_READ,
     API_KEYS_WRITE,
     BALANCES_READ,
+    CARDS_READ,
+    CARDS_WRITE,
     EVENTS_READ,
     INVOICES_READ,
     INVOICES_WRITE,
@@ -70,6 +72,16 @@ REQUIRED_SCOPES: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/withdrawals/{withdrawal_id}"): {WITHDRAWALS_READ},
     ("POST", "/api/v1/withdrawals/{withdrawal_id}/cancel"): {WITHDRAWALS_WRITE},
     ("POST", "/api/v1/invoices/{invoice_id}/refunds"): {WITHDRAWALS_WRITE},
+    ("POST", "/api/v1/card-users"): {CARDS_WRITE},
+    ("GET", "/api/v1/card-users/{card_user_id}"): {CARDS_READ},
+    ("GET", "/api/v1/card-users/{card_user_id}/cards"): {CARDS_READ},
+    ("POST", "/api/v1/card-users/{card_user_id}/cards"): {CARDS_WRITE},
+    ("GET", "/api/v1/card-users/{card_user_id}/balances"): {CARDS_READ},
+    ("POST", "/api/v1/card-users/{card_user_id}/fundings"): {CARDS_WRITE},
+    ("POST", "/api/v1/card-users/{card_user_id}/defundings"): {CARDS_WRITE},
+    ("GET", "/api/v1/cards/{card_id}"): {CARDS_READ},
+    ("PATCH", "/api/v1/cards/{card_id}"): {CARDS_WRITE},
+    ("GET", "/api/v1/cards/{card_id}/transactions"): {CARDS_READ},
 }
 # Routes open to anyone by design (none may be merchant-owned objects).
 PUBLIC = re.compile(r"^/api/v1/(health|public/)")
@@ -79,6 +91,21 @@ BODIES: dict[tuple[str, str], dict] = {
     ("POST", "/api/v1/invoices/{invoice_id}/refunds"): {
         "amount": "1",
         "address": "0x8ba1f109551bD432803012645Ac136ddd64DBA72",
+    },
+    ("POST", "/api/v1/card-users/{card_user_id}/cards"): {
+        "type": "virtual",
+        "limit": {"amount": "10", "frequency": "allTime"},
+    },
+    ("PATCH", "/api/v1/cards/{card_id}"): {"status": "locked"},
+    ("POST", "/api/v1/card-users/{card_user_id}/fundings"): {
+        "network": "local",
+        "currency": "USDT",
+        "amount": "1",
+    },
+    ("POST", "/api/v1/card-users/{card_user_id}/defundings"): {
+        "network": "local",
+        "currency": "USDT",
+        "amount": "1",
     },
 }
 
@@ -102,6 +129,7 @@ async def make_objects(database, client, owner):
             text("SELECT id FROM events WHERE subject_id = :i"), {"i": invoice.json()["id"]}
         )
     withdrawal = await _withdrawal(database, client, owner, network)
+    card_user, card = await _card(database, owner)
     spare = await key_for(database, owner.merchant_id)
     user = await merchant_user(database, owner.merchant_id)
     return {
@@ -111,7 +139,33 @@ async def make_objects(database, client, owner):
         "invoice_id": invoice.json()["id"],
         "event_id": event_id,
         "withdrawal_id": withdrawal,
+        "card_user_id": card_user,
+        "card_id": card,
     }
+
+
+async def _card(database, owner) -> tuple[str, str]:
+    """An approved card user of `owner`'s with an active card (rows as Rain's answers leave
+    them: no call to Rain is needed to find them)."""
+    from nespay.kit.ids import new_id
+
+    card_user, card = new_id("cu"), new_id("card")
+    async with database.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO card_users (id, merchant_id, rain_user_id, application_status)"
+                " VALUES (:i, :m, :r, 'approved')"
+            ),
+            {"i": card_user, "m": owner.merchant_id, "r": new_id("rain")},
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO cards (id, merchant_id, card_user_id, rain_card_id, type, status)"
+                " VALUES (:i, :m, :u, :r, 'virtual', 'active')"
+            ),
+            {"i": card, "m": owner.merchant_id, "u": card_user, "r": new_id("rain")},
+        )
+    return card_user, card
 
 
 async def _withdrawal(database, client, owner, network) -> str:

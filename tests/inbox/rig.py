@@ -67,7 +67,11 @@ async def webhook_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]
         yield client
 
 
-def rain_request(event_id: str = "evt-rain-1", kind: str = "card.updated", **body: Any):
+# Rain events the inbox tests send: one no domain handles (cards handle card.* and user.*).
+RAIN_KIND = "dispute.updated"
+
+
+def rain_request(event_id: str = "evt-rain-1", kind: str = RAIN_KIND, **body: Any):
     resource, action = kind.split(".", 1)
     raw = json.dumps(
         {"id": event_id, "resource": resource, "action": action, "body": body or {"x": 1}}
@@ -107,7 +111,7 @@ REQUESTS = {
     "privy": lambda ref: privy_request(f"msg_{ref}"),
     "intrajasa": lambda ref: intrajasa_request(f"TRX-{ref}"),
 }
-EVENT_TYPES = {"rain": "card.updated", "privy": "user.created", "intrajasa": "va.payment"}
+EVENT_TYPES = {"rain": RAIN_KIND, "privy": "user.created", "intrajasa": "va.payment"}
 
 
 async def rows(database: Database, where: str = "true", **params: Any) -> list[Any]:
@@ -135,12 +139,13 @@ async def recording(provider: str, event_type: str) -> AsyncIterator[Recorder]:
     """The recorder stands in for the registered handler (Intrajasa's `va.payment` has one)
     for the test, which is about the inbox, not what the handler does."""
     recorder = Recorder()
-    registered = handlers.get(provider, event_type)
+    # In place of the domain's own handler for the test, if there is one (put back after).
+    own = handlers.get(provider, event_type)
     handlers.remove(provider, event_type)
     handlers.add(provider, event_type, recorder)
     try:
         yield recorder
     finally:
         handlers.remove(provider, event_type)
-        if registered is not None:
-            handlers.add(provider, event_type, registered)
+        if own is not None:
+            handlers.add(provider, event_type, own)

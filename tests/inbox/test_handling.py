@@ -20,6 +20,7 @@ from tests.fixtures.cognito import LOCAL_ADMIN_CLIENT, LOCAL_ADMIN_POOL, REGION
 from tests.fixtures.processes import base_env, nespay_process
 from tests.inbox.rig import (
     HOOKS,
+    RAIN_KIND,
     inbox_settings,
     rain_request,
     recording,
@@ -65,7 +66,7 @@ async def test_a_failing_handler_is_retried_then_dead_then_replayed_by_an_admin_
 ):
     settings = backoffice_settings(database_url, local_issuer, rabbitmq_url=rabbit.url)
     async with (
-        recording("rain", "card.updated") as handler,
+        recording("rain", RAIN_KIND) as handler,
         webhook_client(settings) as hooks,
         app_client(api.create_app, settings) as (_, backoffice),
     ):

@@ -222,14 +222,15 @@ async def test_nul_escapes_are_stored_as_received_and_an_unstorable_id_falls_bac
     assert row["event_type"] == "card\\u0000.updated"
 
 
-async def test_a_rain_authorisation_is_stored_and_declined_until_cards_decide_them(
+async def test_a_rain_authorisation_not_in_rains_shape_is_stored_handled_and_declined(
     client, database
 ):
     raw, headers = rain_request("evt-auth-1", "transaction.requested")
     response = await client.post(f"{HOOKS}/rain", content=raw, headers=headers)
     assert response.status_code == 402, response.text
-    assert response.json()["rejectionCode"] == "NOT_PERMITTED"
-    assert [r["event_type"] for r in await rows(database)] == ["transaction.requested"]
+    assert response.json()["rejectionCode"] == "UNKNOWN"
+    (row,) = await rows(database)
+    assert row["event_type"] == "transaction.requested" and row["status"] == "handled"
 
 
 async def test_the_routes_and_every_answer_are_described_in_openapi(database_url):

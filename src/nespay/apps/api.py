@@ -19,6 +19,8 @@ from nespay.backoffice.reference import router as reference_router
 from nespay.backoffice.sweeps import router as backoffice_sweeps_router
 from nespay.backoffice.withdrawals import router as backoffice_withdrawals_router
 from nespay.callbacks.endpoints import router as callbacks_router
+from nespay.cards.endpoints import close_rain_client
+from nespay.cards.endpoints import router as cards_router
 from nespay.chains.endpoints import router as chains_router
 from nespay.checkout.endpoints import STATIC as CHECKOUT_STATIC
 from nespay.checkout.endpoints import router as checkout_router
@@ -45,6 +47,7 @@ def merchant_api() -> APIRouter:
         chains_router,
         ledger_router,
         withdrawals_router,
+        cards_router,
     ):
         router.include_router(domain)
     return router
@@ -74,6 +77,7 @@ async def _stop(app: FastAPI, runtime: Runtime) -> None:
     watcher = getattr(app.state, "checkout_watcher", None)
     if watcher is not None:
         await watcher.close()
+    await close_rain_client(app, runtime)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from nespay.apps.common import build_app
+from nespay.cards.handlers import register as register_card_handlers
 from nespay.config import Settings, get_settings
 from nespay.inbox.endpoints import router as inbox_router
 from nespay.inbox.shortcut import ProviderRouteShortcut
@@ -18,6 +19,7 @@ HANDLERS = (intrajasa_ingest.handle_va_payment,)
 
 
 async def start_inbox(app: FastAPI, runtime: Runtime) -> None:
+    register_card_handlers()
     app.state.inbox = InboxPipeline(runtime)
     await app.state.inbox.start()
 

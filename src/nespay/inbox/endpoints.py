@@ -9,6 +9,8 @@ from typing import Annotated, Any
 import structlog
 from fastapi import APIRouter, Depends, Request
 
+from nespay.cards import authorisations
+from nespay.cards.redaction import redacted_webhook
 from nespay.inbox import service
 from nespay.inbox.schemas import WebhookReceipt
 from nespay.inbox.verify import Received, verified_intrajasa, verified_privy, verified_rain
@@ -61,10 +63,16 @@ async def _store(request: Request, received: Received) -> WebhookReceipt:
         ),
         402: {
             "description": "`transaction.requested` (a card authorisation): stored, and "
-            "declined with `rejectionCode` NOT_PERMITTED until card issuing decides them.",
+            "declined with a `rejectionCode` (INSUFFICIENT_FUNDS, NOT_PERMITTED, UNKNOWN); "
+            'approved it is answered 200 `{"code": "ok"}` (docs/cards.md).',
             "content": {
                 "application/json": {
-                    "example": {"code": "declined", "rejectionCode": "NOT_PERMITTED", "id": "pwh_…"}
+                    "example": {
+                        "code": "declined",
+                        "rejectionCode": "INSUFFICIENT_FUNDS",
+                        "reason": "insufficient_funds",
+                        "id": "pwh_…",
+                    }
                 }
             },
         },
@@ -73,16 +81,13 @@ async def _store(request: Request, received: Received) -> WebhookReceipt:
 async def rain(request: Request, received: Annotated[Received, Depends(verified_rain)]) -> Any:
     """Rain card-issuing webhooks (`{id, resource, action, body}`); the external id is the
     event `id`, the event type `resource.action`."""
-    receipt = await _store(request, received)
+    # A card number or CVC never reaches the table (docs/cards.md "Card data").
+    received = redacted_webhook(received)
     if received.event_type == "transaction.requested":
-        # Rain approves an authorisation on 200. Nothing decides them yet (card issuing comes
-        # later), and approving spending nobody checked is the one wrong answer.
-        log.warning("rain_authorisation_declined", webhook_id=receipt.id, reason="no_decider")
-        return JsonResponse(
-            {"code": "declined", "rejectionCode": "NOT_PERMITTED", "id": receipt.id},
-            status_code=402,
-        )
-    return receipt
+        # A card authorisation: stored and decided at once, in one statement (nespay.cards).
+        status, answer = (await authorisations.decide(request.app.state.runtime, received)).answer()
+        return JsonResponse(answer, status_code=status)
+    return await _store(request, received)
 
 
 @router.post(

@@ -14,6 +14,11 @@ Per (network, currency) — `currency_id` already names both:
 - `p:network_fees:{currency}` — gas the platform spent (debit normal).
 - `p:capital:{currency}` — what operators put in from outside (a hot wallet's top-up, recorded
   with `nespay wallets record-funding`; credit normal).
+- `c:{card_user}:available:{currency}` — what a merchant's card user may spend with its cards
+  (credit normal, limited like a merchant's: funded from the merchant's available balance,
+  authorisations are held on it).
+- `c:{card_user}:spend:{currency}` — what the card user's cards spent, owed to the card
+  issuer (credit normal; authorisations are held into it and posted when Rain completes them).
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ PLATFORM_KINDS = frozenset(
     {"custody", "treasury", "hot_wallet", "payouts", "fees", "network_fees", "capital"}
 )
 MERCHANT_KINDS = frozenset({"available"})
-LIMITED_KINDS = frozenset({"available"})
+CARD_KINDS = frozenset({"card_available", "card_spend"})
+LIMITED_KINDS = frozenset({"available", "card_available"})
 
 
 class Account(NamedTuple):
@@ -48,3 +54,15 @@ def platform(kind: str, currency_id: str) -> Account:
     if kind not in PLATFORM_KINDS:
         raise ValueError(f"not a platform account kind: {kind}")
     return Account(f"p:{kind}:{currency_id}", None, kind, currency_id)
+
+
+def card_user(merchant_id: str, card_user_id: str, currency_id: str) -> Account:
+    """What the card user may spend (limited)."""
+    return Account(
+        f"c:{card_user_id}:available:{currency_id}", merchant_id, "card_available", currency_id
+    )
+
+
+def card_spend(merchant_id: str, card_user_id: str, currency_id: str) -> Account:
+    """What the card user's cards spent (held while pending, posted once completed)."""
+    return Account(f"c:{card_user_id}:spend:{currency_id}", merchant_id, "card_spend", currency_id)

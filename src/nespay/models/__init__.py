@@ -2,6 +2,7 @@
 
 from nespay.models.base import Base
 from nespay.models.callbacks import WebhookAttempt, WebhookDelivery
+from nespay.models.cards import Card, CardAuthorisation, CardUser
 from nespay.models.events import Event
 from nespay.models.identity import ApiKey, AuditLog, Merchant, MerchantUser, WebhookEndpoint
 from nespay.models.inbox import ProviderWebhook
@@ -18,6 +19,9 @@ from nespay.models.sending import (
 )
 
 __all__ = [
+    "Card",
+    "CardAuthorisation",
+    "CardUser",
     "ChainBlock",
     "ChainCursor",
     "ScannerStatus",

@@ -230,7 +230,7 @@ async def test_one_message_naming_several_rows_gets_each_handled_once(
     async with connection:
         await publish(await connection.channel(), [*ids, ids[0], "pwh_unknown"])
     async with (
-        recording("rain", "card.updated") as handler,
+        recording("rain", RAIN_KIND) as handler,
         webhook_client(inbox_settings(database_url, rabbitmq_url=rabbit.url)),
     ):
         await eventually(lambda: _all_handled(database, 3), what="all three handled")

@@ -330,3 +330,13 @@ async def test_redelivery_is_audited_with_the_deliveries_it_made(client, databas
         ).one()
     assert entry.actor_type == "api_key" and entry.merchant_id == owner.merchant_id
     assert entry.detail == {"endpoints": [endpoint["id"]], "deliveries": [delivery["id"]]}
+
+
+def test_event_ids_sort_in_the_order_they_were_made_even_within_a_millisecond():
+    """Events are listed by id: an invoice's, written by several statements of one
+    transaction in the same millisecond, must list in the order they happened."""
+    from nespay.kit.ids import new_ordered_ids
+
+    made = [i for _ in range(200) for i in new_ordered_ids("evt", 3)]
+    assert made == sorted(made) and len(set(made)) == len(made)
+    assert all(len(i) == len("evt_") + 26 for i in made)

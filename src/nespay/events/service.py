@@ -23,7 +23,7 @@ from nespay.db import Sql, after_commit, sql
 from nespay.errors import Conflict, NotFound
 from nespay.events import repository
 from nespay.events.schemas import Attempt, Delivery, DeliveryCounts, EventFilters, Redeliver
-from nespay.kit.ids import new_id
+from nespay.kit.ids import new_ordered_ids
 from nespay.kit.pagination import PageParams, fetch_size, split_page
 from nespay.models import Event
 from nespay.requestid import current_request_id
@@ -59,7 +59,7 @@ async def emit_all(
     row lock while they write its events, so one invoice's events commit in order."""
     if not events:
         return []
-    ids = [new_id("evt") for _ in events]
+    ids = new_ordered_ids("evt", len(events))  # listed by id: in the order they happened
     rows = [(e[0], e[1], e[2], orjson.dumps(e[3]).decode()) for e in events]
     await repository.insert_events(sql(db), ids, rows, current_request_id())
     return ids

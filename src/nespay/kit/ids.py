@@ -21,3 +21,23 @@ def new_id(prefix: str) -> str:
     millis = time.time_ns() // 1_000_000
     entropy = int.from_bytes(os.urandom(10), "big")
     return f"{prefix}_{_encode(millis, 10)}{_encode(entropy, 16)}"
+
+
+_last: tuple[int, int] = (0, 0)  # (millisecond, entropy) of the last ordered id made here
+
+
+def new_ordered_ids(prefix: str, count: int) -> list[str]:
+    """`count` ids that sort after every earlier one this process made with this function,
+    in list order, even within one millisecond (the random part then counts up from the
+    last id's, as monotonic ULIDs do). For what is listed by id and must list in the order
+    it happened: an invoice's events, written in several statements of one transaction."""
+    global _last
+    millis = time.time_ns() // 1_000_000
+    last_millis, last_entropy = _last
+    if millis <= last_millis:  # the same millisecond (or the clock stepped back)
+        millis, entropy = last_millis, last_entropy + 1
+    else:
+        entropy = int.from_bytes(os.urandom(10), "big") >> 8  # room to count up from
+    ids = [f"{prefix}_{_encode(millis, 10)}{_encode(entropy + n, 16)}" for n in range(count)]
+    _last = (millis, entropy + count - 1)
+    return ids

@@ -247,7 +247,7 @@ def networks_set_treasury(
 ) -> None:
     """Set where consolidation sweeps the network's deposit addresses: an address whose key
     Nespay does not hold (a cold wallet, a multisig). Withdrawals to it are refused."""
-    from nespay.kit.addresses import checksum_address
+    from nespay.kit.addresses import display_stored
     from nespay.sweeps.treasury import TreasuryInvalid, set_treasury
 
     async def work(session: AsyncSession) -> str:
@@ -257,7 +257,7 @@ def networks_set_treasury(
         stored = _with_session(work)
     except TreasuryInvalid as error:
         _fail(str(error))
-    _say(f"{code}: treasury {checksum_address(stored)}")
+    _say(f"{code}: treasury {display_stored(stored)}")
 
 
 @networks_app.command("reset-cursor")

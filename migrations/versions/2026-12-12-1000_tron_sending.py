@@ -3,7 +3,7 @@ expiration (Tron transactions have no nonce; they expire)
 
 Revision ID: 0017
 Revises: 0015
-Create Date: 2026-12-11 10:00:00
+Create Date: 2026-12-12 10:00:00
 """
 
 from collections.abc import Sequence

@@ -91,7 +91,12 @@ def random_addresses(count: int) -> list[str]:
 
 
 async def bulk_invoices(
-    db: ScratchDatabase, addresses: Sequence[str], *, chunk: int = 250_000
+    db: ScratchDatabase,
+    addresses: Sequence[str],
+    *,
+    chunk: int = 250_000,
+    network: str | None = None,
+    chain_family: str = "evm",
 ) -> float:
     """One open (pending, expiring in a day) 10 USDT invoice on `local` per address, each with
     its invoice_options row, loaded with COPY; then ANALYZE, as autovacuum would after a load
@@ -107,8 +112,9 @@ async def bulk_invoices(
     try:
         await conn.execute("SET session_replication_role = replica")
         merchant = await conn.fetchval("SELECT id FROM merchants ORDER BY created_at LIMIT 1")
+        network = network or NETWORK
         currency = await conn.fetchval(
-            "SELECT id FROM currencies WHERE network_code = $1 AND code = 'USDT'", NETWORK
+            "SELECT id FROM currencies WHERE network_code = $1 AND code = 'USDT'", network
         )
         now = datetime.now(UTC)
         expires = now + timedelta(days=1)
@@ -145,7 +151,7 @@ async def bulk_invoices(
                         "rate",
                     ],  # fmt: skip
                     records=[
-                        ("opt" + i[3:], i, NETWORK, currency, "evm", a, amount, rate)
+                        ("opt" + i[3:], i, network, currency, chain_family, a, amount, rate)
                         for i, a in zip(ids, part, strict=True)
                     ],
                 )
@@ -175,7 +181,9 @@ async def reset_payments(db: ScratchDatabase) -> None:
         await conn.close()
 
 
-async def set_cursor(db: ScratchDatabase, number: int, block_hash: str) -> None:
+async def set_cursor(
+    db: ScratchDatabase, number: int, block_hash: str, network: str | None = None
+) -> None:
     """The scan cursor of `local` at `number` (created if missing), lease free."""
     conn = await asyncpg.connect(db.dsn)
     try:
@@ -186,7 +194,7 @@ async def set_cursor(db: ScratchDatabase, number: int, block_hash: str) -> None:
             ON CONFLICT (network_code) DO UPDATE SET block_number = $2, block_hash = $3,
                 lease_owner = NULL, lease_expires_at = NULL
             """,
-            NETWORK,
+            network or NETWORK,
             number,
             block_hash,
         )
@@ -205,7 +213,9 @@ def quiet_logs() -> None:
 
 
 @contextlib.asynccontextmanager
-async def scanner(db: ScratchDatabase, **settings: Any) -> AsyncIterator[Any]:
+async def scanner(
+    db: ScratchDatabase, network: str | None = None, **settings: Any
+) -> AsyncIterator[Any]:
     """`NetworkScanner(runtime, "local", owner, httpx.AsyncClient())` with its lease, on a jobs
     runtime built from Nespay's settings for the scratch database (no Redis), as
     tests/payments/conftest.py builds it. `settings` override (e.g. scanner_batch_blocks)."""
@@ -225,7 +235,7 @@ async def scanner(db: ScratchDatabase, **settings: Any) -> AsyncIterator[Any]:
     await runtime.start()
     try:
         async with httpx.AsyncClient(timeout=30) as http:
-            found = NetworkScanner(runtime, NETWORK, f"bench-{os.getpid()}", http)
+            found = NetworkScanner(runtime, network or NETWORK, f"bench-{os.getpid()}", http)
             if not await found.acquire():
                 raise RuntimeError("the scanner could not take the lease on local")
             try:

@@ -324,6 +324,10 @@ class Settings(BaseSettings):
     # floor below (wei per gas).
     wallet_send_tip_percentile: int = Field(50, ge=1, le=99)
     wallet_send_min_priority_fee_wei: int = Field(1_000_000, ge=0)
+    # Tron: a transaction expires this long after the head block it was signed at (java-tron
+    # allows up to 24 h); an expired one never sent, or sent and provably never mined, is
+    # signed again (docs/sending.md, "Tron").
+    wallet_tron_expiration_s: int = Field(120, ge=30, le=86_400)
     # The ledger's invariants on the whole ledger (nespay.ledger.invariants): balance,
     # counters against transfers, shortfalls, resolutions.
     ledger_invariants_job_enabled: bool = True

@@ -245,3 +245,56 @@ async def test_mistakes_are_one_clear_line_and_a_non_zero_exit(env, database):
             )
         ).one()
     assert tuple(counts) == (2, 0)
+
+
+async def run_with_input(app, *args, env, stdin: str):
+    result = await asyncio.to_thread(CliRunner().invoke, app, list(args), input=stdin, env=env)
+    assert "Traceback" not in result.output
+    return result
+
+
+async def test_set_rpc_reads_a_tron_api_key_from_stdin_stores_it_sealed_and_never_shows_it(
+    env, database
+):
+    from nespay.models.reference import RPC_API_KEY
+    from nespay.security.encryption import keyring_from_settings, unseal
+
+    code = await new_network(database, family="tron")
+    url = "https://api.trongrid.io"
+    key, other = "tg-Key-0123456789abcdef", "tg-Key-fedcba9876543210"
+    added = await run_with_input(
+        networks_app, "set-rpc", code, url, "--api-key-stdin", env=env, stdin=key + "\n"
+    )
+    assert added.exit_code == 0, added.output
+    replaced = await run_with_input(
+        networks_app, "set-rpc", code, url, "--api-key-stdin", env=env, stdin=other + "\n"
+    )
+    assert replaced.exit_code == 0 and "api_key" in one_line(replaced)
+    # As an argument it is refused, and not echoed back.
+    refused = await run(networks_app, "set-rpc", code, url, "--api-key", key, env=env)
+    assert refused.exit_code != 0
+    async with database.engine.connect() as conn:
+        (endpoint_id, sealed) = (
+            await conn.execute(
+                text("SELECT id, api_key_encrypted FROM rpc_endpoints WHERE network_code = :n"),
+                {"n": code},
+            )
+        ).one()
+    assert sealed and key not in sealed and other not in sealed
+    keyring = keyring_from_settings(database.settings)
+    assert unseal(keyring, RPC_API_KEY, endpoint_id, sealed) == other
+    log = await audit(database, "rpc_endpoint.", code)
+    assert [e["action"] for e in log] == ["rpc_endpoint.created", "rpc_endpoint.updated"]
+    for text_seen in (added.output, replaced.output, refused.output, str(log)):
+        assert key not in text_seen and other not in text_seen
+
+    evm = await new_network(database)
+    unused = await run_with_input(
+        networks_app, "set-rpc", evm, url, "--api-key-stdin", env=env, stdin=key + "\n"
+    )
+    assert unused.exit_code == 1 and key not in unused.output
+    async with database.engine.connect() as conn:
+        count = await conn.scalar(
+            text("SELECT count(*) FROM rpc_endpoints WHERE network_code = :n"), {"n": evm}
+        )
+    assert count == 0

@@ -14,7 +14,7 @@ from nespay.auth.principals import Principal
 from nespay.auth.scopes import ADMIN, FINANCE, SUPPORT
 from nespay.db import sql
 from nespay.deps import SessionDep
-from nespay.kit.addresses import checksum_address
+from nespay.kit.addresses import display_stored
 from nespay.kit.money import from_base_units
 from nespay.kit.pagination import PageDep, fetch_size, split_page
 from nespay.sweeps import repository
@@ -78,8 +78,8 @@ async def list_sweeps(
             id=row["id"],
             network=row["network_code"],
             currency=row["currency"],
-            address=checksum_address(row["address"]),
-            treasury_address=checksum_address(row["treasury_address"]),
+            address=display_stored(row["address"]),
+            treasury_address=display_stored(row["treasury_address"]),
             amount=from_base_units(int(row["amount"]), row["decimals"]),
             status=row["status"],
             gas_cost_wei=_wei(row["gas_cost_wei"]),

@@ -139,6 +139,17 @@ def networks_list() -> None:
         )
 
 
+def _read_api_key() -> str:
+    """An API key from standard input (never echoed, never an argument: it would stay in
+    shell history and `ps`)."""
+    import getpass
+    import sys
+
+    if sys.stdin.isatty():
+        return getpass.getpass("API key (not echoed): ").strip()
+    return sys.stdin.readline().strip()
+
+
 @networks_app.command("set-rpc")
 def networks_set_rpc(
     code: Annotated[str, typer.Argument(help="The network's code, e.g. polygon")],
@@ -146,6 +157,14 @@ def networks_set_rpc(
     priority: Annotated[
         int | None, typer.Option(help="Lower is tried first (default 100 when adding)")
     ] = None,
+    api_key_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--api-key-stdin",
+            help="Read the endpoint's API key (Tron: TRON-PRO-API-KEY) from standard input: "
+            "a hidden prompt at a terminal, one line from a pipe; never an argument",
+        ),
+    ] = False,
 ) -> None:
     """Add an RPC endpoint to a network, or enable it (and set its priority) if it is there."""
     from pydantic import ValidationError
@@ -153,18 +172,26 @@ def networks_set_rpc(
     from nespay.chains import service
     from nespay.chains.schemas import RpcEndpointCreate
     from nespay.kit.urls import mask_url
+    from nespay.security.encryption import keyring_from_settings
 
+    api_key = _read_api_key() if api_key_stdin else None
     try:
         body = RpcEndpointCreate(
             network=code,
             url=url,
             priority=service.DEFAULT_RPC_PRIORITY if priority is None else priority,
+            api_key=api_key,
         )
     except ValidationError as error:
         _invalid(error)
 
     async def work(session: AsyncSession) -> service.SetRpcResult:
-        return await service.set_rpc(session, _actor(), body.network, body.url, priority)
+        from nespay.cli import settings_or_exit
+
+        keyring = keyring_from_settings(settings_or_exit()) if api_key is not None else None
+        return await service.set_rpc(
+            session, _actor(), body.network, body.url, priority, api_key=api_key, keyring=keyring
+        )
 
     result = _with_session(work)
     endpoint = result.endpoint
@@ -247,7 +274,7 @@ def networks_set_treasury(
 ) -> None:
     """Set where consolidation sweeps the network's deposit addresses: an address whose key
     Nespay does not hold (a cold wallet, a multisig). Withdrawals to it are refused."""
-    from nespay.kit.addresses import checksum_address
+    from nespay.kit.addresses import display_stored
     from nespay.sweeps.treasury import TreasuryInvalid, set_treasury
 
     async def work(session: AsyncSession) -> str:
@@ -257,7 +284,7 @@ def networks_set_treasury(
         stored = _with_session(work)
     except TreasuryInvalid as error:
         _fail(str(error))
-    _say(f"{code}: treasury {checksum_address(stored)}")
+    _say(f"{code}: treasury {display_stored(stored)}")
 
 
 @networks_app.command("reset-cursor")

@@ -44,14 +44,26 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from nespay.kit.addresses import tron_from_hex, tron_to_hex
+from nespay.kit.addresses import AddressInvalid, tron_from_hex, tron_to_hex
+from nespay.wallets import trontx
 
 TRANSFER_TOPIC = "ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 TRANSFER_SELECTOR = "a9059cbb"
 BLOCK_TIME_MS = 3_000
 SANDBOX_PORT = 8090  # java-tron's FullNode HTTP port; the seeded `tron-local` endpoint
 DEFAULT_SOLID_LAG = 19  # mainnet solidifies about 19 blocks (~1 minute) behind the head
+# Fees as mainnet's chain parameters put them (CONTRACTS §4.5; read back by the sender from
+# /wallet/getchainparameters, never assumed).
+ENERGY_FEE = 100  # sun per energy burnt
+TRANSACTION_FEE = 1_000  # sun per bandwidth byte burnt
+CREATE_ACCOUNT_FEE = 1_100_000  # a TRX transfer to a new account: 1 TRX + 0.1 TRX
+FREE_NET_LIMIT = 600  # free bandwidth bytes a day of an activated account
+TRC20_ENERGY_HOLDER = 64_285  # USDT transfer to an address that already holds the token
+TRC20_ENERGY_NEW = 130_285  # ... to one that does not
+REVERT_ENERGY = 4_000
+MAX_EXPIRATION_MS = 24 * 3600 * 1000
 WITNESS = "41" + "be" * 20
+NET = "@net"  # the pseudo-asset of free bandwidth used, in a transaction's effects
 
 
 def genesis_id(salt: str = "") -> str:
@@ -70,6 +82,11 @@ class Tx:
     contract: dict[str, Any]  # the raw_data.contract[0] entry, hex addresses
     info: dict[str, Any]  # gettransactioninfobyid without the block's fields
     timestamp: int
+    # What it moved: (asset: None for TRX or a token's base58, address, delta).
+    effects: list[tuple[str | None, str, int]] = field(default_factory=list)
+    signed: trontx.Signed | None = None  # broadcast to the fake (executed when mined)
+    expiration: int = 0
+    raw_data_hex: str = "0a"
 
 
 @dataclass
@@ -79,6 +96,38 @@ class Block:
     parent: str
     timestamp: int
     txs: list[Tx] = field(default_factory=list)
+
+
+@dataclass
+class State:
+    """Balances as the blocks up to some height left them."""
+
+    trx: dict[str, int] = field(default_factory=dict)  # an account exists once it has a key
+    tokens: dict[str, dict[str, int]] = field(default_factory=dict)
+    net_used: Counter[str] = field(default_factory=Counter)  # free bandwidth used
+
+    def copy(self) -> State:
+        return State(
+            dict(self.trx), {k: dict(v) for k, v in self.tokens.items()}, Counter(self.net_used)
+        )
+
+    def apply(self, effects: Iterable[tuple[str | None, str, int]]) -> None:
+        for asset, address, delta in effects:
+            if asset == NET:
+                self.net_used[address] += delta
+            elif asset is None:
+                self.trx[address] = self.trx.get(address, 0) + delta
+            else:
+                held = self.tokens.setdefault(asset, {})
+                held[address] = held.get(address, 0) + delta
+
+    def token(self, token: str, address: str) -> int:
+        return self.tokens.get(token, {}).get(address, 0)
+
+    def free_net(self, address: str) -> int:
+        if address not in self.trx:
+            return 0  # an account that does not exist has no free bandwidth
+        return max(0, FREE_NET_LIMIT - self.net_used[address])
 
 
 @dataclass
@@ -110,6 +159,12 @@ class FakeTron:
         self.requests: Counter[str] = Counter()
         self.faults: deque[Fault] = deque()
         self._fork = 0  # bumped by each reorg: the new blocks get other ids
+        self.clock_offset_ms = 0
+        self.token_contracts: set[str] = set()
+        self.broadcasts: Counter[str] = Counter()  # accepted broadcasts by transaction id
+        self.refusals: list[tuple[str, str]] = []  # (code, transaction id)
+        self.lose_broadcasts = 0  # accept the next N broadcasts, then forget them
+        self._state: tuple[tuple[str, int], State] | None = None
         self._counter = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
         self._producer: threading.Thread | None = None
@@ -125,7 +180,9 @@ class FakeTron:
     def new_token(self, symbol: str = "TUSD") -> str:
         """A TRC-20 contract address (base58) for the fake's transfers."""
         digest = hashlib.sha256(f"token {symbol} {next(self._counter)}".encode()).digest()
-        return tron_from_hex(digest[:20].hex())
+        token = tron_from_hex(digest[:20].hex())
+        self.token_contracts.add(token)
+        return token
 
     def send_trx(self, sender: str, to: str, amount: int) -> str:
         """A TRX transfer (sun) into the next block; returns its transaction id."""
@@ -134,7 +191,11 @@ class FakeTron:
             "owner_address": tron_to_hex(sender),
             "to_address": tron_to_hex(to),
         }
-        return self._queue(_contract("TransferContract", value), {"receipt": {"net_usage": 267}})
+        return self._queue(
+            _contract("TransferContract", value),
+            {"receipt": {"net_usage": 267}},
+            [(None, to, amount)],
+        )
 
     def send_trc20(
         self, token: str, sender: str, to: str, amount: int, *, revert: bool = False
@@ -155,7 +216,8 @@ class FakeTron:
         else:
             receipt["result"] = "SUCCESS"
             info["log"] = [transfer_log(token, sender, to, amount)]
-        return self._queue(_contract("TriggerSmartContract", value), info)
+        effects = [] if revert else [(token, to, amount)]
+        return self._queue(_contract("TriggerSmartContract", value), info, effects)
 
     def emit(self, contract: str, logs: list[dict[str, Any]], sender: str) -> str:
         """A contract call whose receipt carries `logs` as given (for logs of any shape)."""
@@ -167,12 +229,28 @@ class FakeTron:
         info = {"contract_address": tron_to_hex(contract), "receipt": {"result": "SUCCESS"}}
         return self._queue(_contract("TriggerSmartContract", value), {**info, "log": logs})
 
-    def _queue(self, contract: dict[str, Any], info: dict[str, Any]) -> str:
+    def _queue(
+        self,
+        contract: dict[str, Any],
+        info: dict[str, Any],
+        effects: list[tuple[str | None, str, int]] | None = None,
+    ) -> str:
+        """A transaction from outside the fake's books: its payer is not debited or checked
+        (payers are any address), its recipient is credited once it is in a block."""
         with self.lock:
             serial = next(self._counter)
             tx_id = hashlib.sha256(json.dumps([serial, contract]).encode()).hexdigest()
-            self.pending.append(Tx(tx_id, contract, info, int(time.time() * 1000)))
+            self.pending.append(Tx(tx_id, contract, info, self.now_ms(), effects or []))
             return tx_id
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000) + self.clock_offset_ms
+
+    def skip_time(self, ms: int) -> None:
+        """The next blocks are stamped `ms` later (expiring transactions without mining
+        thousands of blocks)."""
+        with self.lock:
+            self.clock_offset_ms += ms
 
     def mine(self, count: int = 1) -> int:
         """Produce `count` blocks (the first takes every pending transaction); returns the
@@ -181,10 +259,11 @@ class FakeTron:
             for _ in range(count):
                 parent = self.blocks[-1]
                 number = parent.number + 1
-                stamp = max(parent.timestamp + BLOCK_TIME_MS, int(time.time() * 1000))
-                seed = f"{parent.id}:{number}:{self._fork}:{[t.id for t in self.pending]}"
+                stamp = max(parent.timestamp + BLOCK_TIME_MS, self.now_ms())
+                included = self._execute(self.pending, stamp)
+                seed = f"{parent.id}:{number}:{self._fork}:{[t.id for t in included]}"
                 block_id = format(number, "016x") + hashlib.sha256(seed.encode()).hexdigest()[16:]
-                self.blocks.append(Block(number, block_id, parent.id, stamp, self.pending))
+                self.blocks.append(Block(number, block_id, parent.id, stamp, included))
                 self.pending = []
             self.solid = max(self.solid, self.head - self.solid_lag)
             return self.head
@@ -224,6 +303,269 @@ class FakeTron:
         with self.lock:
             for _ in range(count):
                 self.faults.append(Fault(status, headers, body or {"Error": "fake failure"}))
+
+    # --- balances and the write side -------------------------------------------------------
+
+    def state(self, top: int | None = None) -> State:
+        """Balances after block `top` (default: the head)."""
+        with self.lock:
+            top = self.head if top is None else top
+            cached = self._state
+            if (
+                cached is not None
+                and cached[0][0] <= top
+                and (self.blocks[cached[0][0]].id == cached[0][1])
+            ):
+                start, found = cached[0][0] + 1, cached[1].copy()
+            else:
+                start, found = 0, State()
+            for block in self.blocks[start : top + 1]:
+                for tx in block.txs:
+                    found.apply(tx.effects)
+            self._state = ((top, self.blocks[top].id), found)
+            return found.copy()
+
+    def trx_balance(self, address: str) -> int:
+        return self.state().trx.get(address, 0)
+
+    def token_balance(self, token: str, address: str) -> int:
+        return self.state().token(token, address)
+
+    def fund(self, address: str, sun: int) -> str:
+        """TRX from outside (a faucet) into the next block: activates the account."""
+        return self.send_trx(FAUCET, address, sun)
+
+    def mint(self, token: str, address: str, amount: int) -> str:
+        """Tokens from outside into the next block."""
+        return self.send_trc20(token, FAUCET, address, amount)
+
+    def included(self, tx_id: str) -> int:
+        """How many blocks of the chain hold transaction `tx_id` (at most one, or a bug)."""
+        with self.lock:
+            return sum(1 for b in self.blocks for t in b.txs if t.id == tx_id)
+
+    def signed_from(self, owner: str) -> list[tuple[int, Tx]]:
+        """(block, transaction) of every broadcast transaction of `owner` on the chain."""
+        with self.lock:
+            return [
+                (b.number, t)
+                for b in self.blocks
+                for t in b.txs
+                if t.signed is not None and trontx.decode_raw(t.signed.raw_data).owner == owner
+            ]
+
+    def drop_pending(self) -> int:
+        """Forget the pending transactions (a node that lost its pool); returns how many."""
+        with self.lock:
+            count, self.pending = len(self.pending), []
+            return count
+
+    def _known(self, tx_id: str) -> bool:
+        return any(t.id == tx_id for t in self.pending) or self.included(tx_id) > 0
+
+    def _execute(self, pending: list[Tx], stamp: int) -> list[Tx]:
+        """The transactions a new block stamped `stamp` takes: outside ones as they are;
+        broadcast ones run against the balances (dropped when expired or unaffordable)."""
+        if not any(tx.signed is not None for tx in pending):
+            return pending
+        state = self.state()
+        included = []
+        for tx in pending:
+            if tx.signed is not None and not self._run(state, tx, stamp):
+                continue
+            if tx.signed is None:
+                state.apply(tx.effects)
+            included.append(tx)
+        return included
+
+    def _run(self, state: State, tx: Tx, stamp: int) -> bool:
+        assert tx.signed is not None
+        if tx.expiration <= stamp:
+            return False
+        ask = trontx.decode_raw(tx.signed.raw_data)
+        size = len(tx.signed.transaction_hex) // 2 + 64
+        fee, receipt, effects = 0, {}, []
+        if ask.token is None and ask.to not in state.trx:
+            fee += CREATE_ACCOUNT_FEE  # creating the recipient's account
+            receipt["net_fee"] = CREATE_ACCOUNT_FEE - 1_000_000
+        elif state.free_net(ask.owner) >= size:
+            receipt["net_usage"] = size
+            effects.append((NET, ask.owner, size))
+        else:
+            fee += size * TRANSACTION_FEE
+            receipt["net_fee"] = size * TRANSACTION_FEE
+        info: dict[str, Any] = {}
+        balance = state.trx.get(ask.owner, 0)
+        if ask.token is None:
+            if balance < ask.amount + fee:
+                return False
+            effects += [(None, ask.owner, -(ask.amount + fee)), (None, ask.to, ask.amount)]
+        else:
+            if balance < fee:
+                return False
+            info["contract_address"] = tron_to_hex(ask.token)
+            enough = state.token(ask.token, ask.owner) >= ask.amount
+            energy = (
+                REVERT_ENERGY
+                if not enough
+                else TRC20_ENERGY_HOLDER
+                if state.token(ask.token, ask.to) > 0
+                else TRC20_ENERGY_NEW
+            )
+            result = "SUCCESS" if enough else "REVERT"
+            limit = min(ask.fee_limit, balance - fee)
+            if energy * ENERGY_FEE > limit:
+                energy, result = limit // ENERGY_FEE, "OUT_OF_ENERGY"
+            fee += energy * ENERGY_FEE
+            receipt.update(energy_usage_total=energy, energy_fee=energy * ENERGY_FEE, result=result)
+            effects.append((None, ask.owner, -fee))
+            if result == "SUCCESS":
+                effects += [(ask.token, ask.owner, -ask.amount), (ask.token, ask.to, ask.amount)]
+                info["log"] = [transfer_log(ask.token, ask.owner, ask.to, ask.amount)]
+            else:
+                info["result"] = "FAILED"
+                info["resMessage"] = result.encode().hex()
+        if fee:
+            info["fee"] = fee
+        info["receipt"] = {k: v for k, v in receipt.items() if v}
+        state.apply(effects)
+        tx.effects, tx.info = effects, info
+        return True
+
+    def broadcast(self, transaction_hex: Any) -> dict[str, Any]:
+        """`/wallet/broadcasthex`: the checks java-tron makes before a transaction enters the
+        pool (signature against the owner, duplicate, expiration, TaPoS, the accounts)."""
+        try:
+            signed = trontx.parse_signed(str(transaction_hex))
+            ask = trontx.decode_raw(signed.raw_data)
+        except ValueError as error:
+            return _refused("OTHER_ERROR", "", str(error))
+        with self.lock:
+            head = self.blocks[-1]
+            state = self.state()
+            size = len(signed.transaction_hex) // 2 + 64
+            refusal = None
+            if trontx.signer_of(signed.tx_id, signed.signature) != ask.owner:
+                refusal = ("SIGERROR", "Validate signature error: the owner did not sign it")
+            elif self._known(signed.tx_id):
+                refusal = ("DUP_TRANSACTION_ERROR", "Dup transaction.")
+            elif not head.timestamp < ask.expiration <= head.timestamp + MAX_EXPIRATION_MS:
+                refusal = ("TRANSACTION_EXPIRATION_ERROR", "Transaction expired")
+            elif not any(
+                b.id[12:16] == ask.ref_block_bytes and b.id[16:32] == ask.ref_block_hash
+                for b in self.blocks[-65536:]
+            ):
+                refusal = ("TAPOS_ERROR", "Tapos check error.")
+            elif ask.owner not in state.trx:
+                refusal = ("CONTRACT_VALIDATE_ERROR", f"account [{ask.owner}] does not exist")
+            elif ask.token is not None and ask.token not in self.token_contracts:
+                refusal = ("CONTRACT_VALIDATE_ERROR", "No contract or not a smart contract")
+            elif ask.token is None and state.trx[ask.owner] < ask.amount:
+                refusal = (
+                    "CONTRACT_VALIDATE_ERROR",
+                    "Validate TransferContract error, balance is not sufficient.",
+                )
+            elif state.free_net(ask.owner) < size and state.trx[ask.owner] < size * TRANSACTION_FEE:
+                refusal = ("BANDWITH_ERROR", "Account resource insufficient error.")
+            if refusal is not None:
+                self.refusals.append((refusal[0], signed.tx_id))
+                return _refused(refusal[0], signed.tx_id, refusal[1])
+            self.broadcasts[signed.tx_id] += 1
+            if self.lose_broadcasts:
+                self.lose_broadcasts -= 1  # accepted, then lost: never mined
+                return {"result": True, "txid": signed.tx_id}
+            self.pending.append(
+                Tx(
+                    signed.tx_id,
+                    _signed_contract(ask),
+                    {},
+                    ask.timestamp,
+                    [],
+                    signed,
+                    ask.expiration,
+                    signed.raw_data.hex(),
+                )
+            )
+            return {"result": True, "txid": signed.tx_id}
+
+    def constant_call(self, params: dict[str, Any], visible: bool) -> dict[str, Any]:
+        """`/wallet/triggerconstantcontract`: `balanceOf(address)` and `transfer(address,
+        uint256)` of the fake's tokens, run against the head's balances, never recorded."""
+        owner = _parse_address(params.get("owner_address"), visible)
+        token = _parse_address(params.get("contract_address"), visible)
+        if token is None or token not in self.token_contracts:
+            return {
+                "result": {
+                    "code": "CONTRACT_VALIDATE_ERROR",
+                    "message": b"No contract or not a smart contract".hex(),
+                }
+            }
+        selector = params.get("function_selector")
+        parameter = str(params.get("parameter") or "")
+        state = self.state()
+        try:
+            words = [parameter[i : i + 64] for i in range(0, len(parameter), 64)]
+            who = tron_from_hex(words[0][24:])
+            value = int(words[1], 16) if len(words) > 1 else 0
+        except (IndexError, ValueError):
+            return {"result": {"code": "OTHER_ERROR", "message": b"bad parameter".hex()}}
+        if selector == "balanceOf(address)":
+            return {
+                "result": {"result": True},
+                "energy_used": 500,
+                "constant_result": [format(state.token(token, who), "064x")],
+            }
+        if selector != "transfer(address,uint256)" or owner is None:
+            return {"result": {"code": "OTHER_ERROR", "message": b"unknown function".hex()}}
+        if state.token(token, owner) < value:
+            return {
+                "result": {"result": True, "message": b"REVERT opcode executed".hex()},
+                "energy_used": REVERT_ENERGY,
+                "constant_result": ["08c379a0" + "0" * 56],
+                "transaction": {"ret": [{"ret": "FAILED"}]},
+            }
+        energy = TRC20_ENERGY_HOLDER if state.token(token, who) > 0 else TRC20_ENERGY_NEW
+        return {
+            "result": {"result": True},
+            "energy_used": energy,
+            "constant_result": ["0" * 63 + "1"],
+            "transaction": {"ret": [{}]},
+        }
+
+    def account(self, params: dict[str, Any], visible: bool, *, resources: bool) -> dict[str, Any]:
+        """`/wallet/getaccount` and `/wallet/getaccountresource` (`{}`: no such account)."""
+        address = _parse_address(params.get("address"), visible)
+        state = self.state()
+        if address is None or address not in state.trx:
+            return {}
+        if resources:
+            answer = {"freeNetLimit": FREE_NET_LIMIT, "freeNetUsed": state.net_used[address]}
+            answer |= {"TotalNetLimit": 43_200_000_000, "TotalEnergyLimit": 180_000_000_000}
+            return {k: v for k, v in answer.items() if v}
+        answer = {"address": address if visible else tron_to_hex(address)}
+        if state.trx[address]:
+            answer["balance"] = state.trx[address]
+        return answer
+
+    def transaction_info(self, tx_id: Any, top: int, visible: bool) -> dict[str, Any]:
+        for block in self.blocks[: top + 1]:
+            for tx in block.txs:
+                if tx.id == tx_id:
+                    return self.infos_json(
+                        Block(block.number, block.id, block.parent, block.timestamp, [tx]), visible
+                    )[0]
+        return {}
+
+    def transaction(self, tx_id: Any, top: int, visible: bool, pool: bool) -> dict[str, Any]:
+        for block in self.blocks[: top + 1]:
+            for tx in block.txs:
+                if tx.id == tx_id:
+                    return _tx_json(tx, block, visible)
+        if pool:
+            for tx in self.pending:
+                if tx.id == tx_id:
+                    return _tx_json(tx, self.blocks[-1], visible)
+        return {}
 
     # --- the API's JSON ------------------------------------------------------------------
 
@@ -282,6 +624,20 @@ class FakeTron:
             if name == "gettransactioninfobyblocknum":
                 block = self._by_number(params.get("num"), top)
                 return 200, [] if block is None else self.infos_json(block, visible)
+            if name == "gettransactioninfobyid":
+                return 200, self.transaction_info(params.get("value"), top, visible)
+            if name == "gettransactionbyid":
+                return 200, self.transaction(params.get("value"), top, visible, not solid_only)
+            if solid_only:
+                return 404, {"Error": f"no such path {path}"}
+            if name == "broadcasthex":
+                return 200, self.broadcast(params.get("transaction"))
+            if name == "triggerconstantcontract":
+                return 200, self.constant_call(params, visible)
+            if name in ("getaccount", "getaccountresource"):
+                return 200, self.account(params, visible, resources=name == "getaccountresource")
+            if name == "getchainparameters":
+                return 200, {"chainParameter": CHAIN_PARAMETERS}
         return 404, {"Error": f"no such path {path}"}
 
     def _by_number(self, value: Any, top: int) -> Block | None:
@@ -332,6 +688,50 @@ class FakeTron:
         return Fault(status, {}, body)
 
 
+CHAIN_PARAMETERS = [
+    {"key": "getMaintenanceTimeInterval", "value": 21_600_000},
+    {"key": "getCreateAccountFee", "value": 100_000},
+    {"key": "getTransactionFee", "value": TRANSACTION_FEE},
+    {"key": "getCreateNewAccountFeeInSystemContract", "value": 1_000_000},
+    {"key": "getEnergyFee", "value": ENERGY_FEE},
+    {"key": "getFreeNetLimit", "value": FREE_NET_LIMIT},
+]
+FAUCET = "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1"  # the payer of `fund` and `mint`
+
+
+def _refused(code: str, tx_id: str, message: str) -> dict[str, Any]:
+    return {"result": False, "code": code, "txid": tx_id, "message": message}
+
+
+def _parse_address(value: Any, visible: bool) -> str | None:
+    """An address of a request: base58 with `visible`, hex (`41…`) without."""
+    if not isinstance(value, str):
+        return None
+    try:
+        if visible or value.startswith("T"):
+            tron_to_hex(value)
+            return value
+        return tron_from_hex(value)
+    except (AddressInvalid, ValueError):
+        return None
+
+
+def _signed_contract(ask: trontx.Transfer) -> dict[str, Any]:
+    if ask.token is None:
+        value = {
+            "amount": ask.amount,
+            "owner_address": tron_to_hex(ask.owner),
+            "to_address": tron_to_hex(ask.to),
+        }
+        return _contract("TransferContract", value)
+    value = {
+        "data": trontx.trc20_transfer_data(ask.to, ask.amount).hex(),
+        "owner_address": tron_to_hex(ask.owner),
+        "contract_address": tron_to_hex(ask.token),
+    }
+    return _contract("TriggerSmartContract", value)
+
+
 def transfer_log(token: str, sender: str, to: str, amount: int) -> dict[str, Any]:
     """A TRC-20 `Transfer` log as transaction info shows it (20-byte hex, no 41, no 0x)."""
     return {
@@ -362,19 +762,33 @@ def _tx_json(tx: Tx, block: Block, visible: bool) -> dict[str, Any]:
     for name in ("owner_address", "to_address", "contract_address"):
         if name in value:
             value[name] = _address(value[name], visible)
-    result = "REVERT" if tx.info.get("result") == "FAILED" else "SUCCESS"
+    result = "SUCCESS"
+    if tx.info.get("result") == "FAILED":
+        result = (tx.info.get("receipt") or {}).get("result", "REVERT")
+    raw_data: dict[str, Any] = {
+        "contract": [contract],
+        "ref_block_bytes": block.parent[12:16],
+        "ref_block_hash": block.parent[16:32],
+        "expiration": tx.timestamp + 60_000,
+        "timestamp": tx.timestamp,
+    }
+    signature = "00" * 65
+    if tx.signed is not None:
+        ask = trontx.decode_raw(tx.signed.raw_data)
+        raw_data |= {
+            "ref_block_bytes": ask.ref_block_bytes,
+            "ref_block_hash": ask.ref_block_hash,
+            "expiration": ask.expiration,
+        }
+        if ask.fee_limit:
+            raw_data["fee_limit"] = ask.fee_limit
+        signature = tx.signed.signature.hex()
     return {
         "ret": [{"contractRet": result}],
-        "signature": ["00" * 65],
+        "signature": [signature],
         "txID": tx.id,
-        "raw_data": {
-            "contract": [contract],
-            "ref_block_bytes": block.parent[12:16],
-            "ref_block_hash": block.parent[16:32],
-            "expiration": tx.timestamp + 60_000,
-            "timestamp": tx.timestamp,
-        },
-        "raw_data_hex": "0a",
+        "raw_data": raw_data,
+        "raw_data_hex": tx.raw_data_hex,
         "visible": visible,
     }
 

@@ -786,26 +786,39 @@ class SetRpcResult:
 
 
 async def set_rpc(
-    session: AsyncSession, actor: Actor, network: str, url: str, priority: int | None = None
+    session: AsyncSession,
+    actor: Actor,
+    network: str,
+    url: str,
+    priority: int | None = None,
+    *,
+    api_key: str | None = None,
+    keyring: Keyring | None = None,
 ) -> SetRpcResult:
-    """Add the endpoint, or enable it and set its priority when the network already has it."""
+    """Add the endpoint, or enable it and set its priority when the network already has it;
+    `api_key` (Tron only) is stored encrypted under `keyring`, replacing any earlier one."""
     create = RpcEndpointCreate(
         network=network,
         url=url,
         priority=DEFAULT_RPC_PRIORITY if priority is None else priority,
+        api_key=api_key,
     )
     await known_network(session, create.network)
     existing = await repository.rpc_endpoint_by_url(session, create.network, create.url)
     if existing is None:
-        endpoint = await create_rpc_endpoint(session, actor, create)
+        endpoint = await create_rpc_endpoint(session, actor, create, keyring)
         return SetRpcResult(endpoint, "added", {})
     before = rpc_snapshot(existing)
-    update = (
-        RpcEndpointUpdate(enabled=True, priority=priority)
-        if priority is not None
-        else (RpcEndpointUpdate(enabled=True))
+    fields: dict[str, Any] = {"enabled": True}
+    if priority is not None:
+        fields["priority"] = priority
+    if api_key is not None:
+        fields["api_key"] = api_key
+    endpoint = await update_rpc_endpoint(
+        session, actor, existing.id, RpcEndpointUpdate(**fields), keyring
     )
-    endpoint = await update_rpc_endpoint(session, actor, existing.id, update)
     after = rpc_snapshot(endpoint)
     changes = {key: (before[key], after[key]) for key in before if before[key] != after[key]}
+    if api_key is not None:
+        changes["api_key"] = ("(set)" if existing.api_key_encrypted else "(none)", "(new key)")
     return SetRpcResult(endpoint, "updated" if changes else "unchanged", changes)

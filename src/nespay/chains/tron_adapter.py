@@ -25,6 +25,7 @@ shared default key, as tronpy's HTTPProvider would send).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,11 +42,13 @@ from nespay.chains.rpcclient import (
     Endpoint,
     EndpointFailed,
     FailoverClient,
+    RpcError,
     retry_after_s,
 )
 from nespay.kit.addresses import tron_from_hex, tron_to_hex
 from nespay.kit.urls import mask_urls_in
 from nespay.payments.service import Transfer
+from nespay.wallets.trontx import address_word
 
 log = structlog.get_logger("nespay.scanner")
 API_KEY_HEADER = "TRON-PRO-API-KEY"
@@ -150,7 +153,90 @@ class TronAdapter:
         return min(tip, final + max(1, confirmations) - 1)
 
     async def send(self, signed: bytes | str) -> tuple[str | None, str | None]:
-        raise NotImplementedError("sending on Tron comes with Tron withdrawals (issue 12, part 2)")
+        """`POST /wallet/broadcasthex` with the signed `Transaction` bytes as they are (the
+        JSON route would have the node re-encode raw_data): (its id, None), or (None,
+        "CODE: message") — `DUP_TRANSACTION_ERROR`, `TRANSACTION_EXPIRATION_ERROR`,
+        `TAPOS_ERROR`, `SIGERROR`, `BANDWITH_ERROR`, `CONTRACT_VALIDATE_ERROR`, …
+        `result: true` only means this node accepted it (CONTRACTS §4.1)."""
+        payload = signed.hex() if isinstance(signed, bytes) else signed
+        answer = await self.rpc.post("/wallet/broadcasthex", {"transaction": payload})
+        if not isinstance(answer, dict):
+            raise RpcError("malformed Tron answer to broadcasthex")
+        if answer.get("result") is True:
+            return str(answer.get("txid") or ""), None
+        code = str(answer.get("code") or "OTHER_ERROR")
+        return None, f"{code}: {_text(answer.get('message'))}"
+
+    # --- what the sender reads ---------------------------------------------------------
+
+    async def now(self, *, solid: bool = False) -> tuple[BlockRef, int]:
+        """The head (or the solidified head) and its timestamp in milliseconds."""
+        path = "/walletsolidity/getnowblock" if solid else "/wallet/getnowblock"
+        block = await self._ask(path, {})
+        ref = _ref(block, None)
+        return ref, int(block["block_header"]["raw_data"]["timestamp"])
+
+    async def chain_parameters(self) -> dict[str, int]:
+        answer = await self._ask("/wallet/getchainparameters", {})
+        try:
+            return {p["key"]: int(p.get("value", 0)) for p in answer["chainParameter"]}
+        except (KeyError, TypeError, ValueError):
+            raise RpcError("malformed answer to getchainparameters") from None
+
+    async def account(self, address: str) -> dict[str, Any]:
+        """`/wallet/getaccount` (`{}`: the account does not exist: never sent any TRX)."""
+        return _object(await self._ask("/wallet/getaccount", {"address": address, "visible": True}))
+
+    async def account_resource(self, address: str) -> dict[str, Any]:
+        body = {"address": address, "visible": True}
+        return _object(await self._ask("/wallet/getaccountresource", body))
+
+    async def trx_balance(self, address: str) -> int:
+        return int((await self.account(address)).get("balance", 0))
+
+    async def token_balance(self, token: str, address: str) -> int:
+        answer = await self._constant(token, address, "balanceOf(address)", address_word(address))
+        if not _succeeded(answer):
+            raise RpcError(f"balanceOf refused: {_call_error(answer)}")
+        try:
+            return int(answer["constant_result"][0] or "0", 16)
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise RpcError("malformed answer to balanceOf") from None
+
+    async def estimate_transfer(
+        self, owner: str, token: str, to: str, amount: int
+    ) -> tuple[int | None, str | None]:
+        """The energy a TRC-20 `transfer(to, amount)` from `owner` uses (run, not sent, by
+        `triggerconstantcontract`): (energy, None), or (None, why it would fail)."""
+        parameter = address_word(to) + format(amount, "064x")
+        answer = await self._constant(token, owner, "transfer(address,uint256)", parameter)
+        if not _succeeded(answer):
+            return None, _call_error(answer)
+        try:
+            return int(answer.get("energy_used", 0)), None
+        except (TypeError, ValueError):
+            raise RpcError("malformed answer to triggerconstantcontract") from None
+
+    async def transaction_info(self, tx_id: str, *, solid: bool = False) -> dict[str, Any] | None:
+        """A transaction's receipt once it is in a block (of the solidified chain, `solid`);
+        None while it is not."""
+        path = (
+            "/walletsolidity/gettransactioninfobyid" if solid else "/wallet/gettransactioninfobyid"
+        )
+        answer = _object(await self._ask(path, {"value": tx_id}))
+        return answer if answer.get("blockNumber") is not None else None
+
+    async def _constant(
+        self, contract: str, owner: str, selector: str, parameter: str
+    ) -> dict[str, Any]:
+        body = {
+            "owner_address": owner,
+            "contract_address": contract,
+            "function_selector": selector,
+            "parameter": parameter,
+            "visible": True,
+        }
+        return _object(await self._ask("/wallet/triggerconstantcontract", body))
 
     async def transfers(
         self, first: int, last: int, watch: Watch
@@ -201,6 +287,33 @@ class TronAdapter:
         if self._hex_tokens[0] != key:
             self._hex_tokens = (key, {tron_to_hex(c)[2:]: v for c, v in watch.tokens.items()})
         return self._hex_tokens[1]
+
+
+def _object(answer: Any) -> dict[str, Any]:
+    if not isinstance(answer, dict):
+        raise RpcError("malformed Tron answer (not an object)")
+    return answer
+
+
+def _text(value: Any) -> str:
+    """A node's message: java-tron's HTTP API hex-encodes some (broadcasttransaction's)."""
+    text = str(value or "")
+    if text and _HEX.fullmatch(text):
+        with contextlib.suppress(UnicodeDecodeError):
+            text = bytes.fromhex(text).decode()
+    return mask_urls_in(text)[:300]
+
+
+def _succeeded(answer: dict[str, Any]) -> bool:
+    result = answer.get("result") or {}
+    ret = ((answer.get("transaction") or {}).get("ret") or [{}])[0]
+    return result.get("result") is True and "code" not in result and ret.get("ret") != "FAILED"
+
+
+def _call_error(answer: dict[str, Any]) -> str:
+    result = answer.get("result") or {}
+    code = result.get("code") or "REVERT"
+    return f"{code}: {_text(result.get('message')) or 'the call reverted'}"
 
 
 def _ref(block: Any, number: int | None) -> BlockRef:

@@ -40,6 +40,12 @@ def display_address(chain_family: str, address: str) -> str:
     return checksum_address(address) if chain_family == "evm" else address
 
 
+def display_stored(address: str) -> str:
+    """A stored address of either family as shown: EIP-55 for `0x…`, as stored otherwise
+    (Tron's base58 is its own checksum)."""
+    return checksum_address(address) if address.startswith("0x") else address
+
+
 ZERO_EVM_ADDRESS = "0x" + "0" * 40
 
 

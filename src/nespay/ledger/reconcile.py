@@ -22,6 +22,7 @@ health check when it found a difference.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,6 +51,47 @@ def _balance_call(currency: Currency, address: str, block: str) -> tuple[str, li
     return "eth_call", [{"to": currency.contract, "data": data}, block]
 
 
+class EvmBalances:
+    """Balances on an EVM chain, at a block (eth_call / eth_getBalance, batched)."""
+
+    def __init__(self, rpc: RpcClient) -> None:
+        self.rpc = rpc
+
+    async def settled_block(self, confirmations: int) -> int:
+        head = int(await self.rpc.call("eth_blockNumber", []), 16)
+        return max(0, head - max(confirmations - 1, 0))
+
+    async def read(
+        self, wanted: Sequence[tuple[Currency, str]], block: int | None
+    ) -> dict[tuple[str, str], int]:
+        return await balances(self.rpc, wanted, "latest" if block is None else hex(block))
+
+
+class TronBalances:
+    """Balances on Tron: TRX from `/wallet/getaccount`, TRC-20 tokens by `balanceOf` through
+    `triggerconstantcontract`. Tron's HTTP API has no state at a past block, so balances are
+    the node's current ones, compared with the ledger at the solidified head: a payment or a
+    sweep in a block after it shows as a difference until the next run (decision)."""
+
+    def __init__(self, tron: Any) -> None:
+        self.tron = tron
+
+    async def settled_block(self, confirmations: int) -> int:
+        solid, _ = await self.tron.now(solid=True)
+        return solid.number
+
+    async def read(
+        self, wanted: Sequence[tuple[Currency, str]], block: int | None
+    ) -> dict[tuple[str, str], int]:
+        async def one(currency: Currency, address: str) -> int:
+            if currency.contract is None:
+                return await self.tron.trx_balance(address)
+            return await self.tron.token_balance(currency.contract, address)
+
+        found = await asyncio.gather(*(one(c, a) for c, a in wanted))
+        return {(c.id, a): units for (c, a), units in zip(wanted, found, strict=True)}
+
+
 async def balances(
     rpc: RpcClient, wanted: Sequence[tuple[Currency, str]], block: str
 ) -> dict[tuple[str, str], int]:
@@ -76,11 +118,11 @@ def _line(
     }
 
 
-async def reconcile(db: Sql, rpc: RpcClient, network: str, confirmations: int) -> tuple[int, list]:
+async def reconcile(
+    db: Sql, chain: EvmBalances | TronBalances, network: str, confirmations: int
+) -> tuple[int, list]:
     """(block, lines) for `network`: see the module's docstring."""
-    head = int(await rpc.call("eth_blockNumber", []), 16)
-    block_number = max(0, head - max(confirmations - 1, 0))
-    block = hex(block_number)
+    block_number = await chain.settled_block(confirmations)
     currencies = [
         Currency(row["id"], row["code"], row["contract"], row["decimals"])
         for row in await repository.network_currencies(db, network)
@@ -95,24 +137,24 @@ async def reconcile(db: Sql, rpc: RpcClient, network: str, confirmations: int) -
     ledger = await repository.platform_balances(db, network)
     wanted = [(c, address) for c in currencies for address in expected[c.id]]
     wanted += [(c, a) for c in currencies for addresses in held_by.values() for a in addresses]
-    chain = await balances(rpc, wanted, block)
+    held = await chain.read(wanted, block_number)
     lines = []
     for currency in currencies:
         deposits = expected[currency.id]
-        on_chain = sum(chain[(currency.id, a)] for a in deposits)
+        on_chain = sum(held[(currency.id, a)] for a in deposits)
         differing = [
-            {"address": a, "expected": str(units), "chain": str(chain[(currency.id, a)])}
+            {"address": a, "expected": str(units), "chain": str(held[(currency.id, a)])}
             for a, units in deposits.items()
-            if chain[(currency.id, a)] != units
+            if held[(currency.id, a)] != units
         ]
         lines.append(
             _line(currency, "custody", ledger.get((currency.id, "custody"), 0), on_chain, differing)
         )
         for kind, addresses in held_by.items():
-            held = ledger.get((currency.id, kind), 0)
-            found = sum(chain[(currency.id, a)] for a in addresses)
-            listed = [{"address": a, "chain": str(chain[(currency.id, a)])} for a in addresses]
-            lines.append(_line(currency, kind, held, found, listed if held != found else []))
+            booked = ledger.get((currency.id, kind), 0)
+            found = sum(held[(currency.id, a)] for a in addresses)
+            listed = [{"address": a, "chain": str(held[(currency.id, a)])} for a in addresses]
+            lines.append(_line(currency, kind, booked, found, listed if booked != found else []))
     return block_number, lines
 
 

@@ -211,11 +211,13 @@ WITH native AS (
   UNION ALL
     SELECT c.id, o.from_address, -o.amount FROM outgoing_transactions o
     JOIN currencies c ON c.network_code = o.network_code
-     AND lower(c.contract) IS NOT DISTINCT FROM o.token_contract
+     AND (lower(c.contract) IS NOT DISTINCT FROM o.token_contract
+          OR c.contract = o.token_contract)
     WHERE o.network_code = $1 AND o.deposit_address_id IS NOT NULL AND o.receipt_status = 1
       AND o.status IN ('mined', 'confirmed') AND o.mined_block_number <= $2
   UNION ALL
-    SELECT (SELECT id FROM native), o.from_address, -(o.gas_used * o.effective_gas_price)
+    SELECT (SELECT id FROM native), o.from_address,
+           -COALESCE(o.fee_paid, o.gas_used * o.effective_gas_price)
     FROM outgoing_transactions o
     WHERE o.network_code = $1 AND o.deposit_address_id IS NOT NULL AND o.gas_used IS NOT NULL
       AND o.status IN ('mined', 'confirmed', 'failed') AND o.mined_block_number <= $2
@@ -306,9 +308,10 @@ async def list_runs(
 
 
 async def reconciled_networks(db: Sql) -> list[dict[str, Any]]:
-    """The EVM networks the ledger has accounts on."""
+    """The EVM and Tron networks the ledger has accounts on."""
     rows = await db.fetch(
-        "SELECT n.code, n.chain_id, n.confirmations FROM networks n WHERE n.chain_family = 'evm'"
+        "SELECT n.code, n.chain_id, n.confirmations, n.chain_family FROM networks n"
+        " WHERE n.chain_family IN ('evm', 'tron')"
         " AND EXISTS (SELECT 1 FROM ledger_accounts a JOIN currencies c ON c.id = a.currency_id"
         " WHERE c.network_code = n.code) ORDER BY n.code"
     )

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import orjson
 import structlog
@@ -15,12 +17,14 @@ import structlog
 from nespay import metrics
 from nespay.chains import cursors
 from nespay.chains.rpcclient import ChainIdentity, RpcClient, RpcError
+from nespay.chains.tron_adapter import TronAdapter
 from nespay.db import sql
 from nespay.jobs.registry import JobFailed
 from nespay.kit.ids import new_id
 from nespay.kit.urls import mask_urls_in
 from nespay.ledger import invariants, reconcile, repository
 from nespay.runtime import Runtime
+from nespay.security.encryption import keyring_from_settings
 
 log = structlog.get_logger("nespay.ledger")
 RPC_TIMEOUT_S = 10.0
@@ -43,13 +47,13 @@ async def _one(runtime: Runtime, http: httpx.AsyncClient, network: dict) -> str:
     code = network["code"]
     async with runtime.db.engine.connect() as conn:
         endpoints = await cursors.endpoints(conn, code)
-    rpc = RpcClient(http, [])
-    rpc.set_endpoints(endpoints)
-    rpc.expect(ChainIdentity(network["chain_id"], None))
+    chain = chain_balances(runtime, http, network, endpoints)
     block, lines, error = None, [], None
     try:
         async with runtime.db.engine.connect() as conn:
-            block, lines = await reconcile.reconcile(sql(conn), rpc, code, network["confirmations"])
+            block, lines = await reconcile.reconcile(
+                sql(conn), chain, code, network["confirmations"]
+            )
         status = reconcile.status_of(lines)
     except RpcError as failure:
         status, error = "error", mask_urls_in(str(failure))[:500]
@@ -68,6 +72,23 @@ async def _one(runtime: Runtime, http: httpx.AsyncClient, network: dict) -> str:
             lines=[(line["currency"], line["account"], line["difference"]) for line in differing],
         )
     return status
+
+
+def chain_balances(
+    runtime: Runtime, http: httpx.AsyncClient, network: Any, endpoints: list
+) -> reconcile.EvmBalances | reconcile.TronBalances:
+    """The network's balance reader, its endpoints checked against its chain id (Tron's
+    with their own API keys, decrypted)."""
+    identity = ChainIdentity(network["chain_id"], None)
+    if network["chain_family"] == "tron":
+        tron = TronAdapter(http)
+        tron.set_endpoints(cursors.unsealed(endpoints, keyring_from_settings(runtime.settings)))
+        tron.rpc.expect(identity)
+        return reconcile.TronBalances(tron)
+    rpc = RpcClient(http, [])
+    rpc.set_endpoints(endpoints)
+    rpc.expect(identity)
+    return reconcile.EvmBalances(rpc)
 
 
 INVARIANTS_JOB = "ledger.invariants"

@@ -44,6 +44,9 @@ class Network(TimestampMixin, Base):
     # Outgoing transactions are neither sent nor replaced with a maxFeePerGas above this
     # (wei per gas); NULL: no cap (see docs/sending.md).
     max_fee_per_gas_cap: Mapped[Decimal | None] = mapped_column(Numeric(78, 0))
+    # Tron: the fee_limit (sun) every transaction is signed with, and the most its energy
+    # may cost (docs/sending.md, "Tron"); NULL: the default.
+    tron_fee_limit_sun: Mapped[int | None] = mapped_column(BigInteger)
     # Where consolidation sweeps deposit addresses (`nespay networks set-treasury`); no key
     # of it is held here. Lower case for EVM.
     treasury_address: Mapped[str | None] = mapped_column(String(64))

@@ -133,6 +133,9 @@ class OutgoingTransaction(Base):
     max_priority_fee_per_gas: Mapped[Decimal | None] = mapped_column(WEI)
     gas_used: Mapped[int | None] = mapped_column(BigInteger)
     effective_gas_price: Mapped[Decimal | None] = mapped_column(WEI)
+    # What it burnt in the native coin (Tron's receipt `fee`: energy + bandwidth + account
+    # creation); NULL on EVM, where the fee is gas_used × effective_gas_price.
+    fee_paid: Mapped[Decimal | None] = mapped_column(WEI)
     mined_hash: Mapped[str | None] = mapped_column(String(80))
     mined_block_number: Mapped[int | None] = mapped_column(BigInteger)
     mined_block_hash: Mapped[str | None] = mapped_column(String(80))
@@ -170,6 +173,7 @@ class OutgoingTransactionCandidate(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
     broadcast_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(String(1000))
+    expiration_ms: Mapped[int | None] = mapped_column(BigInteger)  # Tron: raw_data.expiration
 
 
 class HdAccountKey(Base):

@@ -9,13 +9,17 @@ from typing import Any
 from nespay.db import Sql
 
 LIVE = ("funding", "sending")
+# A contract as outgoing transactions store it: EVM lower case, Tron base58 as it is.
+STORED_CONTRACT = "CASE WHEN contract LIKE '0x%' THEN lower(contract) ELSE contract END"
 
 
 async def networks(db: Sql) -> Sequence[Any]:
-    """EVM networks that have deposit funds in the ledger, with their treasury (or None)."""
+    """EVM and Tron networks that have deposit funds in the ledger, with their treasury (or
+    None)."""
     return await db.fetch(
-        "SELECT n.code, n.chain_id, n.confirmations, n.treasury_address FROM networks n"
-        " WHERE n.chain_family = 'evm' AND n.chain_id IS NOT NULL AND EXISTS ("
+        "SELECT n.code, n.chain_id, n.confirmations, n.treasury_address, n.chain_family,"
+        " n.tron_fee_limit_sun FROM networks n"
+        " WHERE n.chain_family IN ('evm', 'tron') AND n.chain_id IS NOT NULL AND EXISTS ("
         "  SELECT 1 FROM ledger_accounts a JOIN currencies c ON c.id = a.currency_id"
         "  WHERE c.network_code = n.code AND a.kind = 'custody')"
         " ORDER BY n.code"
@@ -24,7 +28,7 @@ async def networks(db: Sql) -> Sequence[Any]:
 
 async def currencies(db: Sql, network: str) -> Sequence[Any]:
     return await db.fetch(
-        "SELECT id, code, lower(contract) AS contract, decimals FROM currencies"
+        f"SELECT id, code, {STORED_CONTRACT} AS contract, decimals FROM currencies"  # noqa: S608
         " WHERE network_code = $1 ORDER BY contract IS NULL, code",
         network,
     )
@@ -55,11 +59,14 @@ async def live_count(db: Sql, network: str) -> int:
     )
 
 
-async def deposit_addresses(db: Sql, addresses: list[str]) -> dict[str, Any]:
+async def deposit_addresses(
+    db: Sql, addresses: list[str], chain_family: str = "evm"
+) -> dict[str, Any]:
     rows = await db.fetch(
         "SELECT id, address, provider, derivation_index FROM deposit_addresses"
-        " WHERE chain_family = 'evm' AND address = ANY($1::text[])",
+        " WHERE chain_family = $2 AND address = ANY($1::text[])",
         addresses,
+        chain_family,
     )
     return {row["address"]: row for row in rows}
 

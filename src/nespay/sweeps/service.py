@@ -35,11 +35,12 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nespay.chains.rpcclient import RpcClient
+from nespay.chains.tron_adapter import TronAdapter
 from nespay.db import Sql, sql
 from nespay.kit.ids import new_id
 from nespay.ledger import postings
 from nespay.ledger import repository as ledger_repository
-from nespay.ledger.reconcile import Currency, balances
+from nespay.ledger.reconcile import Currency, TronBalances, balances
 from nespay.rates.service import RatesUnavailable, get_rate
 from nespay.runtime import Runtime
 from nespay.sweeps import repository
@@ -55,6 +56,9 @@ MARGIN_PERCENT = 125  # gas bought for a sweep: the estimate at today's fees, pl
 FEE_HISTORY_BLOCKS = 5
 PURPOSE_TOPUP = "sweep_gas"
 PURPOSE_SWEEP = "sweep"
+# A signed TRC-20 transfer's bandwidth (its bytes + 64), priced in case the address has no
+# free bandwidth left: a TRX transfer's is smaller.
+TRON_SWEEP_BANDWIDTH_BYTES = 350
 
 
 @dataclass
@@ -96,6 +100,11 @@ def _with_margin(wei: int) -> int:
 
 
 class NetworkConsolidation:
+    """An EVM network's pass (TronConsolidation changes how the chain is read and the gas
+    priced; the plan, the books and the outcomes are the same)."""
+
+    family = "evm"
+
     def __init__(self, runtime: Runtime, network: Any, rpc: RpcClient, report: Report) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
@@ -104,6 +113,9 @@ class NetworkConsolidation:
         self.treasury: str | None = network["treasury_address"]
         self.rpc = rpc
         self.report = report
+
+    async def _balances(self, wanted: list[tuple[Currency, str]]) -> dict[tuple[str, str], int]:
+        return await balances(self.rpc, wanted, "latest")
 
     async def run(self) -> None:
         if self.treasury is None:
@@ -123,13 +135,14 @@ class NetworkConsolidation:
                 db, self.code
             )
             wanted = sorted({r["address"] for r in expected if int(r["amount"]) > 0} - busy)
-            deposits = await repository.deposit_addresses(db, wanted)
-            has_key = await hdkeys.has_account_key(conn, "evm")
+            deposits = await repository.deposit_addresses(db, wanted, self.family)
+            has_key = await hdkeys.has_account_key(conn, self.family)
         if slots <= 0 or not deposits:
             return
         if not has_key and any(d["provider"] == "hd" for d in deposits.values()):
             self.report.waiting.append(
-                "no account key to sign sweeps (nespay wallets import-xprv --chain-family evm)"
+                "no account key to sign sweeps (nespay wallets import-xprv --chain-family "
+                f"{self.family})"
             )
             deposits = {a: d for a, d in deposits.items() if d["provider"] != "hd"}
         by_id = {c.id: c for c in currencies}
@@ -147,7 +160,7 @@ class NetworkConsolidation:
         candidates.sort(key=lambda c: (c.currency.contract is None, c.address, c.currency.code))
         wanted_balances = [(c.currency, c.address) for c in candidates]
         wanted_balances += [(native, a) for a in sorted({c.address for c in candidates})]
-        chain = await balances(self.rpc, sorted(set(wanted_balances), key=_balance_key), "latest")
+        chain = await self._balances(sorted(set(wanted_balances), key=_balance_key))
         market = await self._market()
         dust = await self._dust_ids()
         sweeping: set[str] = set()  # addresses with a token sweep planned in this pass
@@ -176,7 +189,7 @@ class NetworkConsolidation:
                 if candidate.currency.contract is not None:
                     sweeping.add(candidate.address)
 
-    async def _market(self) -> Market:
+    async def _market(self) -> Any:
         history = await self.rpc.call(
             "eth_feeHistory",
             [hex(FEE_HISTORY_BLOCKS), "latest", [self.settings.wallet_send_tip_percentile]],
@@ -189,6 +202,23 @@ class NetworkConsolidation:
         async with self.runtime.db.engine.connect() as conn:
             return await repository.dust_ids(sql(conn), self.code)
 
+    async def _gas_cost(
+        self, candidate: Candidate, amount: int, market: Market
+    ) -> tuple[int, int] | None:
+        """(gas units, what they cost in the native coin's base units), or None when the
+        transfer cannot be estimated."""
+        gas = await self._gas(candidate, amount)
+        return None if gas is None else (gas, gas * market.fees().max_fee_per_gas)
+
+    def _estimate_failed(self, candidate: Candidate, error: object) -> None:
+        log.warning(
+            "sweep_gas_estimate_failed",
+            network=self.code,
+            address=candidate.address,
+            currency=candidate.currency.code,
+            error=error,
+        )
+
     async def _gas(self, candidate: Candidate, amount: int) -> int | None:
         assert self.treasury is not None
         call = evmtx.transfer_call(self.treasury, candidate.currency.contract, amount)
@@ -196,13 +226,7 @@ class NetworkConsolidation:
             "eth_estimateGas", [call.as_rpc(candidate.address)]
         )
         if error is not None:
-            log.warning(
-                "sweep_gas_estimate_failed",
-                network=self.code,
-                address=candidate.address,
-                currency=candidate.currency.code,
-                error=error,
-            )
+            self._estimate_failed(candidate, error)
             return None
         return evmtx.buffered_gas(int(estimate, 16))
 
@@ -216,10 +240,10 @@ class NetworkConsolidation:
     ) -> bool:
         """Record a sweep (or dust) for the candidate; True when a live sweep was started."""
         is_native = candidate.currency.contract is None
-        gas = await self._gas(candidate, candidate.amount if not is_native else 1)
-        if gas is None:
+        costed = await self._gas_cost(candidate, candidate.amount if not is_native else 1, market)
+        if costed is None:
             return False
-        gas_cost = gas * market.fees().max_fee_per_gas
+        gas, gas_cost = costed
         reserve = _with_margin(gas_cost)
         amount = candidate.amount - reserve if is_native else candidate.amount
         reason = await self._dust_reason(candidate, gas_cost, native)
@@ -323,6 +347,45 @@ class NetworkConsolidation:
         return None
 
 
+class TronConsolidation(NetworkConsolidation):
+    """A Tron network's pass: balances read by `getaccount` and `balanceOf`, the "gas" is the
+    TRX the sweep burns — its energy measured by running the transfer from the deposit address
+    (`triggerconstantcontract`) at the chain's `getEnergyFee`, plus its bandwidth at
+    `getTransactionFee` (and the treasury's creation when it has no account yet) — and the
+    top-up from the gas wallet is TRX, as docs/consolidation.md says for EVM."""
+
+    family = "tron"
+
+    def __init__(self, runtime: Runtime, network: Any, tron: TronAdapter, report: Report) -> None:
+        super().__init__(runtime, network, tron.rpc, report)  # type: ignore[arg-type]
+        self.tron = tron
+
+    async def _balances(self, wanted: list[tuple[Currency, str]]) -> dict[tuple[str, str], int]:
+        return await TronBalances(self.tron).read(wanted, None)
+
+    async def _market(self) -> dict[str, int]:
+        return await self.tron.chain_parameters()
+
+    async def _gas_cost(
+        self, candidate: Candidate, amount: int, market: Any
+    ) -> tuple[int, int] | None:
+        assert self.treasury is not None
+        energy, create = 0, 0
+        if candidate.currency.contract is not None:
+            energy, error = await self.tron.estimate_transfer(
+                candidate.address, candidate.currency.contract, self.treasury, amount
+            )
+            if energy is None:
+                self._estimate_failed(candidate, error)
+                return None
+        elif not await self.tron.account(self.treasury):
+            create = market.get("getCreateNewAccountFeeInSystemContract", 0) + market.get(
+                "getCreateAccountFee", 0
+            )
+        bandwidth = TRON_SWEEP_BANDWIDTH_BYTES * market.get("getTransactionFee", 0)
+        return energy, energy * market.get("getEnergyFee", 0) + bandwidth + create
+
+
 def _balance_key(item: tuple[Currency, str]) -> tuple[str, str]:
     return item[0].id, item[1]
 
@@ -357,7 +420,10 @@ async def _queue_transfer(
 
 
 async def _contract_of(db: Sql, currency_id: str) -> str | None:
-    return await db.fetchval("SELECT lower(contract) FROM currencies WHERE id = $1", currency_id)
+    return await db.fetchval(
+        f"SELECT {repository.STORED_CONTRACT} FROM currencies WHERE id = $1",  # noqa: S608
+        currency_id,
+    )
 
 
 async def topup_confirmed(session: AsyncSession, tx: OutgoingTx) -> None:

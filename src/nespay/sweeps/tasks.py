@@ -1,7 +1,7 @@
-"""`consolidation.sweep`: one consolidation pass over every EVM network holding deposit funds,
-one network at a time under a lease of its own (`app_locks`, `consolidation:<network>`), so
-replicas never plan the same addresses. Importing this module registers the sweeps' outcome
-handlers with the sender (`nespay.wallets.tasks.HANDLER_MODULES`)."""
+"""`consolidation.sweep`: one consolidation pass over every EVM and Tron network holding
+deposit funds, one network at a time under a lease of its own (`app_locks`,
+`consolidation:<network>`), so replicas never plan the same addresses. Importing this module
+registers the sweeps' outcome handlers with the sender (`nespay.wallets.tasks.HANDLER_MODULES`)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import httpx
 import structlog
 
 from nespay.chains import cursors
-from nespay.chains.rpcclient import ChainIdentity, RpcClient, RpcError
+from nespay.chains.rpcclient import RpcError
 from nespay.db import sql
 from nespay.jobs.registry import JobFailed
 from nespay.jobs.runner import replica_id
 from nespay.kit.urls import mask_urls_in
+from nespay.ledger.reconcile import TronBalances
+from nespay.ledger.tasks import chain_balances
 from nespay.runtime import Runtime
 from nespay.sweeps import repository, service
 from nespay.wallets import outgoing, txstore
@@ -47,10 +49,12 @@ async def consolidate(runtime: Runtime) -> str:
                 continue  # another replica is sweeping this network
             report = service.Report()
             try:
-                rpc = RpcClient(http, [])
-                rpc.set_endpoints(endpoints)
-                rpc.expect(ChainIdentity(network["chain_id"], None))
-                await service.NetworkConsolidation(runtime, network, rpc, report).run()
+                chain = chain_balances(runtime, http, network, endpoints)
+                if isinstance(chain, TronBalances):
+                    pass_ = service.TronConsolidation(runtime, network, chain.tron, report)
+                else:
+                    pass_ = service.NetworkConsolidation(runtime, network, chain.rpc, report)
+                await pass_.run()
                 outcomes[code] = report.summary()
             except RpcError as error:
                 message = f"{code}: {mask_urls_in(str(error))}"

@@ -35,7 +35,6 @@ def import_hot_key(
     from nespay.audit.service import record
     from nespay.chains.cli import _fail, _say, _with_session
     from nespay.cli import settings_or_exit
-    from nespay.kit.addresses import checksum_address
     from nespay.security.encryption import keyring_from_settings
     from nespay.wallets.evmtx import InvalidPrivateKey, normalise_private_key
     from nespay.wallets.hotkeys import import_local_key
@@ -72,7 +71,7 @@ def import_hot_key(
 
     wallet = _with_session(work)
     _say(f"hot wallet {wallet.id}: {role} on {network}, signer local")
-    _say(checksum_address(wallet.address))
+    _say(_shown(wallet.address))
 
 
 @wallets_app.command("add-privy")
@@ -178,14 +177,13 @@ def import_xprv(
 def list_wallets() -> None:
     """Hot wallets: id, network, role, signer, address, and whether each is active."""
     from nespay.chains.cli import _say, _with_session
-    from nespay.kit.addresses import checksum_address
     from nespay.wallets.hotkeys import all_wallets
 
     for wallet, active in _with_session(all_wallets):
         state = "active" if active else "inactive"
         _say(
             f"{wallet.id}  {wallet.network_code:<16} {wallet.role:<8} {wallet.signer:<6} "
-            f"{checksum_address(wallet.address)}  {state}"
+            f"{_shown(wallet.address)}  {state}"
         )
 
 
@@ -193,3 +191,9 @@ def _actor():  # type: ignore[no-untyped-def]
     from nespay.auth.principals import Actor
 
     return Actor("system", "cli")
+
+
+def _shown(address: str) -> str:
+    from nespay.kit.addresses import display_stored
+
+    return display_stored(address)

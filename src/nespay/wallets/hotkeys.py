@@ -22,6 +22,7 @@ from nespay.kit.crypto import Keyring
 from nespay.kit.ids import new_id
 from nespay.models.sending import HOT_WALLET_KEY
 from nespay.security.encryption import seal, unseal
+from nespay.wallets import trontx
 from nespay.wallets.evmtx import address_of, normalise_private_key, require_address
 
 ROLES = ("payouts", "gas")
@@ -71,14 +72,16 @@ _ALL = text(
 )
 
 
-async def _check(session: AsyncSession, network: str, role: str) -> None:
+async def _check(session: AsyncSession, network: str, role: str) -> str:
+    """The network's chain family, once it is one that sends."""
     if role not in ROLES:
         raise HotWalletError(f"Unknown role {role!r}; expected payouts or gas.")
     family = (await session.execute(_NETWORK, {"network": network})).scalar_one_or_none()
     if family is None:
         raise HotWalletError(f"Unknown network {network!r}.")
-    if family != "evm":
-        raise HotWalletError(f"Network {network!r} is not an EVM network.")
+    if family not in ("evm", "tron"):
+        raise HotWalletError(f"Network {network!r} is not an EVM or Tron network.")
+    return family
 
 
 async def import_local_key(
@@ -86,9 +89,10 @@ async def import_local_key(
 ) -> HotWallet:
     """Store `private_key` encrypted as the active (network, role) wallet; the previous one
     is deactivated (kept for its transactions). Returns the wallet, never the key."""
-    await _check(session, network, role)
+    family = await _check(session, network, role)
     key = normalise_private_key(private_key)
-    wallet = HotWallet(new_id("hw"), network, role, "local", address_of(key), None)
+    address = trontx.address_of(key) if family == "tron" else address_of(key)
+    wallet = HotWallet(new_id("hw"), network, role, "local", address, None)
     await _store(session, wallet, seal(keyring, HOT_WALLET_KEY, wallet.id, key))
     return wallet
 
@@ -96,8 +100,9 @@ async def import_local_key(
 async def add_privy_wallet(
     session: AsyncSession, *, network: str, role: str, wallet_id: str, address: str
 ) -> HotWallet:
-    """A Privy server wallet as the active (network, role) wallet."""
-    await _check(session, network, role)
+    """A Privy server wallet as the active (network, role) wallet (EVM networks only)."""
+    if await _check(session, network, role) != "evm":
+        raise HotWalletError("Privy hot wallets sign EVM transactions only; import a key.")
     wallet = HotWallet(new_id("hw"), network, role, "privy", require_address(address), wallet_id)
     await _store(session, wallet, None)
     return wallet

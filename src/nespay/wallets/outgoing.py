@@ -28,14 +28,19 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nespay.errors import Conflict, NespayError
+from nespay.kit.addresses import tron_payload
 from nespay.kit.ids import new_id
 from nespay.wallets.evmtx import UINT256_MAX, require_address
 from nespay.wallets.hotkeys import active_wallet
+from nespay.wallets.trontx import MAX_INT64
+
+SENDING_FAMILIES = ("evm", "tron")  # the chain families the sender can send on
 
 
 @dataclass(frozen=True)
 class OutgoingTx:
-    """An outgoing transaction as handlers see it (amounts in base units, fees in wei)."""
+    """An outgoing transaction as handlers see it (amounts in base units, fees in wei; on
+    Tron `nonce` is None, `gas_used` the energy and `fee_paid` the sun burnt)."""
 
     id: str
     purpose: str
@@ -54,10 +59,14 @@ class OutgoingTx:
     effective_gas_price: int | None
     confirmations: int
     last_error: str | None
+    fee_paid: int | None = None
 
     @property
     def network_fee_wei(self) -> int | None:
-        """Gas paid, once mined."""
+        """The network fee paid in the native coin's base units, once mined (EVM: gas used
+        × price; Tron: the receipt's fee)."""
+        if self.fee_paid is not None:
+            return self.fee_paid
         if self.gas_used is None or self.effective_gas_price is None:
             return None
         return self.gas_used * self.effective_gas_price
@@ -131,20 +140,43 @@ _EXISTING = text(
 COLUMNS = (
     "id, purpose, source_id, network_code, from_address, to_address, token_contract, amount, "
     "status, nonce, mined_hash, mined_block_number, receipt_status, gas_used, "
-    "effective_gas_price, confirmations, last_error"
+    "effective_gas_price, confirmations, last_error, fee_paid"
 )
 _GET = text(f"SELECT {COLUMNS} FROM outgoing_transactions WHERE id = :id")  # noqa: S608
 
 
-def _validated(purpose: str, source_id: str, to_address: str, token: str | None, amount: int):
+_FAMILY = text("SELECT chain_family FROM networks WHERE code = :network")
+
+
+async def _family(db: AsyncSession, network: str) -> str:
+    family = (await db.execute(_FAMILY, {"network": network})).scalar_one_or_none()
+    if family not in SENDING_FAMILIES:
+        raise InvalidOutgoing(f"Nothing can be sent on network {network!r}.")
+    return family
+
+
+def _address(family: str, value: str) -> str:
+    """An address in its stored form (EVM lower case, Tron base58), or ValueError."""
+    if family == "tron":
+        tron_payload(value)
+        return value
+    return require_address(value)
+
+
+def _validated(
+    family: str, purpose: str, source_id: str, to_address: str, token: str | None, amount: int
+):
     if not purpose or len(purpose) > 40 or not source_id or len(source_id) > 100:
         raise InvalidOutgoing("purpose (≤ 40 characters) and source_id (≤ 100) are required.")
-    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= UINT256_MAX:
+    top = MAX_INT64 if family == "tron" and token is None else UINT256_MAX
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= top:
         raise InvalidOutgoing("amount must be a positive integer in base units.")
     try:
-        return require_address(to_address), (None if token is None else require_address(token))
+        return _address(family, to_address), (None if token is None else _address(family, token))
     except ValueError:
-        raise InvalidOutgoing("to_address and token_contract must be 0x EVM addresses.") from None
+        raise InvalidOutgoing(
+            "to_address and token_contract must be addresses of the network's chain family."
+        ) from None
 
 
 async def enqueue(
@@ -161,7 +193,8 @@ async def enqueue(
     """Queue a transfer of `amount` base units (wei for the native coin, `token_contract`
     None) from the network's active `role` hot wallet; returns its id (`otx_…`). The same
     (purpose, source_id) again returns the same id; with other details it is a conflict."""
-    to, token = _validated(purpose, source_id, to_address, token_contract, amount)
+    family = await _family(db, network)
+    to, token = _validated(family, purpose, source_id, to_address, token_contract, amount)
     wallet = await active_wallet(db, network, role)
     return await _insert(
         db, purpose, source_id, network, wallet.id, None, wallet.address, to, token, amount
@@ -183,8 +216,12 @@ async def enqueue_from_deposit(
     """The same, sent by a deposit address itself (a sweep): the jobs process signs with the
     key derived from the account xprv (nespay.wallets.hdkeys), or Privy for a Privy address.
     Its nonce sequence is the deposit address's own."""
-    to, token = _validated(purpose, source_id, to_address, token_contract, amount)
-    sender = require_address(from_address)
+    family = await _family(db, network)
+    to, token = _validated(family, purpose, source_id, to_address, token_contract, amount)
+    try:
+        sender = _address(family, from_address)
+    except ValueError:
+        raise InvalidOutgoing("from_address is not an address of the network's family.") from None
     return await _insert(
         db, purpose, source_id, network, None, deposit_address_id, sender, to, token, amount
     )
@@ -256,4 +293,5 @@ def from_row(row: Any) -> OutgoingTx:
         effective_gas_price=number("effective_gas_price"),
         confirmations=int(row["confirmations"]),
         last_error=row["last_error"],
+        fee_paid=number("fee_paid"),
     )

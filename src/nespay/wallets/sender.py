@@ -274,10 +274,15 @@ class NetworkSender:
             if confirmations >= self.network.confirmations:
                 await self._finish(session, await txstore.reload(session, row.tx.id), confirmations)
 
-    async def _finish(self, session, tx: outgoing.OutgoingTx, confirmations: int) -> None:
+    async def _finish(
+        self, session, tx: outgoing.OutgoingTx, confirmations: int, failure: str | None = None
+    ) -> None:
         ok = tx.receipt_status == 1
         error = (
-            None if ok else f"reverted on chain (receipt status 0) in block {tx.mined_block_number}"
+            None
+            if ok
+            else f"{failure or 'reverted on chain (receipt status 0)'} in block "
+            f"{tx.mined_block_number}"
         )
         status = "confirmed" if ok else "failed"
         conn = await session.connection()
@@ -462,16 +467,18 @@ class NetworkSender:
         except hdkeys.NoAccountKey as missing:
             await self._set_error(tx.id, missing.message)
             return
-        self.report.signed += 1
-        log.info(
-            "outgoing_signed",
-            tx_id=tx.id,
-            purpose=tx.purpose,
+        self._signed_done(
+            tx,
             nonce=nonce,
             gas=gas,
             max_fee_per_gas=fees.max_fee_per_gas,
             tx_hash=candidate.tx_hash,
         )
+
+    def _signed_done(self, tx: outgoing.OutgoingTx, **fields: object) -> None:
+        """After the signed candidate committed, before anything is broadcast."""
+        self.report.signed += 1
+        log.info("outgoing_signed", tx_id=tx.id, purpose=tx.purpose, **fields)
         fault_point(self.settings, "wallets.after_signed_commit")
 
     # --- 4. broadcasts ---------------------------------------------------------------------
@@ -500,6 +507,12 @@ class NetworkSender:
                 )
                 return
             fault_point(self.settings, "wallets.after_broadcast")
+        await self._record_broadcast(row, candidate, tx_hash, note)
+
+    async def _record_broadcast(
+        self, row: Pending, candidate: Candidate, tx_hash: str | None, note: str | None
+    ) -> None:
+        """The candidate went out: recorded, and the purpose told at the first broadcast."""
         async with self.runtime.db.session() as session:
             conn = await session.connection()
             await txstore.candidate_sent(conn, row.tx.id, candidate.number, tx_hash, note)

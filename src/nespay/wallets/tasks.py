@@ -11,13 +11,16 @@ import structlog
 
 from nespay.chains import cursors
 from nespay.chains.rpcclient import ChainIdentity, RpcClient, RpcError
+from nespay.chains.tron_adapter import TronAdapter
 from nespay.jobs.registry import JobFailed
 from nespay.jobs.runner import replica_id
 from nespay.kit.urls import mask_urls_in
 from nespay.runtime import Runtime
+from nespay.security.encryption import keyring_from_settings
 from nespay.wallets import txstore
 from nespay.wallets.privy_signer import PrivySender
 from nespay.wallets.sender import NetworkSender, Report
+from nespay.wallets.tron_sender import TronNetworkSender
 
 log = structlog.get_logger("nespay.wallets.sender")
 LEASE_S = 90.0  # a pass is seconds; a dead replica's network is free again after this
@@ -63,10 +66,17 @@ async def _one_network(
     if token is None:
         return  # another replica is working this network
     try:
-        rpc = RpcClient(http, [])
-        rpc.set_endpoints(endpoints)
-        rpc.expect(ChainIdentity(network.chain_id, None))
-        await NetworkSender(runtime, network, rpc, privy, report).run()
+        if network.family == "tron":
+            tron = TronAdapter(http)
+            # Each endpoint's own TRON-PRO-API-KEY, decrypted (never a shared default).
+            tron.set_endpoints(cursors.unsealed(endpoints, keyring_from_settings(runtime.settings)))
+            tron.rpc.expect(ChainIdentity(network.chain_id, None))
+            await TronNetworkSender(runtime, network, tron, privy, report).run()
+        else:
+            rpc = RpcClient(http, [])
+            rpc.set_endpoints(endpoints)
+            rpc.expect(ChainIdentity(network.chain_id, None))
+            await NetworkSender(runtime, network, rpc, privy, report).run()
     except RpcError as error:
         message = f"{network.code}: {mask_urls_in(str(error))}"
         report.errors.append(message)

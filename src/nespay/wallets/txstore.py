@@ -45,13 +45,16 @@ class SendingNetwork:
     chain_id: int
     confirmations: int
     fee_cap: int | None
+    family: str = "evm"
+    tron_fee_limit: int | None = None  # sun; None: the default
 
 
 _BUSY_NETWORKS = text(
     """
-    SELECT n.code, n.chain_id, n.confirmations, n.max_fee_per_gas_cap
+    SELECT n.code, n.chain_id, n.confirmations, n.max_fee_per_gas_cap, n.chain_family,
+           n.tron_fee_limit_sun
     FROM networks n
-    WHERE n.chain_family = 'evm' AND n.chain_id IS NOT NULL AND EXISTS (
+    WHERE n.chain_family IN ('evm', 'tron') AND n.chain_id IS NOT NULL AND EXISTS (
         SELECT 1 FROM outgoing_transactions o
         WHERE o.network_code = n.code AND o.status NOT IN ('confirmed', 'failed'))
     ORDER BY n.code
@@ -62,7 +65,14 @@ _BUSY_NETWORKS = text(
 async def busy_networks(conn: AsyncConnection) -> list[SendingNetwork]:
     rows = await conn.execute(_BUSY_NETWORKS)
     return [
-        SendingNetwork(r.code, int(r.chain_id), int(r.confirmations), _int(r.max_fee_per_gas_cap))
+        SendingNetwork(
+            r.code,
+            int(r.chain_id),
+            int(r.confirmations),
+            _int(r.max_fee_per_gas_cap),
+            r.chain_family,
+            _int(r.tron_fee_limit_sun),
+        )
         for r in rows
     ]
 
@@ -166,13 +176,14 @@ class Candidate:
     max_priority_fee_per_gas: int
     broadcast: bool
     age_s: float = 0.0  # since it was stored
+    expiration_ms: int | None = None  # Tron: raw_data.expiration
 
 
 _CANDIDATES = text(
     """
     SELECT outgoing_transaction_id, number, tx_hash, raw_transaction, max_fee_per_gas,
            max_priority_fee_per_gas, broadcast_at IS NOT NULL AS broadcast,
-           extract(epoch FROM now() - created_at) AS age_s
+           extract(epoch FROM now() - created_at) AS age_s, expiration_ms
     FROM outgoing_transaction_candidates
     WHERE outgoing_transaction_id = ANY(:ids)
     ORDER BY outgoing_transaction_id, number
@@ -184,7 +195,9 @@ async def candidates(conn: Any, tx_ids: list[str]) -> dict[str, list[Candidate]]
     found: dict[str, list[Candidate]] = {tx_id: [] for tx_id in tx_ids}
     for r in await conn.execute(_CANDIDATES, {"ids": tx_ids}):
         found[r[0]].append(
-            Candidate(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), bool(r[6]), float(r[7]))
+            Candidate(
+                r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), bool(r[6]), float(r[7]), _int(r[8])
+            )
         )
     return found
 
@@ -192,8 +205,8 @@ async def candidates(conn: Any, tx_ids: list[str]) -> dict[str, list[Candidate]]
 _INSERT_CANDIDATE = text(
     """
     INSERT INTO outgoing_transaction_candidates (outgoing_transaction_id, number, tx_hash,
-        raw_transaction, max_fee_per_gas, max_priority_fee_per_gas)
-    VALUES (:id, :number, :hash, :raw, :max_fee, :tip)
+        raw_transaction, max_fee_per_gas, max_priority_fee_per_gas, expiration_ms)
+    VALUES (:id, :number, :hash, :raw, :max_fee, :tip, :expiration)
     """
 )
 
@@ -208,6 +221,7 @@ async def insert_candidate(conn: Any, candidate: Candidate) -> None:
             "raw": candidate.raw,
             "max_fee": candidate.max_fee_per_gas,
             "tip": candidate.max_priority_fee_per_gas,
+            "expiration": candidate.expiration_ms,
         },
     )
 
@@ -358,7 +372,8 @@ _UNMINED = text(
     """
     UPDATE outgoing_transactions SET status = 'broadcast', mined_hash = NULL,
         mined_block_number = NULL, mined_block_hash = NULL, receipt_status = NULL,
-        gas_used = NULL, effective_gas_price = NULL, confirmations = 0, mined_at = NULL,
+        gas_used = NULL, effective_gas_price = NULL, fee_paid = NULL, confirmations = 0,
+        mined_at = NULL,
         broadcast_at = now(), last_error = :note, updated_at = now()
     WHERE id = :id AND status = 'mined' AND mined_hash = :hash
     """
@@ -404,3 +419,90 @@ _ABANDONED = text(
 async def mark_abandoned(conn: Any, tx_id: str, error: str) -> bool:
     """Failed without being mined (its nonce was taken by another transaction)."""
     return (await conn.execute(_ABANDONED, {"id": tx_id, "error": error[:1000]})).rowcount == 1
+
+
+# --- Tron (no nonce: candidates are bound to a block and expire; see nespay.wallets.tron_sender)
+
+_TRON_SIGNED = text(
+    """
+    UPDATE outgoing_transactions SET status = 'signed', gas_limit = :energy,
+        max_fee_per_gas = :fee_limit, max_priority_fee_per_gas = 0, signed_at = now(),
+        last_error = NULL, updated_at = now()
+    WHERE id = :id AND status = 'queued'
+    """
+)
+
+
+async def mark_signed_tron(conn: Any, tx_id: str, *, energy: int, fee_limit: int) -> bool:
+    params = {"id": tx_id, "energy": energy, "fee_limit": fee_limit}
+    return (await conn.execute(_TRON_SIGNED, params)).rowcount == 1
+
+
+@dataclass(frozen=True)
+class TronReceipt:
+    """What `gettransactioninfobyid` says of a mined transaction."""
+
+    tx_id: str
+    block: int
+    block_hash: str
+    ok: bool
+    energy: int
+    fee: int  # sun burnt: energy, bandwidth, account creation
+
+
+_TRON_MINED = text(
+    """
+    UPDATE outgoing_transactions SET status = 'mined', mined_hash = :hash,
+        mined_block_number = :block, mined_block_hash = :block_hash, receipt_status = :ok,
+        gas_used = :energy, effective_gas_price = NULL, fee_paid = :fee,
+        confirmations = :confirmations, mined_at = now(), last_error = NULL, updated_at = now()
+    WHERE id = :id AND status IN ('signed', 'broadcast')
+    """
+)
+_TRON_REMINED = text(
+    """
+    UPDATE outgoing_transactions SET mined_block_number = :block, mined_block_hash = :block_hash,
+        receipt_status = :ok, gas_used = :energy, fee_paid = :fee,
+        confirmations = :confirmations, updated_at = now()
+    WHERE id = :id AND status = 'mined' AND mined_hash = :hash
+    """
+)
+
+
+def _tron_params(tx_id: str, receipt: TronReceipt, confirmations: int) -> dict[str, Any]:
+    return {
+        "id": tx_id,
+        "hash": receipt.tx_id,
+        "block": receipt.block,
+        "block_hash": receipt.block_hash,
+        "ok": 1 if receipt.ok else 0,
+        "energy": receipt.energy,
+        "fee": receipt.fee,
+        "confirmations": confirmations,
+    }
+
+
+async def mark_mined_tron(conn: Any, tx_id: str, receipt: TronReceipt, confirmations: int) -> bool:
+    params = _tron_params(tx_id, receipt, confirmations)
+    return (await conn.execute(_TRON_MINED, params)).rowcount == 1
+
+
+async def update_mined_tron(
+    conn: Any, tx_id: str, receipt: TronReceipt, confirmations: int
+) -> bool:
+    params = _tron_params(tx_id, receipt, confirmations)
+    return (await conn.execute(_TRON_REMINED, params)).rowcount == 1
+
+
+_TRON_REBUILT = text(
+    """
+    UPDATE outgoing_transactions SET status = 'signed', broadcast_at = NULL,
+        last_error = :note, updated_at = now()
+    WHERE id = :id AND status IN ('signed', 'broadcast')
+    """
+)
+
+
+async def mark_rebuilt(conn: Any, tx_id: str, note: str) -> bool:
+    """A new candidate replaces every earlier one, all provably never mined."""
+    return (await conn.execute(_TRON_REBUILT, {"id": tx_id, "note": note})).rowcount == 1

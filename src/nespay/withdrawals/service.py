@@ -26,7 +26,7 @@ from nespay.db import Sql, sql
 from nespay.errors import Conflict, NespayError, NotFound
 from nespay.events.service import emit_all
 from nespay.invoices.service import IdempotencyKeyReused, check_idempotency_key
-from nespay.kit.addresses import AddressInvalid, display_address, parse_address
+from nespay.kit.addresses import AddressInvalid, display_stored, parse_address
 from nespay.kit.ids import new_id
 from nespay.kit.money import from_base_units, parse_amount, to_base_units
 from nespay.ledger import accounts
@@ -38,7 +38,7 @@ from nespay.withdrawals.schemas import RefundCreate, Withdrawal, WithdrawalCreat
 
 log = structlog.get_logger("nespay.withdrawals")
 
-SENDING_FAMILIES = ("evm",)
+SENDING_FAMILIES = ("evm", "tron")
 ENDED = frozenset({"confirmed", "rejected", "cancelled", "failed"})
 
 
@@ -105,7 +105,7 @@ def view(row: Any) -> Withdrawal:
         network=row["network_code"],
         currency=row["currency"],
         amount=from_base_units(row["amount"], row["decimals"]),
-        address=display_address("evm", row["address"]),
+        address=display_stored(row["address"]),
         invoice_id=row["invoice_id"],
         requires_approval=row["requires_approval"],
         tx_hash=row["tx_hash"],

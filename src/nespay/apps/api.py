@@ -13,9 +13,11 @@ from nespay.auth.ratelimit import limit_ip
 from nespay.backoffice.endpoints import router as backoffice_router
 from nespay.backoffice.events import router as backoffice_events_router
 from nespay.backoffice.invoices import router as backoffice_invoices_router
+from nespay.backoffice.payments import router as backoffice_payments_router
 from nespay.backoffice.provider_webhooks import router as provider_webhooks_router
 from nespay.backoffice.reconciliation import router as reconciliation_router
 from nespay.backoffice.reference import router as reference_router
+from nespay.backoffice.stats import router as backoffice_stats_router
 from nespay.backoffice.sweeps import router as backoffice_sweeps_router
 from nespay.backoffice.withdrawals import router as backoffice_withdrawals_router
 from nespay.callbacks.endpoints import router as callbacks_router
@@ -67,6 +69,8 @@ def backoffice_api() -> APIRouter:
     router.include_router(backoffice_withdrawals_router)
     router.include_router(reconciliation_router)
     router.include_router(backoffice_sweeps_router)
+    router.include_router(backoffice_payments_router)
+    router.include_router(backoffice_stats_router)
     return router
 
 

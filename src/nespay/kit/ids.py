@@ -21,3 +21,10 @@ def new_id(prefix: str) -> str:
     millis = time.time_ns() // 1_000_000
     entropy = int.from_bytes(os.urandom(10), "big")
     return f"{prefix}_{_encode(millis, 10)}{_encode(entropy, 16)}"
+
+
+def id_floor(prefix: str, at_ms: int) -> str:
+    """The smallest id `new_id(prefix)` could have made at `at_ms` (epoch milliseconds): ids
+    at or after that instant sort at or above it, so a time window is a range of the primary
+    key."""
+    return f"{prefix}_{_encode(at_ms, 10)}{'0' * 16}"

@@ -9,11 +9,11 @@ import secrets
 from collections.abc import AsyncIterator
 
 import pytest
-
-from nespay.kit.ids import new_id
 from tests.fixtures.app import unthrottled
 from tests.fixtures.database import make_settings
 from tests.invoices.conftest import Api, api_for, merchant, other_merchant  # noqa: F401
+
+from nespay.kit.ids import new_id
 
 BO = "/api/backoffice/v1"
 GROUPS = ("admin", "finance", "support")

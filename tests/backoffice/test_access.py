@@ -6,10 +6,10 @@ import re
 
 import pytest
 from fastapi import FastAPI
-
-from nespay.apps import api
 from tests.backoffice.conftest import BO
 from tests.invoices.conftest import error_code
+
+from nespay.apps import api
 
 
 def backoffice_routes() -> list[tuple[str, str]]:

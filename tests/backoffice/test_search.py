@@ -4,11 +4,10 @@ literally, filters, cursor pages; and search strings that cannot be searched saf
 in the one error shape."""
 
 import pytest
-
 from tests.backoffice.conftest import BO, add_payment, fragment
 from tests.invoices.conftest import error_code
 
-SEARCHES = ("invoices", "payments", "addresses")
+SEARCHES = ("invoices", "payments", "addresses", "merchants")
 
 
 async def search(app, tokens, what, group="support", **params):

@@ -5,11 +5,11 @@ Counts over whole tables: each test has a database of its own."""
 import time
 
 import pytest
-
-from nespay.kit.ids import id_floor
 from tests.backoffice.conftest import BO, add_payment
 from tests.fixtures.callbacks import add_delivery, emit_event, register
 from tests.invoices.conftest import error_code
+
+from nespay.kit.ids import id_floor
 
 pytestmark = pytest.mark.own_database
 

@@ -24,9 +24,19 @@ from nespay.models import Currency, DepositAddress, Invoice, Payment
 SEARCH_TIMEOUT = "5s"
 
 
-async def _bounded(session: AsyncSession, query: Select[Any]) -> Sequence[Any]:
-    """Run a search under `SEARCH_TIMEOUT` (this transaction only)."""
-    await session.execute(text(f"SET LOCAL statement_timeout = '{SEARCH_TIMEOUT}'"))
+async def _run(session: AsyncSession, query: Select[Any], *, searched: bool) -> Sequence[Any]:
+    """Run a list; a search under `SEARCH_TIMEOUT`."""
+    if not searched:
+        return (await session.execute(query)).all()
+    return await run_search(session, query)
+
+
+async def run_search(
+    session: AsyncSession, query: Select[Any], statement_timeout: str = SEARCH_TIMEOUT
+) -> Sequence[Any]:
+    """`query`'s rows, or `SearchTooBroad` if it runs longer than `statement_timeout` (set
+    for the rest of this transaction only: a search's request reads, never writes)."""
+    await session.execute(text(f"SET LOCAL statement_timeout = '{statement_timeout}'"))
     try:
         return (await session.execute(query)).all()
     except DBAPIError as error:
@@ -57,25 +67,24 @@ def _among(
     return query.where(id_column.in_(select(ids.c[0]))).order_by(id_column.desc()).limit(limit)
 
 
-def _listed(model: Any, filters: list[Any], limit: int, starting_after: str | None) -> Any:
+def _listed(
+    query: Select[Any], id_column: Any, filters: list[Any], limit: int, starting_after: str | None
+) -> Select[Any]:
     """No fragment: the newest rows matching the filters."""
-    return page_query(
-        select(model).where(*filters), model.id, limit=limit, starting_after=starting_after
-    )
+    return page_query(query.where(*filters), id_column, limit=limit, starting_after=starting_after)
 
 
 # --- invoices ----------------------------------------------------------------------------------
 
 
-async def search_invoices(
-    session: AsyncSession,
+def invoices_query(
     fragment: str | None,
     *,
     status: str | None,
     merchant_id: str | None,
     limit: int,
     starting_after: str | None,
-) -> Sequence[Invoice]:
+) -> Select[Any]:
     """Newest first: fragments of the id, the order id, a deposit address, a payment's tx hash
     or sender; `status` and `merchant_id` narrow."""
     filters = []
@@ -84,7 +93,7 @@ async def search_invoices(
     if merchant_id is not None:
         filters.append(Invoice.merchant_id == merchant_id)
     if fragment is None:
-        return (await session.scalars(_listed(Invoice, filters, limit, starting_after))).all()
+        return _listed(select(Invoice), Invoice.id, filters, limit, starting_after)
     pattern = contains_pattern(fragment)
     branches = [
         select(Invoice.id).where(Invoice.id.ilike(pattern), *filters),
@@ -102,8 +111,14 @@ async def search_invoices(
             filters,
         ),
     ]
-    query = _among(select(Invoice), Invoice.id, branches, limit, starting_after)
-    return [row[0] for row in await _bounded(session, query)]
+    return _among(select(Invoice), Invoice.id, branches, limit, starting_after)
+
+
+async def search_invoices(
+    session: AsyncSession, fragment: str | None, **params: Any
+) -> Sequence[Invoice]:
+    rows = await _run(session, invoices_query(fragment, **params), searched=fragment is not None)
+    return [row[0] for row in rows]
 
 
 def _joined(query: Select[Any], invoice_id: Any, filters: list[Any]) -> Select[Any]:
@@ -116,8 +131,7 @@ def _joined(query: Select[Any], invoice_id: Any, filters: list[Any]) -> Select[A
 # --- payments ----------------------------------------------------------------------------------
 
 
-async def search_payments(
-    session: AsyncSession,
+def payments_query(
     fragment: str | None,
     *,
     status: str | None,
@@ -125,7 +139,7 @@ async def search_payments(
     network: str | None,
     limit: int,
     starting_after: str | None,
-) -> Sequence[tuple[Payment, Currency]]:
+) -> Select[Any]:
     """Newest first, with each payment's currency: fragments of the id, tx hash, sender or
     receiving address, or the exact invoice id."""
     filters = []
@@ -137,41 +151,43 @@ async def search_payments(
         filters.append(Payment.network_code == network)
     query = select(Payment, Currency).join(Currency, Currency.id == Payment.currency_id)
     if fragment is None:
-        query = page_query(
-            query.where(*filters), Payment.id, limit=limit, starting_after=starting_after
-        )
-        return (await session.execute(query)).tuples().all()
+        return _listed(query, Payment.id, filters, limit, starting_after)
     pattern = contains_pattern(fragment)
     branches = [
         select(Payment.id).where(column.ilike(pattern), *filters)
         for column in (Payment.id, Payment.tx_hash, Payment.from_address, Payment.to_address)
     ]
     branches.append(select(Payment.id).where(Payment.invoice_id == fragment, *filters))
-    query = _among(query, Payment.id, branches, limit, starting_after)
-    return [(row[0], row[1]) for row in await _bounded(session, query)]
+    return _among(query, Payment.id, branches, limit, starting_after)
+
+
+async def search_payments(
+    session: AsyncSession, fragment: str | None, **params: Any
+) -> Sequence[tuple[Payment, Currency]]:
+    rows = await _run(session, payments_query(fragment, **params), searched=fragment is not None)
+    return [(row[0], row[1]) for row in rows]
 
 
 # --- deposit addresses -------------------------------------------------------------------------
 
 
-async def search_addresses(
-    session: AsyncSession,
+def addresses_query(
     fragment: str | None,
     *,
     chain_family: str | None,
     merchant_id: str | None,
     limit: int,
     starting_after: str | None,
-) -> Sequence[DepositAddress]:
+) -> Select[Any]:
     """Newest first: fragments of the address, or the exact id or invoice id."""
     filters = []
     if chain_family is not None:
         filters.append(DepositAddress.chain_family == chain_family)
     if merchant_id is not None:
         filters.append(DepositAddress.merchant_id == merchant_id)
+    query = select(DepositAddress)
     if fragment is None:
-        query = _listed(DepositAddress, filters, limit, starting_after)
-        return (await session.scalars(query)).all()
+        return _listed(query, DepositAddress.id, filters, limit, starting_after)
     pattern = contains_pattern(fragment)
     branches = [
         select(DepositAddress.id).where(DepositAddress.address.ilike(pattern), *filters),
@@ -179,8 +195,14 @@ async def search_addresses(
             or_(DepositAddress.id == fragment, DepositAddress.invoice_id == fragment), *filters
         ),
     ]
-    query = _among(select(DepositAddress), DepositAddress.id, branches, limit, starting_after)
-    return [row[0] for row in await _bounded(session, query)]
+    return _among(query, DepositAddress.id, branches, limit, starting_after)
+
+
+async def search_addresses(
+    session: AsyncSession, fragment: str | None, **params: Any
+) -> Sequence[DepositAddress]:
+    rows = await _run(session, addresses_query(fragment, **params), searched=fragment is not None)
+    return [row[0] for row in rows]
 
 
 # --- stats -------------------------------------------------------------------------------------

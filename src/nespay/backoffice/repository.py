@@ -23,6 +23,8 @@ from nespay.models import Currency, DepositAddress, Invoice, Payment
 from nespay.models.invoices import INVOICE_STATUSES
 
 SEARCH_TIMEOUT = "5s"
+QUERY_CANCELED = "57014"  # SQLSTATE of a statement cancelled by statement_timeout
+_TIMEOUT = text("SELECT set_config('statement_timeout', :timeout, true)")  # SET LOCAL
 
 
 async def _run(session: AsyncSession, query: Select[Any], *, searched: bool) -> Sequence[Any]:
@@ -37,11 +39,11 @@ async def run_search(
 ) -> Sequence[Any]:
     """`query`'s rows, or `SearchTooBroad` if it runs longer than `statement_timeout` (set
     for the rest of this transaction only: a search's request reads, never writes)."""
-    await session.execute(text(f"SET LOCAL statement_timeout = '{statement_timeout}'"))
+    await session.execute(_TIMEOUT, {"timeout": statement_timeout})
     try:
         return (await session.execute(query)).all()
     except DBAPIError as error:
-        if "QueryCanceled" in type(error.orig).__name__ or "canceling statement" in str(error):
+        if getattr(error.orig, "sqlstate", None) == QUERY_CANCELED:
             raise SearchTooBroad() from error
         raise
 

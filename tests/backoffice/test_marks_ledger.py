@@ -2,6 +2,8 @@
 the mark, the events follow, and the ledger does not move (it follows money on chain only:
 docs/backoffice.md)."""
 
+import asyncio
+
 from tests.backoffice.conftest import BO, add_payment
 from tests.invoices.conftest import error_code
 
@@ -55,3 +57,20 @@ async def test_a_refused_mark_writes_no_audit_entry(admin_app, merchant, tokens)
         "SELECT count(*) FROM audit_logs WHERE target_id = :i", i=invoice["id"]
     )
     assert entries == 0
+
+
+async def test_two_admins_marking_one_invoice_at_once_make_one_mark(admin_app, merchant, tokens):
+    network = await admin_app.network()
+    invoice = await admin_app.invoice(merchant, network)
+    url = f"{BO}/invoices/{invoice['id']}"
+    answers = await asyncio.gather(
+        admin_app.client.post(f"{url}/mark-paid", headers=tokens["finance"], json={"reason": "a"}),
+        admin_app.client.post(f"{url}/mark-invalid", headers=tokens["admin"], json={"reason": "b"}),
+    )
+    assert sorted(a.status_code for a in answers) == [200, 409]
+    entries = await admin_app.scalar(
+        "SELECT count(*) FROM audit_logs WHERE target_id = :i", i=invoice["id"]
+    )
+    assert entries == 1
+    final = [e.type for e in await admin_app.events(invoice["id"])][1:]
+    assert final in (["invoice.paid", "invoice.confirmed"], ["invoice.invalid"])

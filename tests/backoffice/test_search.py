@@ -194,3 +194,31 @@ async def test_one_invoice_is_read_with_its_merchant_and_a_missing_one_is_404(
     assert read.json()["payment_options"] == invoice["payment_options"]
     missing = await admin_app.client.get(f"{BO}/invoices/inv_nope", headers=tokens["finance"])
     assert missing.status_code == 404 and error_code(missing) == "invoice_not_found"
+
+
+BAD_PARAMETERS = [
+    {"limit": "0"},
+    {"limit": "101"},
+    {"limit": "-1"},
+    {"limit": "ten"},
+    {"starting_after": "x" * 65},
+    {"starting_after": "inv_\x00"},
+    {"merchant_id": "m" * 41},
+    {"status": "everything"},
+]
+
+
+@pytest.mark.parametrize("params", BAD_PARAMETERS, ids=lambda p: next(iter(p)))
+async def test_bad_page_and_filter_parameters_are_refused(admin_app, tokens, params):
+    refused = await admin_app.client.get(f"{BO}/invoices", headers=tokens["admin"], params=params)
+    assert refused.status_code == 422 and error_code(refused) == "validation_error"
+
+
+async def test_a_cursor_of_any_text_is_only_a_bound(admin_app, merchant, tokens):
+    network = await admin_app.network()
+    token = fragment()
+    invoice = await admin_app.invoice(merchant, network, order_id=token)
+    for cursor in ("'; DROP TABLE invoices; --", "%", "\\", "💳"):
+        page = await search(admin_app, tokens, "invoices", q=token, starting_after=cursor)
+        assert page["has_more"] is False  # every id sorts below or above it, nothing breaks
+    assert ids(await search(admin_app, tokens, "invoices", q=token)) == [invoice["id"]]

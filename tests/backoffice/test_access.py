@@ -75,12 +75,20 @@ async def test_every_admin_group_may_search(admin_app, tokens, path, group):
     assert set(found.json()) == {"data", "has_more"}
 
 
-def test_the_new_routes_document_their_errors_in_the_one_shape(settings):
+def test_every_route_documents_its_errors_in_the_one_shape(settings):
     document = api.create_app(settings.model_copy(update={"swagger_enable": True})).openapi()
-    for path in ("/invoices", "/invoices/{invoice_id}", "/payments", "/addresses", "/stats"):
-        answers = document["paths"][f"{BO}{path}"]["get"]["responses"]
-        for status in ("401", "403", "422"):
-            schema = answers[status]["content"]["application/json"]["schema"]
-            assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, (path, status)
+    operations = [
+        (path, method, operation)
+        for path, methods in document["paths"].items()
+        if path.startswith(BO)
+        for method, operation in methods.items()
+    ]
+    assert len(operations) == len(ROUTES)
+    for path, method, operation in operations:
+        upsert = method == "put"  # `PUT /rates/{base}/{quote}` sets, whether or not one was
+        statuses = ("401", "403", "422", "429") + (("404",) if "{" in path and not upsert else ())
+        for status in statuses:
+            schema = operation["responses"][status]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, (method, path, status)
     error = document["components"]["schemas"]["ErrorDetail"]
     assert {"code", "message", "request_id"} <= set(error["required"])

@@ -28,6 +28,7 @@ from nespay.config import Settings, get_settings
 from nespay.events.endpoints import router as events_router
 from nespay.invoices.endpoints import public_router as public_invoices_router
 from nespay.invoices.endpoints import router as invoices_router
+from nespay.kit.openapi import BACKOFFICE, errors
 from nespay.ledger.endpoints import router as ledger_router
 from nespay.merchants.endpoints import router as merchants_router
 from nespay.rates.endpoints import rates_router
@@ -59,7 +60,10 @@ def public_api() -> APIRouter:
 
 
 def backoffice_api() -> APIRouter:
-    router = APIRouter(dependencies=[Depends(limit_ip("backoffice"))])
+    # Every backoffice route may answer these, in the one error shape (routes add their own).
+    router = APIRouter(
+        dependencies=[Depends(limit_ip("backoffice"))], responses=errors(*BACKOFFICE)
+    )
     router.include_router(backoffice_router)
     router.include_router(rates_router)
     router.include_router(reference_router)

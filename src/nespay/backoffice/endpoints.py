@@ -68,7 +68,12 @@ async def search_merchants(
     return MerchantList(data=[Merchant.model_validate(row) for row in rows], has_more=has_more)
 
 
-@router.patch("/merchants/{merchant_id}", response_model=Merchant, tags=["backoffice: merchants"])
+@router.patch(
+    "/merchants/{merchant_id}",
+    response_model=Merchant,
+    tags=["backoffice: merchants"],
+    responses=errors(404, 409),
+)
 async def update_merchant(
     merchant_id: str,
     body: MerchantAdminUpdate,

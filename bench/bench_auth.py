@@ -68,11 +68,21 @@ class Cognito:
             "AWS_REGION": REGION,
         }
 
+    def admin_env(self) -> dict[str, str]:
+        """The same pool configured as the admin pool (`moto_cognito(groups=…)`)."""
+        return {
+            "COGNITO_ADMIN_POOL_ID": self.pool_id,
+            "COGNITO_ADMIN_CLIENT_ID": self.client_id,
+            "COGNITO_ENDPOINT_URL": self.endpoint_url,
+            "AWS_REGION": REGION,
+        }
+
 
 @contextlib.contextmanager
-def moto_cognito() -> Iterator[Cognito]:
+def moto_cognito(groups: tuple[str, ...] = ()) -> Iterator[Cognito]:
     """moto_server on a free loopback port with a user pool, an app client and a signed-in
-    user (as tests/fixtures/cognito.py sets them up); stopped afterwards."""
+    user (as tests/fixtures/cognito.py sets them up), in `groups` (made in the pool: an
+    admin pool's `cognito:groups`); stopped afterwards."""
     import boto3  # a dev dependency, as moto is
 
     if not MOTO_SERVER.exists():
@@ -112,6 +122,9 @@ def moto_cognito() -> Iterator[Cognito]:
             client.admin_set_user_password(
                 UserPoolId=pool, Username=username, Password=PASSWORD, Permanent=True
             )
+            for group in groups:
+                client.create_group(GroupName=group, UserPoolId=pool)
+                client.admin_add_user_to_group(UserPoolId=pool, Username=username, GroupName=group)
             user = client.admin_get_user(UserPoolId=pool, Username=username)
             sub = next(a["Value"] for a in user["UserAttributes"] if a["Name"] == "sub")
             tokens = client.admin_initiate_auth(

@@ -13,9 +13,11 @@ from nespay.auth.ratelimit import limit_ip
 from nespay.backoffice.endpoints import router as backoffice_router
 from nespay.backoffice.events import router as backoffice_events_router
 from nespay.backoffice.invoices import router as backoffice_invoices_router
+from nespay.backoffice.payments import router as backoffice_payments_router
 from nespay.backoffice.provider_webhooks import router as provider_webhooks_router
 from nespay.backoffice.reconciliation import router as reconciliation_router
 from nespay.backoffice.reference import router as reference_router
+from nespay.backoffice.stats import router as backoffice_stats_router
 from nespay.backoffice.sweeps import router as backoffice_sweeps_router
 from nespay.backoffice.withdrawals import router as backoffice_withdrawals_router
 from nespay.callbacks.endpoints import router as callbacks_router
@@ -28,6 +30,7 @@ from nespay.config import Settings, get_settings
 from nespay.events.endpoints import router as events_router
 from nespay.invoices.endpoints import public_router as public_invoices_router
 from nespay.invoices.endpoints import router as invoices_router
+from nespay.kit.openapi import BACKOFFICE, errors
 from nespay.ledger.endpoints import router as ledger_router
 from nespay.merchants.endpoints import router as merchants_router
 from nespay.rates.endpoints import rates_router
@@ -60,7 +63,10 @@ def public_api() -> APIRouter:
 
 
 def backoffice_api() -> APIRouter:
-    router = APIRouter(dependencies=[Depends(limit_ip("backoffice"))])
+    # Every backoffice route may answer these, in the one error shape (routes add their own).
+    router = APIRouter(
+        dependencies=[Depends(limit_ip("backoffice"))], responses=errors(*BACKOFFICE)
+    )
     router.include_router(backoffice_router)
     router.include_router(rates_router)
     router.include_router(reference_router)
@@ -70,6 +76,8 @@ def backoffice_api() -> APIRouter:
     router.include_router(backoffice_withdrawals_router)
     router.include_router(reconciliation_router)
     router.include_router(backoffice_sweeps_router)
+    router.include_router(backoffice_payments_router)
+    router.include_router(backoffice_stats_router)
     return router
 
 

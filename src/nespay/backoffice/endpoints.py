@@ -17,7 +17,9 @@ from nespay.auth.principals import Principal
 from nespay.auth.scopes import ADMIN, FINANCE, SUPPORT
 from nespay.deps import SessionDep
 from nespay.errors import NespayError
+from nespay.kit.openapi import BACKOFFICE, errors
 from nespay.kit.pagination import PageDep, fetch_size, split_page
+from nespay.kit.search import FragmentDep
 from nespay.merchants import service as merchants
 from nespay.merchants.schemas import Merchant, MerchantSettingsUpdate
 
@@ -44,16 +46,21 @@ class ReasonRequired(NespayError):
     message = "Suspending a merchant needs a `reason`."
 
 
-@router.get("/merchants", response_model=MerchantList, tags=["backoffice: merchants"])
+@router.get(
+    "/merchants",
+    response_model=MerchantList,
+    responses=errors(*BACKOFFICE),
+    tags=["backoffice: merchants"],
+)
 async def search_merchants(
     _: AnyAdmin,
     page: PageDep,
     session: SessionDep,
-    q: Annotated[
-        str | None, Query(max_length=200, description="Fragment of name, email or id")
-    ] = None,
+    q: FragmentDep,
     status: Literal["active", "suspended"] | None = None,
 ) -> MerchantList:
+    """Newest first; `q` finds fragments of the name or email, or the exact id (the rules
+    of every backoffice search: docs/backoffice.md)."""
     rows = await merchants.search(
         session, q, status=status, limit=fetch_size(page.limit), starting_after=page.starting_after
     )
@@ -61,7 +68,12 @@ async def search_merchants(
     return MerchantList(data=[Merchant.model_validate(row) for row in rows], has_more=has_more)
 
 
-@router.patch("/merchants/{merchant_id}", response_model=Merchant, tags=["backoffice: merchants"])
+@router.patch(
+    "/merchants/{merchant_id}",
+    response_model=Merchant,
+    tags=["backoffice: merchants"],
+    responses=errors(404, 409),
+)
 async def update_merchant(
     merchant_id: str,
     body: MerchantAdminUpdate,

@@ -22,6 +22,7 @@ from nespay.events.schemas import (
     DeliveryList,
     Redeliver,
 )
+from nespay.kit.openapi import errors
 from nespay.kit.pagination import PageDep
 
 router = APIRouter(tags=["backoffice: events"])
@@ -45,7 +46,7 @@ async def list_events(
     )
 
 
-@router.get("/events/{event_id}", response_model=BackofficeEventDetail)
+@router.get("/events/{event_id}", response_model=BackofficeEventDetail, responses=errors(404))
 async def get_event(event_id: str, _: Support, session: SessionDep) -> BackofficeEventDetail:
     event, counts = await service.get_with_counts(session, event_id, merchant_id=None)
     return BackofficeEventDetail(
@@ -53,7 +54,7 @@ async def get_event(event_id: str, _: Support, session: SessionDep) -> Backoffic
     )
 
 
-@router.get("/events/{event_id}/deliveries", response_model=DeliveryList)
+@router.get("/events/{event_id}/deliveries", response_model=DeliveryList, responses=errors(404))
 async def list_deliveries(event_id: str, _: Support, session: SessionDep) -> DeliveryList:
     return DeliveryList(data=await service.list_deliveries(session, event_id, merchant_id=None))
 
@@ -62,6 +63,7 @@ async def list_deliveries(event_id: str, _: Support, session: SessionDep) -> Del
     "/events/{event_id}/redeliver",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=DeliveryList,
+    responses=errors(404, 409),
 )
 async def redeliver(
     event_id: str,

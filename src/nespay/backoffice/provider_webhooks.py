@@ -15,6 +15,7 @@ from nespay.auth.scopes import ADMIN, SUPPORT
 from nespay.deps import RuntimeDep, SessionDep
 from nespay.inbox import service
 from nespay.inbox.schemas import ProviderWebhook, ProviderWebhookList
+from nespay.kit.openapi import BACKOFFICE, errors
 from nespay.kit.pagination import PageDep
 
 router = APIRouter(tags=["backoffice: provider webhooks"])
@@ -27,8 +28,7 @@ AdminOnly = Annotated[Principal, Depends(require_admin(ADMIN))]
     response_model=ProviderWebhookList,
     responses={
         200: {"description": "Stored provider webhooks, newest first."},
-        401: {"description": "No admin-pool token."},
-        403: {"description": "`admin_role_missing`: not in the admin or support group."},
+        **errors(*BACKOFFICE, e403="`admin_role_missing`: not in the admin or support group."),
     },
 )
 async def list_provider_webhooks(
@@ -60,9 +60,12 @@ async def list_provider_webhooks(
     response_model=ProviderWebhook,
     responses={
         202: {"description": "Pending again, due now; the webhook process handles it shortly."},
-        401: {"description": "No admin-pool token."},
-        403: {"description": "`admin_role_missing`: not in the admin group."},
-        404: {"description": "`provider_webhook_not_found`."},
+        **errors(
+            *BACKOFFICE,
+            404,
+            e403="`admin_role_missing`: not in the admin group.",
+            e404="`provider_webhook_not_found`.",
+        ),
     },
 )
 async def replay_provider_webhook(

@@ -33,6 +33,7 @@ from nespay.chains.schemas import (
     RpcEndpointUpdate,
 )
 from nespay.deps import RuntimeDep, SessionDep, SettingsDep
+from nespay.kit.openapi import errors
 from nespay.kit.pagination import PageDep, fetch_size, split_page
 from nespay.security.encryption import keyring_from_settings
 
@@ -73,7 +74,11 @@ async def list_networks(
 
 
 @router.post(
-    "/networks", status_code=status.HTTP_201_CREATED, response_model=Network, tags=NETWORKS
+    "/networks",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Network,
+    tags=NETWORKS,
+    responses=errors(409),
 )
 async def create_network(
     body: NetworkCreate, _: AdminOnly, actor: AdminActor, session: SessionDep
@@ -82,12 +87,12 @@ async def create_network(
     return Network.model_validate(await service.create_network(session, actor, body))
 
 
-@router.get("/networks/{code}", response_model=Network, tags=NETWORKS)
+@router.get("/networks/{code}", response_model=Network, tags=NETWORKS, responses=errors(404))
 async def get_network(code: str, _: AnyAdmin, session: SessionDep) -> Network:
     return Network.model_validate(await service.get_network(session, code))
 
 
-@router.patch("/networks/{code}", response_model=Network, tags=NETWORKS)
+@router.patch("/networks/{code}", response_model=Network, tags=NETWORKS, responses=errors(404, 409))
 async def update_network(
     code: str,
     body: NetworkUpdate,
@@ -133,7 +138,11 @@ async def list_currencies(
 
 
 @router.post(
-    "/currencies", status_code=status.HTTP_201_CREATED, response_model=Currency, tags=CURRENCIES
+    "/currencies",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Currency,
+    tags=CURRENCIES,
+    responses=errors(409),
 )
 async def create_currency(
     body: CurrencyCreate, _: AdminOnly, actor: AdminActor, session: SessionDep
@@ -143,12 +152,19 @@ async def create_currency(
     return Currency.model_validate(await service.create_currency(session, actor, body))
 
 
-@router.get("/currencies/{currency_id}", response_model=Currency, tags=CURRENCIES)
+@router.get(
+    "/currencies/{currency_id}", response_model=Currency, tags=CURRENCIES, responses=errors(404)
+)
 async def get_currency(currency_id: str, _: AnyAdmin, session: SessionDep) -> Currency:
     return Currency.model_validate(await service.get_currency(session, currency_id))
 
 
-@router.patch("/currencies/{currency_id}", response_model=Currency, tags=CURRENCIES)
+@router.patch(
+    "/currencies/{currency_id}",
+    response_model=Currency,
+    tags=CURRENCIES,
+    responses=errors(404, 409),
+)
 async def update_currency(
     currency_id: str,
     body: CurrencyUpdate,
@@ -197,7 +213,11 @@ async def list_rpc_endpoints(
 
 
 @router.post(
-    "/rpc-endpoints", status_code=status.HTTP_201_CREATED, response_model=RpcEndpoint, tags=RPC
+    "/rpc-endpoints",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RpcEndpoint,
+    tags=RPC,
+    responses=errors(409),
 )
 async def create_rpc_endpoint(
     body: RpcEndpointCreate,
@@ -211,12 +231,16 @@ async def create_rpc_endpoint(
     return RpcEndpoint.model_validate(endpoint)
 
 
-@router.get("/rpc-endpoints/{endpoint_id}", response_model=RpcEndpoint, tags=RPC)
+@router.get(
+    "/rpc-endpoints/{endpoint_id}", response_model=RpcEndpoint, tags=RPC, responses=errors(404)
+)
 async def get_rpc_endpoint(endpoint_id: str, _: AnyAdmin, session: SessionDep) -> RpcEndpoint:
     return RpcEndpoint.model_validate(await service.get_rpc_endpoint(session, endpoint_id))
 
 
-@router.patch("/rpc-endpoints/{endpoint_id}", response_model=RpcEndpoint, tags=RPC)
+@router.patch(
+    "/rpc-endpoints/{endpoint_id}", response_model=RpcEndpoint, tags=RPC, responses=errors(404, 409)
+)
 async def update_rpc_endpoint(
     endpoint_id: str,
     body: RpcEndpointUpdate,
@@ -231,7 +255,12 @@ async def update_rpc_endpoint(
     return RpcEndpoint.model_validate(endpoint)
 
 
-@router.delete("/rpc-endpoints/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT, tags=RPC)
+@router.delete(
+    "/rpc-endpoints/{endpoint_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=RPC,
+    responses=errors(404, 409),
+)
 async def delete_rpc_endpoint(
     endpoint_id: str, _: AdminOnly, actor: AdminActor, session: SessionDep
 ) -> None:

@@ -10,6 +10,7 @@ from nespay.auth.deps import AdminActor, require_admin
 from nespay.auth.principals import Principal
 from nespay.auth.scopes import ADMIN, FINANCE, SUPPORT
 from nespay.deps import SessionDep
+from nespay.kit.openapi import errors
 from nespay.kit.pagination import PageDep
 from nespay.withdrawals import service
 from nespay.withdrawals.schemas import Decision, Status, Withdrawal, WithdrawalList
@@ -40,7 +41,9 @@ async def list_withdrawals(
     return WithdrawalList(data=data, has_more=has_more)
 
 
-@router.post("/withdrawals/{withdrawal_id}/approve", response_model=Withdrawal)
+@router.post(
+    "/withdrawals/{withdrawal_id}/approve", response_model=Withdrawal, responses=errors(404, 409)
+)
 async def approve(
     withdrawal_id: str, body: Decision, principal: Approver, actor: AdminActor, session: SessionDep
 ) -> Withdrawal:
@@ -52,7 +55,9 @@ async def approve(
     )
 
 
-@router.post("/withdrawals/{withdrawal_id}/reject", response_model=Withdrawal)
+@router.post(
+    "/withdrawals/{withdrawal_id}/reject", response_model=Withdrawal, responses=errors(404, 409)
+)
 async def reject(
     withdrawal_id: str, body: Decision, principal: Approver, actor: AdminActor, session: SessionDep
 ) -> Withdrawal:

@@ -5,6 +5,7 @@ in the same transaction."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -496,10 +497,15 @@ async def list_invoices(
         session, merchant_id, limit=fetch_size(limit), **filters
     )
     page, has_more = split_page(rows, limit)
+    return await views_of(session, page), has_more
+
+
+async def views_of(session: AsyncSession, page: Sequence[InvoiceRow]) -> list[Invoice]:
+    """The views of `page`'s invoices, with two queries for all their options and payments."""
     ids = [invoice.id for invoice in page]
     options = await repository.options_of(session, ids) if ids else []
     payments = await repository.payments_of(session, ids) if ids else []
-    views = [
+    return [
         invoice_view(
             invoice,
             [(o, c) for o, c in options if o.invoice_id == invoice.id],
@@ -507,7 +513,6 @@ async def list_invoices(
         )
         for invoice in page
     ]
-    return views, has_more
 
 
 async def cancel(session: AsyncSession, merchant_id: str, invoice_id: str) -> Invoice:

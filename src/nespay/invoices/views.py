@@ -69,7 +69,7 @@ def _option(option: InvoiceOption, currency: Currency) -> PaymentOption:
     )
 
 
-def _payment(payment: Payment, currencies: dict[str, Currency]) -> InvoicePayment:
+def payment_view(payment: Payment, currencies: dict[str, Currency]) -> InvoicePayment:
     currency = currencies[payment.currency_id]
     return InvoicePayment(
         id=payment.id,
@@ -107,7 +107,9 @@ def invoice_view(
         amount_due=due,
         rate=decimal_string(Decimal(option_rows[0].rate)) if option_rows else None,
         payment_options=[_option(option, currency) for option, currency in options],
-        payments=[_payment(payment, by_id) for payment in payments if payment.currency_id in by_id],
+        payments=[
+            payment_view(payment, by_id) for payment in payments if payment.currency_id in by_id
+        ],
         order_id=invoice.order_id,
         description=invoice.description,
         metadata=invoice.metadata_ or {},

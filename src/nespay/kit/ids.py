@@ -41,3 +41,10 @@ def new_ordered_ids(prefix: str, count: int) -> list[str]:
     ids = [f"{prefix}_{_encode(millis, 10)}{_encode(entropy + n, 16)}" for n in range(count)]
     _last = (millis, entropy + count - 1)
     return ids
+
+
+def id_floor(prefix: str, at_ms: int) -> str:
+    """The smallest id `new_id(prefix)` could have made at `at_ms` (epoch milliseconds): ids
+    at or after that instant sort at or above it, so a time window is a range of the primary
+    key."""
+    return f"{prefix}_{_encode(at_ms, 10)}{'0' * 16}"

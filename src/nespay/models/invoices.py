@@ -60,6 +60,14 @@ class Invoice(Base):
             postgresql_using="gin",
             postgresql_ops={"order_id": "gin_trgm_ops"},
         ),
+        # Backoffice search (fragments of ids) and lists by status (nespay.backoffice).
+        Index(
+            "ix_invoices_id_trgm",
+            "id",
+            postgresql_using="gin",
+            postgresql_ops={"id": "gin_trgm_ops"},
+        ),
+        Index("ix_invoices_status_id", "status", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -178,6 +186,24 @@ class Payment(Base):
             "tx_hash",
             postgresql_using="gin",
             postgresql_ops={"tx_hash": "gin_trgm_ops"},
+        ),
+        # Backoffice search: fragments of ids and of either address.
+        *(
+            Index(
+                f"ix_payments_{column}_trgm",
+                column,
+                postgresql_using="gin",
+                postgresql_ops={column: "gin_trgm_ops"},
+            )
+            for column in ("id", "from_address", "to_address")
+        ),
+        # Backoffice stats: confirmed volume per currency and day from the index alone.
+        Index(
+            "ix_payments_confirmed_volume",
+            "confirmed_at",
+            "currency_id",
+            postgresql_include=["amount"],
+            postgresql_where=text("status = 'confirmed'"),
         ),
         CheckConstraint("status IN ('pending', 'confirmed', 'orphaned')", name="status"),
     )

@@ -16,6 +16,7 @@ from nespay.auth.deps import AdminActor, require_admin
 from nespay.auth.principals import Principal
 from nespay.auth.scopes import ADMIN, FINANCE, SUPPORT
 from nespay.deps import SessionDep, SettingsDep
+from nespay.kit.openapi import errors
 from nespay.rates import repository, service
 from nespay.rates.repository import RateRow
 from nespay.rates.sources import ADMIN as ADMIN_SOURCE
@@ -102,7 +103,7 @@ async def set_rate(
     return _out(row, settings.rates_max_age_s)
 
 
-@rates_router.delete("/rates/{base}/{quote}", status_code=204)
+@rates_router.delete("/rates/{base}/{quote}", status_code=204, responses=errors(404))
 async def delete_rate(
     base: Code, quote: Code, _: RateSetter, actor: AdminActor, session: SessionDep
 ) -> Response:

@@ -18,12 +18,14 @@ FROM ledger_accounts WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE
 """
 
 # A concurrent creator of the same account makes this wait for its commit, then do nothing:
-# the lock that follows then sees its row.
+# the lock that follows then sees its row. No conflict target: the table has two unique
+# indexes on the id (the key, and (id, currency_id) that transfers reference), and a
+# concurrent insert can trip either first; naming only the key let the other raise.
 _CREATE = """
 INSERT INTO ledger_accounts (id, merchant_id, kind, currency_id, limited)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[])
 ORDER BY 1
-ON CONFLICT (id) DO NOTHING
+ON CONFLICT DO NOTHING
 RETURNING id
 """
 

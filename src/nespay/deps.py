@@ -25,6 +25,11 @@ async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.runtime.settings
 
 
+async def get_base_url(request: Request) -> str:
+    """Where this deployment's pages live (`Settings.base_url`): an invoice's `hosted_url`."""
+    return request.app.state.runtime.settings.base_url
+
+
 def principal_cache(request: Request) -> PrincipalCache:
     """This process's auth cache; see `nespay.auth.cache`."""
     return request.app.state.runtime.principals
@@ -46,6 +51,7 @@ async def get_snapshot(request: Request) -> AsyncIterator[AsyncSession]:
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+BaseUrlDep = Annotated[str, Depends(get_base_url)]
 # Function scope: the commit (and what follows it) happens before the answer is sent, so a
 # client that got 2xx can rely on the write — a revoked key is refused on its next request.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -12,7 +12,6 @@ from nespay.auth.cache import GENERATION_KEY, PrincipalCache
 from nespay.auth.cognito import CognitoVerifier
 from nespay.broker import Broker
 from nespay.chains.catalog import CatalogCache
-from nespay.checkout import links
 from nespay.config import Settings
 from nespay.db import Database, ensure_schema_current
 from nespay.redis import RedisService
@@ -35,7 +34,6 @@ class Runtime:
     principals: PrincipalCache = field(init=False)
 
     def __post_init__(self) -> None:
-        links.configure(self.settings.base_url)
         self.db = Database(self.settings)
         self.redis = RedisService(self.settings, self.db)
         # Who a credential is, cached in this process (see nespay.auth.cache).

@@ -263,7 +263,9 @@ async def _pay_and_watch(
 
 async def _status(runtime: Runtime, invoice_id: str, console: Console, last: str | None) -> str:
     async with runtime.db.session() as session:
-        invoice = await invoices.get(session, invoice_id, merchant_id=None)
+        invoice = await invoices.get(
+            session, invoice_id, merchant_id=None, base_url=runtime.settings.base_url
+        )
     if invoice.status != last:
         console.print(describe(invoice))
     return invoice.status

@@ -215,4 +215,6 @@ async def _read(runtime: Runtime, invoice_id: str) -> Invoice:
     """The invoice and its payments from one snapshot: read statement by statement, the
     scanner's commit could fall between them (a confirmed payment on a still-paid invoice)."""
     async with runtime.db.snapshot() as session:
-        return await invoices.get(session, invoice_id, merchant_id=None)
+        return await invoices.get(
+            session, invoice_id, merchant_id=None, base_url=runtime.settings.base_url
+        )

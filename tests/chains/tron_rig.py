@@ -1,36 +1,26 @@
-"""A Tron network on the fake TronGrid, with a runtime, the api app, a merchant and a scanner
-stepped by the test (the in-process twin of tests/payments/conftest.py's `Chain`)."""
+"""A Tron network on the fake TronGrid, scanned (tests/fixtures/scanning.py: a runtime, the
+api app, a merchant and a scanner stepped by the test; the twin of tests/payments/conftest.py's
+`Chain`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from sqlalchemy import text
 
-from nespay.apps import api
 from nespay.chains.faketron import FakeTron
 from nespay.chains.scanner import NetworkScanner
-from nespay.runtime import Runtime
-from tests.fixtures.app import app_client
-from tests.fixtures.factories import MerchantWithKey, merchant_with_key
 from tests.fixtures.fake_trongrid import PAYER, register_tron_network
-from tests.fixtures.scanning import ScanningSteps
+from tests.fixtures.scanning import ScannedNetwork, scanned_network
 
 
-@dataclass
-class TronChain(ScanningSteps):
+@dataclass(kw_only=True)
+class TronChain(ScannedNetwork):
     fake: FakeTron
-    network: str
     token: str
-    runtime: Runtime
-    scanner: NetworkScanner
-    client: httpx.AsyncClient
-    merchant: MerchantWithKey
-    http: httpx.AsyncClient
 
     def pay(self, invoice: dict, amount: int, *, mine: bool = True) -> str:
         """A TRC-20 USDT transfer to the invoice's address (in the next block)."""
@@ -69,22 +59,13 @@ async def tron_chain_on(
 ) -> AsyncIterator[TronChain]:
     token = fake.new_token("USDT")
     fake.mine(3)
-    runtime = Runtime(settings, "jobs")
-    await runtime.start()
-    network = await register_tron_network(
-        runtime.db, endpoints or [(fake.url, None)], token, confirmations=confirmations
-    )
-    runtime.catalog.invalidate()
-    merchant = await merchant_with_key(database)
-    try:
-        async with (
-            httpx.AsyncClient(timeout=10) as http,
-            app_client(api.create_app, settings) as (app, client),
-        ):
-            app.state.runtime.catalog.invalidate()
-            scanner = NetworkScanner(runtime, network, "test-scanner", http)
-            assert await scanner.acquire()
-            yield TronChain(fake, network, token, runtime, scanner, client, merchant, http)
-            await scanner.release()
-    finally:
-        await runtime.close()
+
+    def register(db: Any) -> Awaitable[str]:
+        return register_tron_network(
+            db, endpoints or [(fake.url, None)], token, confirmations=confirmations
+        )
+
+    async with scanned_network(
+        settings, database, register, TronChain, fake=fake, token=token
+    ) as rig:
+        yield rig

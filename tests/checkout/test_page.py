@@ -10,6 +10,7 @@ import re
 import httpx
 import orjson
 import pytest
+from sqlalchemy import text
 
 from nespay.checkout.uri import payment_uri
 from nespay.kit.addresses import checksum_address
@@ -42,6 +43,17 @@ async def test_a_pending_invoice_shows_amount_network_address_contract_and_expir
     assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
     # The invoice's answer points at this page.
     assert invoice["hosted_url"].endswith(PAGE.format(invoice["id"]))
+
+
+async def test_each_option_is_headed_by_its_networks_name_from_the_catalog(chain):
+    async with chain.runtime.db.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE networks SET name = 'Anvil Testnet' WHERE code = :n"), {"n": chain.network}
+        )
+    chain.reference_changed()
+    invoice = await chain.invoice()
+    html = (await page(chain.client, invoice["id"])).text
+    assert "USDT · Anvil Testnet</h2>" in html
 
 
 async def test_the_qr_code_holds_the_eip681_uri_of_what_is_due(chain):

@@ -182,6 +182,24 @@ async def test_creation_writes_exactly_one_created_event_equal_to_the_answer(
     assert events[0].data == invoice
 
 
+async def test_the_hosted_url_is_under_each_apps_own_base_url_in_answers_reads_and_event(
+    app, api_for, settings, merchant, network
+):
+    shop = settings.model_copy(update={"base_url": "https://pay.example.com/"})
+    async with api_for(shop) as other:
+        invoice = await other.invoice(merchant, network)
+        hosted = f"https://pay.example.com/pay/{invoice['id']}"
+        assert invoice["hosted_url"] == hosted
+        assert (await other.get(merchant, invoice["id"])).json()["hosted_url"] == hosted
+        listed = await other.client.get("/api/v1/invoices", headers=merchant.headers)
+        assert [i["hosted_url"] for i in listed.json()["data"]] == [hosted]
+        (event,) = await other.events(invoice["id"])
+        assert event.data["hosted_url"] == hosted
+    # Two apps in one process: the other keeps its own base (there is no global).
+    read = (await app.get(merchant, invoice["id"])).json()
+    assert read["hosted_url"] == f"http://localhost:8000/pay/{invoice['id']}"
+
+
 async def test_reads_list_the_options_in_the_order_asked(app, merchant, network, admin_rate):
     await admin_rate("USDT", "MYR", "4.5")
     await admin_rate("ETH", "MYR", "15000")

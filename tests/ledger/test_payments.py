@@ -128,7 +128,7 @@ async def test_a_confirmed_payment_reorged_away_is_reversed_with_its_fee_then_cr
     chain.node.reorg(CONFIRMATIONS + 1)
     await chain.scan()
     assert (await _usdt(chain))["available"] == "0"
-    assert chain.node.rpc("eth_sendRawTransaction", raw) == tx  # mined again, later
+    assert chain.node.send_raw(raw) == tx  # mined again, later
     await chain.scan()
     assert (await _usdt(chain))["pending"] == "10"
     chain.node.mine(CONFIRMATIONS)

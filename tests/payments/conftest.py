@@ -1,46 +1,35 @@
 """A real chain for payment tests: a fresh anvil node with a test token, registered as a
-network of its own (unique code) with USDT = the token and ETH native; a runtime, a scanner
-on that network, and a merchant with an API key."""
+network of its own (unique code) with USDT = the token and ETH native, scanned
+(tests/fixtures/scanning.py: a runtime, a scanner on that network, a merchant with an API
+key)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import text
 
-from nespay.apps import api
-from nespay.chains.scanner import NetworkScanner
-from nespay.runtime import Runtime
 from tests.fixtures.anvil import Anvil, run_anvil
-from tests.fixtures.app import app_client
-from tests.fixtures.factories import MerchantWithKey, merchant_with_key, register_network
-from tests.fixtures.scanning import ScanningSteps
+from tests.fixtures.factories import register_network
+from tests.fixtures.scanning import ScannedNetwork, scanned_network
 
 CONFIRMATIONS = 3
 
 
-@dataclass
-class Chain(ScanningSteps):
+@dataclass(kw_only=True)
+class Chain(ScannedNetwork):
     node: Anvil
-    network: str
     token: str
-    runtime: Runtime
-    scanner: NetworkScanner
-    client: httpx.AsyncClient
-    merchant: MerchantWithKey
-    app: Any = None
 
     def reference_changed(self) -> None:
         """Networks or currencies changed: the scanner's and the api's catalogs reload."""
         self.runtime.catalog.invalidate()
-        if self.app is not None:
-            self.app.state.runtime.catalog.invalidate()
+        self.app.state.runtime.catalog.invalidate()
 
     def pay(self, invoice: dict, amount: int, *, wait: bool = True) -> str:
         address = invoice["payment_options"][0]["address"]
@@ -68,23 +57,12 @@ async def chain_on(
     """A Chain on `node`, its network's RPC endpoints `urls` by priority (default: the node)."""
     token = node.deploy_token("Tether Test", "USDT", 6)
     node.mint(token, node.accounts[0], 10**15)
-    runtime = Runtime(settings, "jobs")
-    await runtime.start()
-    network = await register_network(runtime.db, urls or [node.url], token, CONFIRMATIONS)
-    runtime.catalog.invalidate()
-    merchant = await merchant_with_key(database)
-    try:
-        async with (
-            httpx.AsyncClient(timeout=10) as http,
-            app_client(api.create_app, settings) as (app, client),
-        ):
-            app.state.runtime.catalog.invalidate()
-            scanner = NetworkScanner(runtime, network, "test-scanner", http)
-            assert await scanner.acquire()
-            yield Chain(node, network, token, runtime, scanner, client, merchant, app)
-            await scanner.release()
-    finally:
-        await runtime.close()
+
+    def register(db: Any) -> Awaitable[str]:
+        return register_network(db, urls or [node.url], token, CONFIRMATIONS)
+
+    async with scanned_network(settings, database, register, Chain, node=node, token=token) as rig:
+        yield rig
 
 
 @pytest.fixture

@@ -197,7 +197,7 @@ async def test_a_nonce_taken_by_a_transaction_signed_elsewhere_fails_the_transfe
             | {"to": Account.from_key(r.key).address},
             r.key,
         )
-        fresh_anvil.rpc("eth_sendRawTransaction", "0x" + bytes(foreign.raw_transaction).hex())
+        fresh_anvil.send_raw(bytes(foreign.raw_transaction), wait=False)  # automine is off
         fresh_anvil.mine(1)
         await r.run()
         assert (await r.tx(tx_id))["status"] == "broadcast"  # not yet as deep as 2 blocks

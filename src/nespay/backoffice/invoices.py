@@ -14,7 +14,7 @@ from nespay.auth.principals import Principal
 from nespay.auth.scopes import ADMIN, FINANCE, SUPPORT
 from nespay.backoffice import service as backoffice
 from nespay.backoffice.schemas import BackofficeInvoice, BackofficeInvoiceList
-from nespay.deps import SessionDep, SnapshotDep
+from nespay.deps import BaseUrlDep, SessionDep, SnapshotDep
 from nespay.invoices import service
 from nespay.invoices.schemas import Invoice
 from nespay.kit.openapi import BACKOFFICE, errors
@@ -42,6 +42,7 @@ async def search_invoices(
     page: PageDep,
     session: SnapshotDep,
     q: FragmentDep,
+    base_url: BaseUrlDep,
     status: InvoiceStatus | None = None,
     merchant_id: Annotated[str | None, Query(max_length=40)] = None,
 ) -> BackofficeInvoiceList:
@@ -50,7 +51,7 @@ async def search_invoices(
     `search_too_short`, `search_invalid`, `search_too_broad`: see docs/backoffice.md);
     `status` and `merchant_id` narrow. Groups `admin`, `finance`, `support`."""
     data, has_more = await backoffice.search_invoices(
-        session, q, page, status=status, merchant_id=merchant_id
+        session, q, page, base_url, status=status, merchant_id=merchant_id
     )
     return BackofficeInvoiceList(data=data, has_more=has_more)
 
@@ -60,9 +61,11 @@ async def search_invoices(
     response_model=BackofficeInvoice,
     responses=errors(*BACKOFFICE, 404, e404="`invoice_not_found`."),
 )
-async def get_invoice(invoice_id: str, _: Reader, session: SnapshotDep) -> BackofficeInvoice:
+async def get_invoice(
+    invoice_id: str, _: Reader, session: SnapshotDep, base_url: BaseUrlDep
+) -> BackofficeInvoice:
     """Any merchant's invoice, with its merchant, options, payments and any admin mark."""
-    return await backoffice.get_invoice(session, invoice_id)
+    return await backoffice.get_invoice(session, invoice_id, base_url)
 
 
 class Mark(BaseModel):
@@ -77,27 +80,30 @@ async def _mark(
     body: Mark,
     actor: AdminActor,
     session: SessionDep,
+    base_url: str,
 ) -> Invoice:
-    return await service.mark(session, actor, invoice_id, as_=as_, reason=body.reason)
+    return await service.mark(
+        session, actor, invoice_id, as_=as_, reason=body.reason, base_url=base_url
+    )
 
 
 @router.post("/invoices/{invoice_id}/mark-paid", response_model=Invoice, responses=MARK_ERRORS)
 async def mark_paid(
-    invoice_id: str, body: Mark, _: Marker, actor: AdminActor, session: SessionDep
+    invoice_id: str, body: Mark, _: Marker, actor: AdminActor, session: SessionDep, base: BaseUrlDep
 ) -> Invoice:
     """Settle the invoice by hand (the payer paid in a way Nespay does not watch): it becomes
     `confirmed` (`invoice.paid` first if it was not paid), with the reason in the events and
     the audit log, and no payment moves it any more. The ledger is not touched: it follows
     money on chain only (docs/backoffice.md). Groups `admin` and `finance`; 409
     `invoice_not_markable` for a cancelled, confirmed or already marked invoice."""
-    return await _mark(invoice_id, "paid", body, actor, session)
+    return await _mark(invoice_id, "paid", body, actor, session, base)
 
 
 @router.post("/invoices/{invoice_id}/mark-invalid", response_model=Invoice, responses=MARK_ERRORS)
 async def mark_invalid(
-    invoice_id: str, body: Mark, _: Marker, actor: AdminActor, session: SessionDep
+    invoice_id: str, body: Mark, _: Marker, actor: AdminActor, session: SessionDep, base: BaseUrlDep
 ) -> Invoice:
     """Declare the invoice invalid (fraud, a payment that will not come back): `invalid`,
     final, with `invoice.invalid` and the reason. Groups `admin` and `finance`; 409
     `invoice_not_markable` for a cancelled or already marked invoice."""
-    return await _mark(invoice_id, "invalid", body, actor, session)
+    return await _mark(invoice_id, "invalid", body, actor, session, base)

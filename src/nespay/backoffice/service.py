@@ -60,18 +60,18 @@ async def _page(
 
 
 async def search_invoices(
-    session: AsyncSession, fragment: str | None, page: PageParams, **filters: Any
+    session: AsyncSession, fragment: str | None, page: PageParams, base_url: str, **filters: Any
 ) -> tuple[list[BackofficeInvoice], bool]:
     rows, has_more = await _page(repository.search_invoices, session, fragment, page, filters)
-    views = await invoices.views_of(session, rows)
+    views = await invoices.views_of(session, rows, base_url=base_url)
     return [_backoffice_view(row, view) for row, view in zip(rows, views, strict=True)], has_more
 
 
-async def get_invoice(session: AsyncSession, invoice_id: str) -> BackofficeInvoice:
+async def get_invoice(session: AsyncSession, invoice_id: str, base_url: str) -> BackofficeInvoice:
     row = await invoices.repository.get(session, invoice_id, merchant_id=None)
     if row is None:
         raise InvoiceNotFound()
-    (view,) = await invoices.views_of(session, [row])
+    (view,) = await invoices.views_of(session, [row], base_url=base_url)
     return _backoffice_view(row, view)
 
 

@@ -46,7 +46,13 @@ from nespay.kit.ids import new_id
 from nespay.kit.money import from_base_units, parse_amount, to_base_units
 from nespay.ledger import accounts
 from nespay.ledger import repository as ledger_repository
-from nespay.ledger.service import InsufficientBalance, Transfer, TransferKeyReused, record
+from nespay.ledger.service import (
+    InsufficientBalance,
+    InvalidAmount,
+    Transfer,
+    TransferKeyReused,
+    record,
+)
 from nespay.models.cards import APPLICATION_STATUSES, CARD_STATUSES, LIMIT_FREQUENCIES
 from nespay.runtime import Runtime
 
@@ -83,16 +89,6 @@ class CurrencyNotAllowed(NespayError):
 
 class CardUserCurrencyFixed(Conflict):
     code = "card_user_currency_fixed"
-
-
-class InvalidAmount(NespayError):
-    status_code = 422
-    code = "invalid_amount"
-
-
-class BalanceTooLow(NespayError):
-    status_code = 422
-    code = "insufficient_balance"
 
 
 @dataclass(frozen=True)
@@ -519,7 +515,7 @@ async def move(
         )
     except InsufficientBalance:
         side = "merchant's" if direction == "funding" else "card user's"
-        raise BalanceTooLow(
+        raise InsufficientBalance(
             f"amount: the {side} available {currency['code']} balance on "
             f"{currency['network_code']} does not cover it."
         ) from None

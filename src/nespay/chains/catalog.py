@@ -44,7 +44,7 @@ _QUERY = text(
 
 _NETWORKS = text(
     """
-    SELECT code, chain_family, chain_id, confirmations, block_time_ms, enabled,
+    SELECT code, name, chain_family, chain_id, confirmations, block_time_ms, enabled,
            extract(epoch FROM watch_until) AS watch_until
     FROM networks WHERE chain_family = ANY(:families) ORDER BY code
     """
@@ -54,6 +54,7 @@ _NETWORKS = text(
 @dataclass(frozen=True)
 class CatalogNetwork:
     code: str
+    name: str  # what a payer reads ("Ethereum"), where the code is what the API takes
     chain_family: str
     chain_id: int | None
     confirmations: int
@@ -160,6 +161,7 @@ class CatalogCache:
             tuple(
                 CatalogNetwork(
                     n.code,
+                    n.name,
                     n.chain_family,
                     n.chain_id,
                     n.confirmations,

@@ -12,7 +12,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
@@ -79,32 +79,17 @@ def _not_found(t: i18n.Translator, remember: bool) -> HTMLResponse:
     return _html(body, 404, t.language, remember)
 
 
-async def _view(runtime: Runtime, invoice_id: str) -> Any | None:
+async def _page(runtime: Runtime, invoice_id: str, t: i18n.Translator) -> page.Page | None:
+    """The one read behind every route here: the invoice's public view (its payment options)
+    with each option's network (name, chain family) from the catalog; None for no invoice."""
     if not INVOICE_ID.fullmatch(invoice_id):
         return None
     async with runtime.db.snapshot() as session:
         try:
-            return await public.view(session, runtime, invoice_id)
+            view = await public.view(session, runtime, invoice_id)
         except InvoiceNotFound:
             return None
-
-
-async def _networks(runtime: Runtime, codes: list[str]) -> tuple[dict[str, str], dict[str, str]]:
-    if not codes:
-        return {}, {}
-    async with runtime.db.driver() as connection:
-        rows = await connection.fetch(
-            "SELECT code, name, chain_family FROM networks WHERE code = ANY($1::text[])", codes
-        )
-    return {r["code"]: r["name"] for r in rows}, {r["code"]: r["chain_family"] for r in rows}
-
-
-async def _page(runtime: Runtime, invoice_id: str, t: i18n.Translator) -> page.Page | None:
-    view = await _view(runtime, invoice_id)
-    if view is None:
-        return None
-    names, families = await _networks(runtime, sorted({o.network for o in view.payment_options}))
-    return page.build(view, names, families, t)
+    return page.build(view, await runtime.catalog.get(), t)
 
 
 @router.get("/pay/{invoice_id}")

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import segno
 
+from nespay.chains.catalog import Catalog
 from nespay.checkout.i18n import Translator
 from nespay.checkout.uri import payment_uri
 from nespay.invoices.schemas import PublicInvoice, PublicPaymentOption
@@ -46,12 +47,9 @@ def status_message(t: Translator, invoice: PublicInvoice) -> str:
              currency=invoice.currency)  # fmt: skip
 
 
-def build(
-    invoice: PublicInvoice, names: dict[str, str], families: dict[str, str], t: Translator
-) -> Page:
+def build(invoice: PublicInvoice, catalog: Catalog, t: Translator) -> Page:
     options = [
-        _option(index, option, names, families)
-        for index, option in enumerate(invoice.payment_options)
+        _option(index, option, catalog) for index, option in enumerate(invoice.payment_options)
     ]
     return Page(
         invoice=invoice,
@@ -62,10 +60,9 @@ def build(
     )
 
 
-def _option(
-    index: int, option: PublicPaymentOption, names: dict[str, str], families: dict[str, str]
-) -> Option:
-    family = families.get(option.network, "evm")
+def _option(index: int, option: PublicPaymentOption, catalog: Catalog) -> Option:
+    network = catalog.network(option.network)
+    family = network.chain_family if network is not None else "evm"
     uri = payment_uri(
         chain_family=family,
         chain_id=option.chain_id,
@@ -77,7 +74,7 @@ def _option(
         index=index,
         family=family,
         network=option.network,
-        network_name=names.get(option.network, option.network),
+        network_name=network.name if network is not None else option.network,
         currency=option.currency,
         address=option.address,
         amount_due=option.amount_due,

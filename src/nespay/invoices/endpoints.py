@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, status
 from nespay.auth.deps import require_scopes
 from nespay.auth.principals import Principal
 from nespay.auth.scopes import INVOICES_READ, INVOICES_WRITE
-from nespay.deps import RuntimeDep, SessionDep, SnapshotDep
+from nespay.deps import BaseUrlDep, RuntimeDep, SessionDep, SnapshotDep
 from nespay.invoices import public, service
 from nespay.invoices.schemas import Invoice, InvoiceCreate, InvoiceList, PublicInvoice
 from nespay.kit.pagination import PageDep
@@ -51,6 +51,7 @@ async def list_invoices(
     principal: Reader,
     page: PageDep,
     session: SnapshotDep,
+    base_url: BaseUrlDep,
     status: Status | None = None,
     order_id: Annotated[str | None, Query(max_length=200)] = None,
     created_gte: datetime | None = None,
@@ -60,6 +61,7 @@ async def list_invoices(
         session,
         principal.merchant_id,  # type: ignore[arg-type]
         limit=page.limit,
+        base_url=base_url,
         starting_after=page.starting_after,
         status=status,
         order_id=order_id,
@@ -70,15 +72,26 @@ async def list_invoices(
 
 
 @router.get("/invoices/{invoice_id}", response_model=Invoice)
-async def get_invoice(invoice_id: str, principal: Reader, session: SnapshotDep) -> Invoice:
+async def get_invoice(
+    invoice_id: str, principal: Reader, session: SnapshotDep, base_url: BaseUrlDep
+) -> Invoice:
     """The invoice with its payment options and payments, read from one snapshot."""
-    return await service.get(session, invoice_id, merchant_id=principal.merchant_id)
+    return await service.get(
+        session, invoice_id, merchant_id=principal.merchant_id, base_url=base_url
+    )
 
 
 @router.post("/invoices/{invoice_id}/cancel", response_model=Invoice)
-async def cancel_invoice(invoice_id: str, principal: Writer, session: SessionDep) -> Invoice:
+async def cancel_invoice(
+    invoice_id: str, principal: Writer, session: SessionDep, base_url: BaseUrlDep
+) -> Invoice:
     """Cancel an invoice that has received nothing yet."""
-    return await service.cancel(session, principal.merchant_id, invoice_id)  # type: ignore[arg-type]
+    return await service.cancel(
+        session,
+        principal.merchant_id,  # type: ignore[arg-type]
+        invoice_id,
+        base_url=base_url,
+    )
 
 
 @public_router.get("/public/invoices/{invoice_id}", response_model=PublicInvoice)

@@ -175,12 +175,14 @@ async def _explained(
     return kind(found.message)
 
 
-async def _replay(session: AsyncSession, merchant_id: str, key: str, digest: str) -> Invoice:
+async def _replay(
+    session: AsyncSession, merchant_id: str, key: str, digest: str, *, base_url: str
+) -> Invoice:
     record = await repository.idempotency_record(session, merchant_id, key)
     assert record is not None
     if record.request_hash != digest:
         raise IdempotencyKeyReused()
-    return await get(session, record.invoice_id, merchant_id=merchant_id)
+    return await get(session, record.invoice_id, merchant_id=merchant_id, base_url=base_url)
 
 
 @dataclass
@@ -321,11 +323,12 @@ def _options(plan: _Plan, addresses: dict[str, str]) -> list[dict[str, Any]]:
     ]
 
 
-def _view(plan: _Plan, options: list[dict[str, Any]]) -> Invoice:
+def _view(plan: _Plan, options: list[dict[str, Any]], base_url: str) -> Invoice:
     return invoice_view(
         _row(plan.invoice),
         [(SimpleNamespace(**o), _currency(e)) for o, e in zip(options, plan.entries, strict=True)],
         [],
+        base_url=base_url,
     )
 
 
@@ -414,7 +417,7 @@ async def _reserve_and_store(
         request = AddressRequest(merchant_id, plan.invoice["id"], families, key)
         rows += await runtime.wallets.reserve(runtime.db, request)
     options = _options(plan, {row.chain_family: row.address for row in rows})
-    data = _view(plan, options).model_dump(mode="json")
+    data = _view(plan, options, runtime.settings.base_url).model_dump(mode="json")
     invoice = {**plan.invoice, "metadata_json": orjson.dumps(plan.invoice["metadata_"]).decode()}
     event = (new_id("evt"), orjson.dumps(data).decode(), current_request_id())
     claim = (key, digest) if key is not None and digest is not None else None
@@ -444,7 +447,7 @@ async def _replay_json(
             and await repository.idempotency_record(session, merchant_id, key) is None
         ):
             return None
-        view = await _replay(session, merchant_id, key, digest)
+        view = await _replay(session, merchant_id, key, digest, base_url=runtime.settings.base_url)
     return CreatedJson(view.model_dump(mode="json"), replayed=True)
 
 
@@ -477,31 +480,36 @@ def _currency(entry: CatalogCurrency) -> Any:
     )
 
 
-async def get(session: AsyncSession, invoice_id: str, *, merchant_id: str | None) -> Invoice:
+async def get(
+    session: AsyncSession, invoice_id: str, *, merchant_id: str | None, base_url: str
+) -> Invoice:
     invoice = await repository.get(session, invoice_id, merchant_id=merchant_id)
     if invoice is None:
         raise InvoiceNotFound()
-    return await load_view(session, invoice)
+    return await load_view(session, invoice, base_url=base_url)
 
 
-async def load_view(session: AsyncSession, invoice: InvoiceRow) -> Invoice:
+async def load_view(session: AsyncSession, invoice: InvoiceRow, *, base_url: str) -> Invoice:
     options = await repository.options_of(session, [invoice.id])
     payments = await repository.payments_of(session, [invoice.id])
-    return invoice_view(invoice, options, payments)
+    return invoice_view(invoice, options, payments, base_url=base_url)
 
 
 async def list_invoices(
-    session: AsyncSession, merchant_id: str, *, limit: int, **filters: Any
+    session: AsyncSession, merchant_id: str, *, limit: int, base_url: str, **filters: Any
 ) -> tuple[list[Invoice], bool]:
     rows = await repository.list_for_merchant(
         session, merchant_id, limit=fetch_size(limit), **filters
     )
     page, has_more = split_page(rows, limit)
-    return await views_of(session, page), has_more
+    return await views_of(session, page, base_url=base_url), has_more
 
 
-async def views_of(session: AsyncSession, page: Sequence[InvoiceRow]) -> list[Invoice]:
-    """The views of `page`'s invoices, with two queries for all their options and payments."""
+async def views_of(
+    session: AsyncSession, page: Sequence[InvoiceRow], *, base_url: str
+) -> list[Invoice]:
+    """The views of `page`'s invoices, with two queries for all their options and payments;
+    `base_url` (`Settings.base_url`) is where their `hosted_url`s live."""
     ids = [invoice.id for invoice in page]
     options = await repository.options_of(session, ids) if ids else []
     payments = await repository.payments_of(session, ids) if ids else []
@@ -510,12 +518,15 @@ async def views_of(session: AsyncSession, page: Sequence[InvoiceRow]) -> list[In
             invoice,
             [(o, c) for o, c in options if o.invoice_id == invoice.id],
             [p for p in payments if p.invoice_id == invoice.id],
+            base_url=base_url,
         )
         for invoice in page
     ]
 
 
-async def cancel(session: AsyncSession, merchant_id: str, invoice_id: str) -> Invoice:
+async def cancel(
+    session: AsyncSession, merchant_id: str, invoice_id: str, *, base_url: str
+) -> Invoice:
     """A pending invoice (no payment counted) becomes `cancelled`, with its event."""
 
     def decide(row: Any) -> states.Change:
@@ -528,7 +539,7 @@ async def cancel(session: AsyncSession, merchant_id: str, invoice_id: str) -> In
         )
 
     if await states.change_one(sql(session), invoice_id, merchant_id=merchant_id, decide=decide):
-        return await get(session, invoice_id, merchant_id=merchant_id)
+        return await get(session, invoice_id, merchant_id=merchant_id, base_url=base_url)
     raise InvoiceNotFound()
 
 
@@ -536,7 +547,7 @@ MARKS = {"paid": "confirmed", "invalid": "invalid"}
 
 
 async def mark(
-    session: AsyncSession, actor: Actor, invoice_id: str, *, as_: str, reason: str
+    session: AsyncSession, actor: Actor, invoice_id: str, *, as_: str, reason: str, base_url: str
 ) -> Invoice:
     """An admin marks an invoice paid (it becomes `confirmed`: settled, as if its payments had
     all confirmed — the payer paid outside what Nespay watches, say) or `invalid`, with a
@@ -578,4 +589,4 @@ async def mark(
         after={"status": change.status},
         detail={"reason": reason},
     )
-    return await get(session, invoice_id, merchant_id=None)
+    return await get(session, invoice_id, merchant_id=None, base_url=base_url)

@@ -93,7 +93,10 @@ def invoice_view(
     invoice: InvoiceRow,
     options: Sequence[tuple[InvoiceOption, Currency]],
     payments: Sequence[Payment],
+    *,
+    base_url: str,
 ) -> Invoice:
+    """The merchant's view; `base_url` (`Settings.base_url`) is where its `hosted_url` lives."""
     option_rows = [option for option, _ in options]
     currencies = [currency for _, currency in options]
     paid, due = amounts(invoice, option_rows, currencies)
@@ -114,7 +117,7 @@ def invoice_view(
         description=invoice.description,
         metadata=invoice.metadata_ or {},
         redirect_url=invoice.redirect_url,
-        hosted_url=hosted_url(invoice.id),
+        hosted_url=hosted_url(base_url, invoice.id),
         expires_at=invoice.expires_at,
         created_at=invoice.created_at,
         paid_at=invoice.paid_at,

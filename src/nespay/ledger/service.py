@@ -36,13 +36,21 @@ log = structlog.get_logger("nespay.ledger")
 
 
 class InsufficientBalance(NespayError):
+    """A limited account would go below its posted credits. Raised by `record` with the
+    accounts short; a domain re-raises it with a message naming the balance (the API's 422)."""
+
     status_code = 422
     code = "insufficient_balance"
     message = "The balance available does not cover this amount."
 
-    def __init__(self, account_ids: Sequence[str]) -> None:
-        super().__init__()
+    def __init__(self, message: str | None = None, *, account_ids: Sequence[str] = ()) -> None:
+        super().__init__(message)
         self.account_ids = list(account_ids)
+
+
+class InvalidAmount(NespayError):
+    status_code = 422
+    code = "invalid_amount"
 
 
 class TransferKeyReused(Conflict):
@@ -341,7 +349,7 @@ async def _apply(db: Sql, batch: _Batch) -> None:
     changed = await repository.apply(db, changes)
     short = [change[0] for change in changes if change[0] not in changed]
     if short:
-        raise InsufficientBalance(short)
+        raise InsufficientBalance(account_ids=short)
 
 
 async def _results(

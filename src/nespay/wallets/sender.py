@@ -23,10 +23,11 @@ docs/sending.md for the states and the crash analysis; `NESPAY_FAULT` points are
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nespay.chains.rpcclient import RpcClient, RpcError
 from nespay.kit.faults import fault_point
@@ -167,6 +168,41 @@ class NetworkSender:
         self.report.waiting += 1
         async with self.runtime.db.engine.begin() as conn:
             await txstore.set_error(conn, tx_id, error)
+
+    async def _store_first(
+        self,
+        row: Pending,
+        sign: Callable[[AsyncConnection], Awaitable[Candidate]],
+        mark: Callable[[AsyncConnection], Awaitable[bool]],
+        *,
+        first: bool = False,
+    ) -> Candidate | None:
+        """The rule of every family: nothing goes out that is not stored first. In ONE
+        database transaction the family signs a candidate (`sign`, its hook), the candidate is
+        stored and the transaction moves on (`mark`, a compare-and-set); only once that has
+        committed is anything broadcast. None, and nothing kept, when another sender moved
+        the transaction first.
+
+        `first`: the first candidate of a `queued` transaction: the `wallets.after_sign` fault
+        point stands before the commit, and a signing key that is missing holds the
+        transaction back (`last_error`) instead of stalling the pass."""
+        try:
+            async with self.runtime.db.session() as session:
+                conn = await session.connection()
+                candidate = await sign(conn)
+                await txstore.insert_candidate(conn, candidate)
+                if not await mark(conn):
+                    raise _Skip()
+                if first:
+                    fault_point(self.settings, "wallets.after_sign")
+        except _Skip:
+            return None
+        except hdkeys.NoAccountKey as missing:
+            if not first:
+                raise
+            await self._set_error(row.tx.id, missing.message)
+            return None
+        return candidate
 
     # --- 1. receipts ---------------------------------------------------------------------
 
@@ -348,16 +384,14 @@ class NetworkSender:
             await self._set_error(row.tx.id, str(error))
             return
         number = latest.number + 1
-        try:
-            async with self.runtime.db.session() as session:
-                conn = await session.connection()
-                candidate = await self._candidate(conn, row, number, fees)
-                await txstore.insert_candidate(conn, candidate)
-                if not await txstore.mark_replaced(
-                    conn, row.tx.id, max_fee=fees.max_fee_per_gas, tip=fees.max_priority_fee_per_gas
-                ):
-                    raise _Skip()
-        except _Skip:
+        stored = await self._store_first(
+            row,
+            lambda conn: self._candidate(conn, row, number, fees),
+            lambda conn: txstore.mark_replaced(
+                conn, row.tx.id, max_fee=fees.max_fee_per_gas, tip=fees.max_priority_fee_per_gas
+            ),
+        )
+        if stored is None:
             return
         self.report.replaced += 1
         log.info(
@@ -444,28 +478,29 @@ class NetworkSender:
         chain_pending = int(
             await self.rpc.call("eth_getTransactionCount", [tx.from_address, "pending"]), 16
         )
-        try:
-            async with self.runtime.db.session() as session:
-                conn = await session.connection()
-                nonce = await txstore.claim_nonce(
-                    conn, self.network.code, tx.from_address, chain_pending
-                )
-                candidate = await self._sign(conn, row, 1, nonce, gas, fees)
-                await txstore.insert_candidate(conn, candidate)
-                if not await txstore.mark_signed(
-                    conn,
-                    tx.id,
-                    nonce=nonce,
-                    gas=gas,
-                    max_fee=fees.max_fee_per_gas,
-                    tip=fees.max_priority_fee_per_gas,
-                ):
-                    raise _Skip()
-                fault_point(self.settings, "wallets.after_sign")
-        except _Skip:
-            return
-        except hdkeys.NoAccountKey as missing:
-            await self._set_error(tx.id, missing.message)
+        nonce = chain_pending  # until claimed in the transaction that stores the candidate
+
+        async def sign(conn: AsyncConnection) -> Candidate:
+            nonlocal nonce
+            nonce = await txstore.claim_nonce(
+                conn, self.network.code, tx.from_address, chain_pending
+            )
+            return await self._sign(conn, row, 1, nonce, gas, fees)
+
+        candidate = await self._store_first(
+            row,
+            sign,
+            lambda conn: txstore.mark_signed(
+                conn,
+                tx.id,
+                nonce=nonce,
+                gas=gas,
+                max_fee=fees.max_fee_per_gas,
+                tip=fees.max_priority_fee_per_gas,
+            ),
+            first=True,
+        )
+        if candidate is None:
             return
         self._signed_done(
             tx,

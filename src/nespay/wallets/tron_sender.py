@@ -40,9 +40,9 @@ import structlog
 from nespay.chains.tron_adapter import TronAdapter
 from nespay.kit.faults import fault_point
 from nespay.runtime import Runtime
-from nespay.wallets import hdkeys, outgoing, trontx, txstore
+from nespay.wallets import outgoing, trontx, txstore
 from nespay.wallets.privy_signer import PrivySender
-from nespay.wallets.sender import NetworkSender, Report, _Skip
+from nespay.wallets.sender import NetworkSender, Report
 from nespay.wallets.txstore import Candidate, Pending, SendingNetwork, TronReceipt
 
 log = structlog.get_logger("nespay.wallets.sender")
@@ -199,14 +199,12 @@ class TronNetworkSender(NetworkSender):
             f"candidate {newest.number} ({newest.tx_hash}) expired unmined: the solidified "
             f"chain is past its expiration and holds none of its candidates; signed again"
         )
-        try:
-            async with self.runtime.db.session() as session:
-                conn = await session.connection()
-                candidate = await self._signed(conn, row, newest.number + 1, raw, fee_limit)
-                await txstore.insert_candidate(conn, candidate)
-                if not await txstore.mark_rebuilt(conn, row.tx.id, note):
-                    raise _Skip()
-        except _Skip:
+        candidate = await self._store_first(
+            row,
+            lambda conn: self._signed(conn, row, newest.number + 1, raw, fee_limit),
+            lambda conn: txstore.mark_rebuilt(conn, row.tx.id, note),
+        )
+        if candidate is None:
             return
         self.report.replaced += 1
         log.info(
@@ -317,20 +315,13 @@ class TronNetworkSender(NetworkSender):
                 f"({how}), it holds {balance}; fund it",
             )
             return
-        try:
-            async with self.runtime.db.session() as session:
-                conn = await session.connection()
-                candidate = await self._signed(conn, row, 1, raw, fee_limit)
-                await txstore.insert_candidate(conn, candidate)
-                if not await txstore.mark_signed_tron(
-                    conn, tx.id, energy=energy, fee_limit=fee_limit
-                ):
-                    raise _Skip()
-                fault_point(self.settings, "wallets.after_sign")
-        except _Skip:
-            return
-        except hdkeys.NoAccountKey as missing:
-            await self._set_error(tx.id, missing.message)
+        candidate = await self._store_first(
+            row,
+            lambda conn: self._signed(conn, row, 1, raw, fee_limit),
+            lambda conn: txstore.mark_signed_tron(conn, tx.id, energy=energy, fee_limit=fee_limit),
+            first=True,
+        )
+        if candidate is None:
             return
         self._signed_done(
             tx,

@@ -25,12 +25,17 @@ from nespay.config import Settings
 from nespay.db import Sql, sql
 from nespay.errors import Conflict, NespayError, NotFound
 from nespay.events.service import emit_all
-from nespay.invoices.service import IdempotencyKeyReused, check_idempotency_key
+from nespay.invoices.service import (
+    IdempotencyKeyReused,
+    InvoiceNotFound,
+    UnknownCurrency,
+    check_idempotency_key,
+)
 from nespay.kit.addresses import AddressInvalid, display_stored, parse_address
 from nespay.kit.ids import new_id
 from nespay.kit.money import from_base_units, parse_amount, to_base_units
 from nespay.ledger import accounts
-from nespay.ledger.service import InsufficientBalance, Transfer, record
+from nespay.ledger.service import InsufficientBalance, InvalidAmount, Transfer, record
 from nespay.rates.service import RatesUnavailable, get_rate
 from nespay.wallets import hotkeys, outgoing
 from nespay.withdrawals import repository
@@ -47,29 +52,9 @@ class WithdrawalNotFound(NotFound):
     message = "No such withdrawal."
 
 
-class InvoiceNotFound(NotFound):
-    code = "invoice_not_found"
-    message = "No such invoice."
-
-
-class UnknownCurrency(NespayError):
-    status_code = 422
-    code = "unknown_currency"
-
-
 class InvalidAddress(NespayError):
     status_code = 422
     code = "invalid_address"
-
-
-class InvalidAmount(NespayError):
-    status_code = 422
-    code = "invalid_amount"
-
-
-class BalanceTooLow(NespayError):
-    status_code = 422
-    code = "insufficient_balance"
 
 
 class NothingToRefund(NespayError):
@@ -328,7 +313,7 @@ async def _create(
             ],
         )
     except InsufficientBalance:
-        raise BalanceTooLow(
+        raise InsufficientBalance(
             f"amount: the available {currency['code']} balance on {currency['network']} does not "
             "cover it (GET /api/v1/balances shows what is available)."
         ) from None

@@ -34,16 +34,13 @@ import asyncio
 import hashlib
 import json
 import os
-import threading
-import time
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import asyncpg
 import httpx
 import orjson
 
+from bench import catchup_mainnet as mainnet
 from bench import chain, harness
+from bench.catchup_mainnet import Side
 from bench.chain import AMOUNT
 from bench.harness import ScratchDatabase
 from nespay.chains import faketron
@@ -54,17 +51,6 @@ TOPIC = faketron.TRANSFER_TOPIC
 SELECTOR = faketron.TRANSFER_SELECTOR
 WATCHED_PER_BLOCK = 2
 CONCURRENCY = 8
-
-
-@dataclass
-class Side:
-    label: str
-    seconds: list[float] = field(default_factory=list)
-    blocks: list[int] = field(default_factory=list)
-    found: list[int] = field(default_factory=list)
-
-    def blocks_per_s(self) -> float:
-        return chain.median([b / s for b, s in zip(self.blocks, self.seconds, strict=True)])
 
 
 def block_id(number: int) -> str:
@@ -182,49 +168,12 @@ class Templates:
         return b'{"Error": "unknown path"}'
 
 
-def serve(templates: Templates) -> tuple[ThreadingHTTPServer, str]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:  # noqa: N802
-            raw = self.rfile.read(int(self.headers.get("content-length") or 0))
-            payload = templates.answer(self.path, orjson.loads(raw) if raw.strip() else {})
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
-
-
-async def options_by_hex(db: ScratchDatabase) -> dict[str, tuple]:
-    conn = await asyncpg.connect(db.dsn)
-    try:
-        rows = await conn.fetch(
-            "SELECT o.id, o.invoice_id, o.address, o.currency_id, i.merchant_id"
-            " FROM invoice_options o JOIN invoices i ON i.id = o.invoice_id"
-            " WHERE o.network_code = $1",
-            NETWORK,
-        )
-    finally:
-        await conn.close()
-    return {tron_to_hex(r["address"])[2:]: tuple(r) for r in rows}
-
-
 async def scan_raw(
-    url: str, db: ScratchDatabase, blocks: int, batch: int, token: str, side: Side, max_s: float
+    url: str, db: ScratchDatabase, blocks: int, token: str, side: Side, max_s: float
 ) -> None:
-    options = await options_by_hex(db)
+    options = await mainnet.options(db, NETWORK, lambda address: tron_to_hex(address)[2:])
     token_hex = tron_to_hex(token)[2:]
     gate = asyncio.Semaphore(CONCURRENCY)
-    conn = await asyncpg.connect(db.dsn)
     async with httpx.AsyncClient(timeout=60) as http:
 
         async def post(path: str, number: int) -> object:
@@ -232,90 +181,38 @@ async def scan_raw(
                 response = await http.post(url + path, content=orjson.dumps({"num": number}))
                 return orjson.loads(response.content)
 
-        began, done, matched = time.perf_counter(), 0, 0
-        for first in range(1, blocks + 1, batch):
-            last = min(blocks, first + batch - 1)
+        async def payments_of(first: int, last: int) -> list[tuple]:
             numbers = range(first, last + 1)
             fetched = await asyncio.gather(
                 *(post("/wallet/getblockbynum", n) for n in numbers),
                 *(post("/wallet/gettransactioninfobyblocknum", n) for n in numbers),
             )
-            found_blocks, found_infos = fetched[: len(numbers)], fetched[len(numbers) :]
             rows = []
-            for block, infos in zip(found_blocks, found_infos, strict=True):
+            for block, infos in zip(fetched[: len(numbers)], fetched[len(numbers) :], strict=True):
                 number, block_hash = block["block_header"]["raw_data"]["number"], block["blockID"]
                 for info in infos:
                     for index, entry in enumerate(info.get("log") or ()):
                         topics = entry["topics"]
                         if entry["address"] != token_hex or len(topics) != 3 or topics[0] != TOPIC:
                             continue
-                        option = options.get(topics[2][-40:])
-                        if option is None:
-                            continue
-                        rows.append(
-                            (
-                                "pay_" + info["id"][:30] + str(index),
-                                option[1],
-                                option[0],
-                                option[4],
-                                NETWORK,
-                                option[3],
-                                info["id"],
-                                index,
-                                number,
-                                block_hash,
-                                tron_from_hex(topics[1][-40:]),
-                                option[2],
-                                int(entry["data"], 16),
+                        if (option := options.get(topics[2][-40:])) is not None:
+                            sender = tron_from_hex(topics[1][-40:])
+                            amount = int(entry["data"], 16)
+                            rows.append(
+                                option.payment(
+                                    NETWORK, info["id"], index, number, block_hash, sender, amount
+                                )
                             )
-                        )
-            if rows:
-                await conn.execute(
-                    "INSERT INTO payments (id, invoice_id, option_id, merchant_id, network_code,"
-                    " currency_id, tx_hash, log_index, block_number, block_hash, from_address,"
-                    " to_address, amount) SELECT * FROM unnest($1::text[], $2::text[],"
-                    " $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],"
-                    " $9::bigint[], $10::text[], $11::text[], $12::text[], $13::numeric[])"
-                    " ON CONFLICT DO NOTHING",
-                    *[list(column) for column in zip(*rows, strict=True)],
-                )
-            matched += len(rows)
-            done = last
-            if time.perf_counter() - began > max_s:
-                break
-        side.seconds.append(time.perf_counter() - began)
-    await conn.close()
-    side.blocks.append(done)
-    side.found.append(matched)
+            return rows
 
-
-async def scan_nespay(db: ScratchDatabase, batch: int, side: Side, max_s: float) -> None:
-    await chain.set_cursor(db, 0, block_id(0), NETWORK)
-    async with chain.scanner(db, NETWORK, scanner_batch_blocks=batch) as scanner:
-        began, done = time.perf_counter(), 0
-        while (count := await scanner.step()) > 0:
-            done += count
-            if time.perf_counter() - began > max_s:
-                break
-        side.seconds.append(time.perf_counter() - began)
-    side.blocks.append(done)
-    conn = await asyncpg.connect(db.dsn)
-    try:
-        side.found.append(
-            await conn.fetchval("SELECT count(*) FROM payments WHERE network_code = $1", NETWORK)
-        )
-    finally:
-        await conn.close()
-
-
-async def clear(db: ScratchDatabase) -> None:
-    await chain.reset_payments(db)
+        await mainnet.scan_raw(db, blocks, side, max_s, payments_of)
 
 
 def run(args: argparse.Namespace) -> str:
     from bench.bench_detection_tron import enable_tron_local, tron_addresses
 
-    raw, nespay = Side("raw loop (fetch, decode, one INSERT per batch)"), Side("Nespay scanner")
+    raw = Side("raw loop (fetch, decode, one INSERT per batch)")
+    nespay = Side("Nespay scanner")
     token = tron_from_hex(hashlib.sha256(b"bench token").digest()[:20].hex())
     with harness.scratch_database("_catchup_tron") as db:
         harness.create_merchant(db, "Bench Tron Catchup")
@@ -323,45 +220,35 @@ def run(args: argparse.Namespace) -> str:
         templates = Templates(
             token, args.per_block, [tron_to_hex(a)[2:] for a in addresses], args.blocks
         )
-        server, url = serve(templates)
+        server, url = mainnet.serve(
+            lambda path, raw_body: templates.answer(
+                path, orjson.loads(raw_body) if raw_body.strip() else {}
+            )
+        )
         enable_tron_local(db, token, url)
         asyncio.run(chain.bulk_invoices(db, addresses, network=NETWORK, chain_family="tron"))
-        for _ in range(args.rounds):
-            asyncio.run(scan_raw(url, db, args.blocks, 100, token, raw, args.max_seconds))
-            asyncio.run(clear(db))
-            asyncio.run(scan_nespay(db, 100, nespay, args.max_seconds))
-            asyncio.run(clear(db))
-        server.shutdown()
-    ratio = nespay.blocks_per_s() / raw.blocks_per_s()
-    lines = [
-        "### Tron catch-up, mainnet-shaped",
-        "",
-        chain.machine_line(),
-        f"{args.blocks} blocks × "
-        f"{args.per_block} TRC-20 transfers, {WATCHED_PER_BLOCK} a block to "
-        f"{args.invoices} watched addresses; rounds {args.rounds}, cap {args.max_seconds} s",
-        "",
-        "| side | blocks | s | blocks/s | payments |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for side in (raw, nespay):
-        lines.append(
-            f"| {side.label} | {chain.median(side.blocks):.0f} | {chain.median(side.seconds):.2f}"
-            f" | {side.blocks_per_s():.1f} | {chain.median(side.found):.0f} |"
+        mainnet.rounds(
+            db,
+            args.rounds,
+            lambda: scan_raw(url, db, args.blocks, token, raw, args.max_seconds),
+            lambda: mainnet.scan_nespay(db, NETWORK, block_id(0), nespay, args.max_seconds),
         )
-    verdict = "met" if ratio >= 0.5 else "missed"
-    lines += ["", f"Nespay / raw: **{ratio:.2f}×** (goal ≥ 0.5×: **{verdict}**)"]
-    return "\n".join(lines)
+        server.shutdown()
+    return mainnet.report(
+        "Tron catch-up, mainnet-shaped",
+        f"{args.blocks} blocks × {args.per_block} TRC-20 transfers, {WATCHED_PER_BLOCK} a block"
+        f" to {args.invoices} watched addresses; rounds {args.rounds}, cap {args.max_seconds} s",
+        raw,
+        nespay,
+    )
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    return mainnet.argument_parser(__doc__.split("\n\n")[0])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--blocks", type=int, default=10_000)
-    parser.add_argument("--per-block", type=int, default=200)
-    parser.add_argument("--invoices", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--max-seconds", type=float, default=300.0)
-    print(run(parser.parse_args()))
+    print(run(argument_parser().parse_args()))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from bench import (
     bench_callbacks,
     bench_cards,
     bench_catchup,
+    bench_catchup_evm,
+    bench_catchup_tron,
     bench_db_endpoint,
     bench_detection,
     bench_health,
@@ -37,6 +39,9 @@ BENCHMARKS = {
 CHAIN_BENCHMARKS = {
     "detection": bench_detection,
     "catchup": bench_catchup,
+    # Mainnet-shaped, from byte templates served in-process (`-m bench.bench_catchup_evm -h`).
+    "catchup_evm": bench_catchup_evm,
+    "catchup_tron": bench_catchup_tron,
     "scale": bench_scale,
     # Its own database, RabbitMQ node and receiver (`python -m bench.bench_callbacks -h`).
     "callbacks": bench_callbacks,

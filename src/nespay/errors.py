@@ -11,6 +11,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from nespay.kit.responses import JsonResponse
 from nespay.requestid import current_request_id
@@ -90,10 +91,45 @@ async def _http_error(request: Request, exc: Exception) -> JsonResponse:
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     if exc.status_code == 404 and message == "Not Found":
         message = f"No route for {request.method} {request.url.path}."
+    headers = getattr(exc, "headers", None)
     if exc.status_code == 405:
-        message = f"{request.method} is not allowed on {request.url.path}."
+        allowed = allowed_methods(request)
+        message = (
+            f"{request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}."
+        )
+        headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+    if exc.status_code == 400 and message == "There was an error parsing the body":
+        # FastAPI's answer to a JSON body that is not UTF-8: the same 422 as malformed JSON.
+        return _refused_body(request, "the body could not be read: send JSON encoded as UTF-8")
     log.info("request_refused", status=exc.status_code, code=code, path=request.url.path)
-    return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+    return error_response(exc.status_code, code, message, headers)
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers on this path (RFC 9110 §15.5.6: a 405's `Allow` lists
+    them all). Starlette names only the first matching route's, and a path is often served
+    by several routes (GET and POST /invoices are two)."""
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
+
+
+def _refused_body(request: Request, message: str) -> JsonResponse:
+    log.info("request_invalid", path=request.url.path, fields=["body"])
+    return error_response(
+        422,
+        "validation_error",
+        "The request has invalid or missing fields.",
+        fields=[{"field": "body", "message": message, "type": "json_invalid"}],
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> JsonResponse:

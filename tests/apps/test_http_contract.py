@@ -52,6 +52,18 @@ async def test_wrong_method_is_405_in_the_error_shape(database_url):
         response = await client.post("/api/v1/health")
     error = assert_error_shape(response, 405, "method_not_allowed")
     assert "POST" in error["message"]
+    assert response.headers["allow"] == "GET"
+
+
+async def test_a_405_allows_every_method_the_path_answers(database_url):
+    """RFC 9110: `Allow` names every method of the path, not only the first route's (GET and
+    POST /invoices are two routes; Starlette alone answered `allow: POST`)."""
+    async with app_client(api.create_app, make_settings(database_url)) as (_, client):
+        invoices = await client.delete("/api/v1/invoices")
+        endpoint = await client.put("/api/v1/webhook-endpoints/wh_x")
+    assert_error_shape(invoices, 405, "method_not_allowed")
+    assert invoices.headers["allow"] == "GET, POST"
+    assert endpoint.headers["allow"] == "DELETE, GET, PATCH"
 
 
 async def test_validation_error_lists_the_offending_fields(database_url):
@@ -63,6 +75,27 @@ async def test_validation_error_lists_the_offending_fields(database_url):
     error = assert_error_shape(response, 422, "validation_error")
     assert [field["field"] for field in error["fields"]] == ["amount"]
     assert_error_shape(malformed, 422, "validation_error")
+
+
+async def test_a_body_that_is_not_utf8_is_refused_like_malformed_json(database_url):
+    """FastAPI answers a 400 no route documents for a JSON body it cannot decode; Nespay
+    answers the same 422 as for malformed JSON, naming the body."""
+    async with app_client(probe_app, make_settings(database_url)) as (_, client):
+        response = await client.post(
+            "/api/v1/things",
+            content='{"name": "caf\u00e9", "amount": 1}'.encode("latin-1"),
+            headers={"content-type": "application/json"},
+        )
+        things = await client.get("/api/v1/things")
+    error = assert_error_shape(response, 422, "validation_error")
+    assert error["fields"] == [
+        {
+            "field": "body",
+            "message": "the body could not be read: send JSON encoded as UTF-8",
+            "type": "json_invalid",
+        }
+    ]
+    assert things.headers["allow"] == "POST"
 
 
 async def test_unhandled_exception_is_500_without_leaking_detail(database_url):

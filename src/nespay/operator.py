@@ -8,6 +8,7 @@ import hmac
 from fastapi import Request
 
 from nespay.errors import NespayError
+from nespay.kit.openapi import accepts, answers
 
 
 class OperatorTokenRequired(NespayError):
@@ -27,6 +28,8 @@ def operator_allowed(request: Request) -> bool:
     return hmac.compare_digest(presented.encode(), token.get_secret_value().encode())
 
 
+@answers(401)
+@accepts("OperatorToken")
 async def require_operator(request: Request) -> None:
     """Dependency for operator-only routes."""
     if not operator_allowed(request):

@@ -149,3 +149,51 @@ async def test_prefixes_follow_settings(database_url):
         assert (await client.get("/pay/v2/health")).status_code == 200
         assert (await client.get("/pay/v2/jobs")).status_code == 200
         assert (await client.get("/api/v1/health")).status_code == 404
+
+
+async def test_every_operation_documents_what_its_dependencies_can_answer(database_url):
+    """The OpenAPI document lists, in the error shape, the statuses a route's dependencies
+    answer: credentials (401, 403, 503), rate limits (429), an unknown id in the path (404),
+    unstorable text (422); and the credentials each route takes."""
+    settings = make_settings(database_url, swagger_enable=True)
+    async with app_client(api.create_app, settings) as (_, client):
+        spec = (await client.get("/api-json")).json()
+    error = {"$ref": "#/components/schemas/ErrorResponse"}
+    cancel = spec["paths"]["/api/v1/invoices/{invoice_id}/cancel"]["post"]
+    assert {"401", "403", "404", "422", "429", "503"} <= set(cancel["responses"])
+    assert cancel["responses"]["404"]["content"]["application/json"]["schema"] == error
+    assert cancel["security"] == [{"ApiKey": []}, {"CognitoToken": []}]
+    listing = spec["paths"]["/api/backoffice/v1/invoices"]["get"]
+    assert {"401", "403", "429"} <= set(listing["responses"])
+    assert listing["security"] == [{"CognitoToken": []}]
+    health = spec["paths"]["/api/v1/health"]["get"]
+    assert "401" not in health["responses"] and "security" not in health
+    assert spec["components"]["securitySchemes"]["ApiKey"]["name"] == "X-Api-Key"
+    assert "ErrorResponse" in spec["components"]["schemas"]
+    created = spec["paths"]["/api/v1/merchants"]["post"]["responses"]
+    assert "merchant_exists" in created["409"]["description"]
+
+
+async def test_amounts_scopes_and_event_types_are_constrained_in_the_schema(database_url):
+    """A client generator or fuzzer that follows the schema makes only amounts, scopes and
+    event types the API takes."""
+    import re
+
+    from nespay.kit.money import AMOUNT_PATTERN, check_amount_text
+
+    settings = make_settings(database_url, swagger_enable=True)
+    async with app_client(api.create_app, settings) as (_, client):
+        schemas = (await client.get("/api-json")).json()["components"]["schemas"]
+    assert schemas["InvoiceCreate"]["properties"]["amount"]["pattern"] == AMOUNT_PATTERN
+    assert "invoices:write" in schemas["ApiKeyCreate"]["properties"]["scopes"]["items"]["enum"]
+    events = schemas["WebhookEndpointCreate"]["properties"]["events"]["items"]["enum"]
+    assert "*" in events and "invoice.paid" in events
+    for text in ("10.50", "1", "0.01", "999999999999999.9"):
+        assert re.fullmatch(AMOUNT_PATTERN, text) and check_amount_text(text) == text
+    for text in ("0", "0.00", "-1", "010", "1e3", "1000000000000000", "1.", ".5", " 1"):
+        assert not re.fullmatch(AMOUNT_PATTERN, text)
+        try:
+            check_amount_text(text)
+        except ValueError:
+            continue
+        raise AssertionError(f"{text!r} matches no pattern but was accepted")

@@ -13,7 +13,11 @@ class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100)
-    scopes: list[str] = Field(min_length=1, max_length=len(ALL_SCOPES))
+    scopes: list[str] = Field(
+        min_length=1,
+        max_length=len(ALL_SCOPES),
+        json_schema_extra={"items": {"type": "string", "enum": sorted(ALL_SCOPES)}},
+    )
     expires_at: datetime | None = None
 
     @field_validator("scopes")

@@ -18,6 +18,7 @@ from nespay import logshipping
 from nespay.config import Settings, get_settings
 from nespay.errors import install_error_handlers
 from nespay.health import health_router
+from nespay.kit.openapi import document_answers
 from nespay.kit.text import may_hold_unstorable, printable, unstorable, unstorable_locations
 from nespay.logging import configure_logging
 from nespay.metrics import MetricsMiddleware, add_metrics_route
@@ -93,6 +94,7 @@ def build_app(
     for router_prefix, router in routers:
         app.include_router(router, prefix=router_prefix)
     add_metrics_route(app, dependencies=[Depends(require_operator)])
+    document_answers(app)
     for middleware_class, options in middleware:
         app.add_middleware(middleware_class, **options)
     if settings.enable_cors_urls:

@@ -26,6 +26,7 @@ from nespay.auth.principals import Actor, Principal
 from nespay.auth.scopes import ROLE_SCOPES
 from nespay.deps import principal_cache
 from nespay.errors import NespayError
+from nespay.kit.openapi import accepts, answers
 from nespay.merchants import repository as merchants_repository
 from nespay.requestid import current_request_id
 from nespay.runtime import Runtime
@@ -192,6 +193,8 @@ async def _resolve(
     return entry
 
 
+@answers(401, 403, 429, 503)
+@accepts("ApiKey", "CognitoToken")
 async def authenticate_merchant_side(request: Request) -> Principal:
     """An API key or a user-pool token; returns who it is (possibly a user with no merchant).
     Once per request: a second call (another dependency) gets the first one's answer."""
@@ -247,6 +250,8 @@ def require_scopes(*scopes: str) -> Callable[..., Awaitable[Principal]]:
 
     # Authenticates itself rather than through a `SignedIn` sub-dependency: one level of
     # dependency resolution less on every merchant route.
+    @answers(401, 403, 429, 503)
+    @accepts("ApiKey", "CognitoToken")
     async def dependency(request: Request) -> Principal:
         principal = await authenticate_merchant_side(request)
         if principal.merchant_id is None:
@@ -260,6 +265,8 @@ def require_scopes(*scopes: str) -> Callable[..., Awaitable[Principal]]:
     return dependency
 
 
+@answers(401, 403, 503)
+@accepts("CognitoToken")
 async def authenticate_admin(request: Request) -> Principal:
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
@@ -277,6 +284,7 @@ async def authenticate_admin(request: Request) -> Principal:
 def require_admin(*groups: str) -> Callable[..., Awaitable[Principal]]:
     """An admin-pool principal in at least one of `groups`."""
 
+    @answers(403)
     async def dependency(
         principal: Annotated[Principal, Depends(authenticate_admin)],
     ) -> Principal:

@@ -22,6 +22,7 @@ from nespay.auth.clientip import client_ip
 from nespay.auth.principals import Principal
 from nespay.config import parse_rate_limits
 from nespay.errors import NespayError
+from nespay.kit.openapi import answers
 
 # The attribute a dependency carries when it counts the IP limit itself (see the docstring).
 COUNTS_IP = "nespay_counts_ip_limit"
@@ -84,6 +85,7 @@ def _defers(route: Any) -> bool:
 def limit_ip(group: str = "default") -> Callable[[Request], Awaitable[None]]:
     """A router dependency counting requests per client IP in `group`."""
 
+    @answers(429)
     async def dependency(request: Request) -> None:
         if _defers(request.scope.get("route")):
             request.state.ip_limit_group = group

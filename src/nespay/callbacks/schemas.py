@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from nespay.callbacks.events import EVENT_TYPES, WILDCARD
 
 EVENTS_DESCRIPTION = f'Event types, or ["{WILDCARD}"] for all'
+EVENTS_SCHEMA = {"items": {"type": "string", "enum": [WILDCARD, *sorted(EVENT_TYPES)]}}
 
 
 def known_events(events: list[str]) -> list[str]:
@@ -26,7 +27,9 @@ class WebhookEndpointCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(min_length=1, max_length=2000)
-    events: list[str] = Field(min_length=1, description=EVENTS_DESCRIPTION)
+    events: list[str] = Field(
+        min_length=1, description=EVENTS_DESCRIPTION, json_schema_extra=EVENTS_SCHEMA
+    )
     description: str | None = Field(None, max_length=500)
 
     @field_validator("events")
@@ -41,7 +44,9 @@ class WebhookEndpointUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str | None = Field(None, min_length=1, max_length=2000)
-    events: list[str] | None = Field(None, min_length=1, description=EVENTS_DESCRIPTION)
+    events: list[str] | None = Field(
+        None, min_length=1, description=EVENTS_DESCRIPTION, json_schema_extra=EVENTS_SCHEMA
+    )
     enabled: bool | None = Field(
         None, description="false stops deliveries; true resumes them (pending ones at once)"
     )

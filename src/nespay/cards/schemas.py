@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from nespay.kit.money import check_amount_text
+from nespay.kit.money import AMOUNT_SCHEMA, check_amount_text
 from nespay.models.cards import APPLICATION_STATUSES, CARD_STATUSES, LIMIT_FREQUENCIES
 
 ApplicationStatus = Literal[APPLICATION_STATUSES]  # type: ignore[valid-type]
@@ -100,7 +100,9 @@ class CardUser(BaseModel):
 
 
 class Limit(_Strict):
-    amount: str = Field(description='USD, e.g. "500" or "250.50"', max_length=20)
+    amount: str = Field(
+        description='USD, e.g. "500" or "250.50"', max_length=20, json_schema_extra=AMOUNT_SCHEMA
+    )
     frequency: Frequency
 
     @field_validator("amount")
@@ -192,7 +194,9 @@ class FundingCreate(_Strict):
     currency: str = Field(
         pattern=r"^[A-Za-z0-9]{2,16}$", description="A USD stablecoin: USDC, USDT"
     )
-    amount: str = Field(description='Whole units, e.g. "25.5"', max_length=40)
+    amount: str = Field(
+        description='Whole units, e.g. "25.5"', max_length=40, json_schema_extra=AMOUNT_SCHEMA
+    )
 
     @field_validator("amount")
     @classmethod

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from nespay.kit.money import check_amount_text
+from nespay.kit.money import AMOUNT_SCHEMA, check_amount_text
 
 
 class PaymentOptionIn(BaseModel):
@@ -25,7 +25,11 @@ class PaymentOptionIn(BaseModel):
 class InvoiceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount: str = Field(description='Decimal string in whole units, e.g. "10.5"', max_length=40)
+    amount: str = Field(
+        description='Decimal string in whole units, e.g. "10.5"',
+        max_length=40,
+        json_schema_extra=AMOUNT_SCHEMA,
+    )
     currency: str = Field(
         pattern=r"^[A-Za-z0-9]{2,16}$", description="Crypto code (USDT) or fiat (USD, IDR)"
     )

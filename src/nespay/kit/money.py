@@ -30,6 +30,12 @@ FIAT_DECIMALS: dict[str, int] = {
 # "+10" and non-ASCII digits ("١٠").
 PLAIN_AMOUNT = re.compile(r"[0-9]+(\.[0-9]+)?")
 MAX_AMOUNT = 10**15
+# What `check_amount_text` accepts, as the OpenAPI documents say it (a client generator or a
+# fuzzer can then make only amounts that are taken): greater than zero, below MAX_AMOUNT (at
+# most 15 integer digits), no sign, exponent or leading zero.
+AMOUNT_PATTERN = r"^(?:[1-9][0-9]{0,14}(?:\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*)$"
+_AMOUNT = re.compile(AMOUNT_PATTERN)
+AMOUNT_SCHEMA = {"pattern": AMOUNT_PATTERN, "examples": ["10.50"]}
 
 
 def check_amount_text(value: str) -> str:
@@ -44,6 +50,8 @@ def check_amount_text(value: str) -> str:
         raise ValueError("must be greater than zero")
     if amount >= MAX_AMOUNT:
         raise ValueError(f"must be less than {MAX_AMOUNT}")
+    if not _AMOUNT.fullmatch(value):
+        raise ValueError('expected a plain decimal string without leading zeros, such as "10.50"')
     return value
 
 

@@ -10,6 +10,7 @@ from nespay.auth.deps import MerchantActor, SignedIn, require_scopes
 from nespay.auth.principals import Principal
 from nespay.auth.scopes import MERCHANT_READ, MERCHANT_WRITE
 from nespay.deps import RuntimeDep, SessionDep
+from nespay.kit.openapi import errors
 from nespay.kit.pagination import PageDep, fetch_size, split_page
 from nespay.kit.responses import JsonResponse
 from nespay.merchants import repository, service
@@ -27,7 +28,12 @@ Reader = Annotated[Principal, Depends(require_scopes(MERCHANT_READ))]
 Writer = Annotated[Principal, Depends(require_scopes(MERCHANT_WRITE))]
 
 
-@router.post("/merchants", status_code=status.HTTP_201_CREATED, response_model=Merchant)
+@router.post(
+    "/merchants",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Merchant,
+    responses=errors(409, e409="`merchant_exists`: this user already belongs to a merchant."),
+)
 async def create_merchant(
     body: MerchantCreate, principal: SignedIn, actor: MerchantActor, session: SessionDep
 ) -> Merchant:
@@ -65,7 +71,12 @@ async def list_users(principal: Reader, page: PageDep, session: SessionDep) -> M
 
 
 @router.post(
-    "/merchants/me/users", status_code=status.HTTP_201_CREATED, response_model=MerchantUser
+    "/merchants/me/users",
+    status_code=status.HTTP_201_CREATED,
+    response_model=MerchantUser,
+    responses=errors(
+        409, e409="`user_belongs_to_a_merchant`: that Cognito user already belongs to a merchant."
+    ),
 )
 async def add_user(
     body: MerchantUserCreate, principal: Writer, actor: MerchantActor, session: SessionDep

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from nespay.kit.money import check_amount_text
+from nespay.kit.money import AMOUNT_SCHEMA, check_amount_text
 
 Status = Literal[
     "pending_approval", "approved", "broadcast", "confirmed", "rejected", "cancelled", "failed"
@@ -17,7 +17,11 @@ Status = Literal[
 class _Amount(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount: str = Field(description='Decimal string in whole units, e.g. "25.5"', max_length=40)
+    amount: str = Field(
+        description='Decimal string in whole units, e.g. "25.5"',
+        max_length=40,
+        json_schema_extra=AMOUNT_SCHEMA,
+    )
     address: str = Field(
         min_length=1, max_length=64, description="Where to send it (EVM: 0x…, EIP-55 if mixed case)"
     )
